@@ -1,0 +1,3 @@
+// mycni node agent entry (stub until the agent lands): flags in, exit code out.
+console.error("mycni-init: not built yet");
+Deno.exit(1);

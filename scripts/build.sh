@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds bin/mycni and bin/mycni-init (the build contract in DESIGN.md).
+# `deno compile` is used when it can get its runtime (denort: downloaded, or DENORT_BIN set);
+# otherwise each program becomes one bundled JS file with a deno shebang: same code, same
+# behaviour, and this script says which it made. The Dockerfile runs this same script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DENO=${DENO:-$PWD/tools/bin/deno}
+mkdir -p bin
+
+# name -> entry file
+declare -A ENTRIES=([mycni]=mycni.ts [mycni-init]=init.ts)
+# The plugin starts once per pod: no type check at run time, no config lookup, no prompts.
+RUN_FLAGS="run --allow-all --no-config --no-lock --no-prompt"
+
+build_one() {
+  local name=$1 entry=$2 tmp="bin/.$1.tmp"
+  if [[ ${MYCNI_BUILD:-auto} != bundle ]] &&
+    timeout 120 "$DENO" compile --quiet --no-check --no-config --allow-all --output "$tmp" "$entry" 2>"bin/.$name.compile.log"; then
+    mv -f "$tmp" "bin/$name"
+    echo "build: bin/$name is a deno compile executable"
+    return
+  fi
+  rm -f "$tmp" "$tmp"-* 2>/dev/null || true
+  "$DENO" bundle --quiet --no-config --platform deno --output "bin/.$name.js" "$entry"
+  # A bundle needs deno at run time: the shebang names the binary this build used, so the
+  # runtime's exec works without deno on PATH (runtimes exec plugins with a minimal env).
+  local shebang=${DENO_SHEBANG:-$(readlink -f "$DENO")}
+  { printf '#!/usr/bin/env -S %s %s\n' "$shebang" "$RUN_FLAGS"; cat "bin/.$name.js"; } >"$tmp"
+  rm -f "bin/.$name.js"
+  chmod 0755 "$tmp" && mv -f "$tmp" "bin/$name"
+  echo "build: bin/$name is a bundled script for $shebang (deno compile cannot get denort: $(grep -m1 -o 'Download[^ ]* [^ ]*\|error: .*' "bin/.$name.compile.log" 2>/dev/null | head -c 120 || echo off))"
+}
+
+for name in "${!ENTRIES[@]}"; do build_one "$name" "${ENTRIES[$name]}"; done

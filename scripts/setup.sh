@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything the build, the demo and the tests need on a fresh Debian machine:
+# system packages when missing, and the pinned Deno toolchain from npm (tools/deno).
+# Safe to run any number of times; prints only what it changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command-or-file that proves the package is present -> Debian package
+declare -A PKGS=(
+  [ip]=iproute2
+  [iptables]=iptables
+  [ping]=iputils-ping
+  [iperf3]=iperf3
+  [nsenter]=util-linux
+  [pgrep]=procps
+  [/usr/lib/cni/host-local]=containernetworking-plugins
+  [npm]=npm
+)
+missing=()
+for probe in "${!PKGS[@]}"; do
+  if [[ $probe == /* ]]; then [[ -e $probe ]] && continue
+  else command -v "$probe" >/dev/null 2>&1 && continue; fi
+  missing+=("${PKGS[$probe]}")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  if [[ $(id -u) != 0 ]]; then echo "setup: need root to apt-get install ${missing[*]}" >&2; exit 1; fi
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+want=$(sed -n 's/.*"deno": "\([0-9.]*\)".*/\1/p' tools/deno/package.json)
+have=$(tools/bin/deno --version 2>/dev/null | sed -n 's/^deno \([0-9.]*\).*/\1/p' || true)
+if [[ $have != "$want" ]]; then
+  echo "setup: installing deno $want from npm" >&2
+  (cd tools/deno && npm ci --no-audit --no-fund --loglevel=error >&2)
+  # The npm package's postinstall links the native binary into node_modules/deno/deno; use the
+  # platform package directly so it also works where npm refuses install scripts.
+  arch=$(uname -m); case $arch in x86_64) arch=x64 ;; aarch64) arch=arm64 ;; esac
+  real=$PWD/tools/deno/node_modules/@deno/linux-$arch-glibc/deno
+  [[ -x $real ]] || { echo "setup: no deno binary at $real" >&2; exit 1; }
+  mkdir -p tools/bin && ln -sf "$real" tools/bin/deno
+  tools/bin/deno --version | head -1 >&2
+fi
