@@ -21,6 +21,9 @@ build_one() {
     echo "build: bin/$name is a deno compile executable"
     return
   fi
+  if [[ ${MYCNI_BUILD:-auto} == compile ]]; then
+    echo "build: deno compile failed for bin/$name:" >&2; cat "bin/.$name.compile.log" >&2; exit 1
+  fi
   rm -f "$tmp" "$tmp"-* 2>/dev/null || true
   "$DENO" bundle --quiet --no-config --platform deno --output "bin/.$name.js" "$entry"
   # A bundle needs deno at run time: the shebang names the binary this build used, so the

@@ -40,7 +40,12 @@ export interface CniErrorJson {
 /** Turns anything thrown into the spec's error JSON; unknown errors become code 999. */
 export function toErrorJson(err: unknown, cniVersion: string): CniErrorJson {
   if (err instanceof CniError) {
-    return { cniVersion, code: err.code, msg: err.message, ...(err.details ? { details: err.details } : {}) };
+    return {
+      cniVersion,
+      code: err.code,
+      msg: err.message,
+      ...(err.details ? { details: err.details } : {}),
+    };
   }
   const msg = err instanceof Error ? err.message : String(err);
   return { cniVersion, code: ErrorCode.Internal, msg };

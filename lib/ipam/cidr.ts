@@ -83,7 +83,9 @@ export function formatIp(ip: Ip): string {
   if (ip.family === 4) {
     return [24n, 16n, 8n, 0n].map((s) => String((ip.value >> s) & 0xffn)).join(".");
   }
-  const groups = [...Array(8).keys()].map((i) => Number((ip.value >> BigInt(112 - 16 * i)) & 0xffffn));
+  const groups = [...Array(8).keys()].map((i) =>
+    Number((ip.value >> BigInt(112 - 16 * i)) & 0xffffn)
+  );
   // Longest run of two or more zero groups becomes "::" (first one wins a tie).
   let best = -1, bestLen = 1;
   for (let i = 0; i < 8;) {
@@ -110,7 +112,9 @@ export function parseCidr(text: string, opts: { strict?: boolean } = {}): Cidr {
   if (!m) throw new Error(`"${text}" is not a CIDR (want address/prefix)`);
   const ip = parseIp(m[1]);
   const prefix = Number(m[2]);
-  if (prefix > familyBits(ip.family)) throw new Error(`"${text}" has a prefix longer than the address`);
+  if (prefix > familyBits(ip.family)) {
+    throw new Error(`"${text}" has a prefix longer than the address`);
+  }
   const cidr = { family: ip.family, network: ip.value & prefixMask(ip.family, prefix), prefix };
   if (opts.strict && cidr.network !== ip.value) {
     throw new Error(`"${text}" has host bits set (the network is ${formatCidr(cidr)})`);
@@ -161,7 +165,8 @@ export function hostRange(cidr: Cidr): { first: bigint; last: bigint } {
 
 /** Whether `ip` lies inside `cidr`. */
 export function cidrContains(cidr: Cidr, ip: Ip): boolean {
-  return ip.family === cidr.family && (ip.value & prefixMask(cidr.family, cidr.prefix)) === cidr.network;
+  return ip.family === cidr.family &&
+    (ip.value & prefixMask(cidr.family, cidr.prefix)) === cidr.network;
 }
 
 /** Whether two networks share any address. */

@@ -46,7 +46,10 @@ export async function run(argv: readonly string[], opts: RunOptions = {}): Promi
 }
 
 /** Runs `argv` and returns its output whatever the exit code. */
-export async function runOutput(argv: readonly string[], opts: RunOptions = {}): Promise<RunOutput> {
+export async function runOutput(
+  argv: readonly string[],
+  opts: RunOptions = {},
+): Promise<RunOutput> {
   const [cmd, ...args] = argv;
   let child: Deno.ChildProcess;
   try {

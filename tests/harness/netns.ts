@@ -43,7 +43,11 @@ export async function tempNetns(prefix = "mct"): Promise<TempNetns> {
 }
 
 /** Runs `ping` from inside `netns`; resolves true when a reply came back. */
-export async function ping(netns: TempNetns | string, dst: string, opts: { count?: number } = {}): Promise<boolean> {
+export async function ping(
+  netns: TempNetns | string,
+  dst: string,
+  opts: { count?: number } = {},
+): Promise<boolean> {
   const path = typeof netns === "string" ? netns : netns.path;
   const v6 = dst.includes(":") ? ["-6"] : [];
   const out = await runOutput([

@@ -1,0 +1,79 @@
+// Per-attachment masquerade for `ipMasq: true` (the reference bridge's option; the agent
+// normally masquerades node-wide). The chain name derives from (network, container ID), so DEL
+// removes it even when the netns and prevResult are gone (the reference leaks it: plugins#810).
+import { run } from "./run.ts";
+
+/** The addresses of one attachment and the networks they sit in. */
+export interface MasqTarget {
+  readonly network: string;
+  readonly containerId: string;
+  /** [{ ip: "10.244.1.5", cidr: "10.244.1.0/24", family: 4 }] */
+  readonly addrs: readonly { ip: string; cidr: string; family: 4 | 6 }[];
+}
+
+const MULTICAST = { 4: "224.0.0.0/4", 6: "ff00::/8" } as const;
+
+/** iptables chain name: "MYCNI-" + 20 hex characters (the limit is 28). */
+export async function masqChainName(network: string, containerId: string): Promise<string> {
+  const d = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(`${network}/${containerId}`),
+  );
+  return "MYCNI-" +
+    Array.from(new Uint8Array(d).slice(0, 10), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Adds the chain and the POSTROUTING jump; idempotent (an old copy is removed first). */
+export async function setupIpMasq(t: MasqTarget): Promise<void> {
+  await teardownIpMasq(t.network, t.containerId);
+  const chain = await masqChainName(t.network, t.containerId);
+  for (const family of [4, 6] as const) {
+    const addrs = t.addrs.filter((a) => a.family === family);
+    if (!addrs.length) continue;
+    const rules = [
+      "*nat",
+      `:${chain} - [0:0]`,
+      ...addrs.map((a) => `-A ${chain} -d ${a.cidr} -j ACCEPT`),
+      `-A ${chain} ! -d ${MULTICAST[family]} -j MASQUERADE`,
+      ...addrs.map((a) =>
+        `-A POSTROUTING -s ${a.ip} -m comment --comment "${
+          comment(t.network, t.containerId)
+        }" -j ${chain}`
+      ),
+      "COMMIT",
+    ];
+    await run([tool(family, "restore"), "--noflush", "-w", "5"], {
+      stdin: rules.join("\n") + "\n",
+    });
+  }
+}
+
+/** Removes the chain and its jumps; nothing there is success. */
+export async function teardownIpMasq(network: string, containerId: string): Promise<void> {
+  const chain = await masqChainName(network, containerId);
+  for (const family of [4, 6] as const) {
+    const saved = await run([tool(family, "save"), "-t", "nat"]).catch(() => "");
+    if (!saved.includes(`:${chain} `)) continue;
+    const jumps = saved.split("\n").filter((l) =>
+      l.startsWith("-A POSTROUTING ") && l.endsWith(`-j ${chain}`)
+    );
+    const rules = [
+      "*nat",
+      ...jumps.map((l) => l.replace(/^-A /, "-D ")),
+      `-F ${chain}`,
+      `-X ${chain}`,
+      "COMMIT",
+    ];
+    await run([tool(family, "restore"), "--noflush", "-w", "5"], {
+      stdin: rules.join("\n") + "\n",
+    });
+  }
+}
+
+function comment(network: string, containerId: string): string {
+  return `mycni ${network} ${containerId}`.slice(0, 255);
+}
+
+function tool(family: 4 | 6, verb: "save" | "restore"): string {
+  return `${family === 4 ? "iptables" : "ip6tables"}-${verb}`;
+}

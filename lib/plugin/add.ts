@@ -1,0 +1,132 @@
+// ADD: addresses from IPAM, a veth pair into the pod, the host end on the bridge. Every step
+// that changes the node is undone, in reverse, if a later one fails.
+import { CniError, ErrorCode } from "../cni/errors.ts";
+import type { Result, Route } from "../cni/result.ts";
+import { type Cidr, formatIp, gatewayOf, type Ip, parseIpWithPrefix } from "../ipam/cidr.ts";
+import { setupIpMasq, teardownIpMasq } from "../net/ipmasq.ts";
+import {
+  attachToBridge,
+  createPodInterface,
+  deleteLink,
+  type PodAddress,
+  type PodRoute,
+  type VethPlan,
+} from "../net/link.ts";
+import { defaultRouteMtu } from "../net/mtu.ts";
+import { checkPodNetns } from "../net/netns.ts";
+import { CommandError } from "../net/run.ts";
+import { planVeth, podAddress } from "./plan.ts";
+import { ipamFor, type Request } from "./request.ts";
+import { UndoStack } from "./undo.ts";
+
+/** Wires the pod and returns the result (in the internal 1.1 shape). */
+export async function add(req: Request): Promise<Result> {
+  const { env, conf } = req;
+  await checkPodNetns(env.netns);
+  const ipam = ipamFor(req);
+  const undo = new UndoStack();
+  try {
+    const ipamResult = await ipam.add();
+    undo.push("release IPs", () => ipam.del());
+    const addresses = podAddresses(ipamResult);
+    req.log.ips = addresses.map((a) => a.address);
+    const plan = await planVeth({
+      containerId: env.containerId,
+      ifname: env.ifname,
+      netns: env.netns,
+      bridge: conf.bridge,
+      mtu: conf.mtu ?? await defaultRouteMtu(),
+      hairpin: conf.hairpinMode,
+      addresses,
+      routes: podRoutes(ipamResult.routes ?? [], addresses),
+    });
+    await createVeth(plan);
+    undo.push("delete veth", () => deleteLink(plan.hostVeth));
+    const bridgeMac = await attachToBridge(plan);
+    if (conf.ipMasq) {
+      undo.push("remove masquerade", () => teardownIpMasq(conf.name, env.containerId));
+      await setupIpMasq({
+        network: conf.name,
+        containerId: env.containerId,
+        addrs: masqAddrs(addresses),
+      });
+    }
+    return resultOf(plan, bridgeMac, ipamResult);
+  } catch (err) {
+    const failed = await undo.unwind();
+    if (failed.length) req.log.undoFailed = failed;
+    throw err;
+  }
+}
+
+/** Creates the veth; a stale host end left by a crashed ADD of this attachment is replaced once. */
+async function createVeth(plan: VethPlan): Promise<void> {
+  try {
+    await createPodInterface(plan);
+  } catch (err) {
+    if (!(err instanceof CommandError && /File exists/.test(err.stderr))) throw err;
+    if (!await deleteLink(plan.hostVeth)) {
+      throw new CniError(
+        ErrorCode.Internal,
+        `Cannot create ${plan.ifname} in ${plan.netns}: an interface named ${plan.ifname} already exists there`,
+        err.message,
+      );
+    }
+    await createPodInterface(plan);
+  }
+}
+
+function podAddresses(result: Result): PodAddress[] {
+  return (result.ips ?? []).map((ipc) => {
+    let parsed: { ip: Ip; cidr: Cidr };
+    try {
+      parsed = parseIpWithPrefix(ipc.address);
+    } catch (err) {
+      throw new CniError(
+        ErrorCode.Internal,
+        `IPAM returned a bad address "${ipc.address}": ${(err as Error).message}`,
+      );
+    }
+    const gateway = ipc.gateway
+      ? parseIpWithPrefix(`${ipc.gateway}/${parsed.cidr.prefix}`).ip
+      : gatewayOf(parsed.cidr);
+    return podAddress(parsed.ip, parsed.cidr, gateway);
+  });
+}
+
+/** IPAM's routes via the family's gateway, plus a default route per family if IPAM gave none. */
+function podRoutes(routes: readonly Route[], addresses: readonly PodAddress[]): PodRoute[] {
+  const out: PodRoute[] = [];
+  for (const a of addresses) {
+    const family = routes.filter((r) => r.dst.includes(":") === (a.family === 6));
+    const mine = family.map((r) => ({ dst: r.dst, via: r.gw ?? a.gateway }));
+    const anyDefault = a.family === 4 ? "0.0.0.0/0" : "::/0";
+    if (!mine.some((r) => r.dst === anyDefault)) mine.push({ dst: anyDefault, via: a.gateway });
+    for (const r of mine) if (!out.some((o) => o.dst === r.dst)) out.push(r);
+  }
+  return out;
+}
+
+function masqAddrs(addresses: readonly PodAddress[]) {
+  return addresses.map((a) => {
+    const { ip, cidr } = parseIpWithPrefix(a.address);
+    return {
+      ip: formatIp(ip),
+      cidr: `${formatIp({ family: cidr.family, value: cidr.network })}/${cidr.prefix}`,
+      family: a.family,
+    };
+  });
+}
+
+function resultOf(plan: VethPlan, bridgeMac: string, ipamResult: Result): Result {
+  return {
+    interfaces: [
+      { name: plan.bridge, mac: bridgeMac },
+      { name: plan.hostVeth, mac: plan.hostMac },
+      { name: plan.ifname, mac: plan.podMac, mtu: plan.mtu, sandbox: plan.netns },
+    ],
+    ips: plan.addresses.map((a) => ({ address: a.address, gateway: a.gateway, interface: 2 })),
+    routes: plan.routes.map((r) => ({ dst: r.dst, gw: r.via })),
+    ...(ipamResult.dns ? { dns: ipamResult.dns } : {}),
+  };
+}

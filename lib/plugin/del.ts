@@ -1,0 +1,16 @@
+// DEL: best effort and repeatable. The host veth name derives from (container ID, ifname), so
+// it is found without the netns or prevResult (containerd's second DEL, ctr, after a reboot).
+import { teardownIpMasq } from "../net/ipmasq.ts";
+import { deleteLink } from "../net/link.ts";
+import { hostVethName } from "./plan.ts";
+import { ipamFor, type Request } from "./request.ts";
+
+/** Removes the veth pair (both ends go with the host end), masquerade, and the IPs. */
+export async function del(req: Request): Promise<void> {
+  const { env, conf } = req;
+  const hostVeth = await hostVethName(env.containerId, env.ifname);
+  req.log.vethDeleted = await deleteLink(hostVeth);
+  if (conf.ipMasq) await teardownIpMasq(conf.name, env.containerId);
+  // Released after the veth is gone, so the address is never on two live interfaces.
+  await ipamFor(req).del();
+}

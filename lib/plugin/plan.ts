@@ -1,0 +1,70 @@
+// Derived names and addresses for one attachment. Names are derived, never random, so DEL,
+// CHECK and GC find the host veth from (container ID, ifname) alone, even without a netns.
+import { type Cidr, formatCidr, formatIp, type Ip } from "../ipam/cidr.ts";
+import type { PodAddress, PodRoute, VethPlan } from "../net/link.ts";
+
+/** Host veth name: "veth" + 11 hex characters of SHA-256(containerID/ifname) = 15 characters. */
+export async function hostVethName(containerId: string, ifname: string): Promise<string> {
+  return "veth" + (await hexDigest(`${containerId}/${ifname}`)).slice(0, 11);
+}
+
+/** Whether `name` looks like a host veth we created. */
+export function isHostVethName(name: string): boolean {
+  return /^veth[0-9a-f]{11}$/.test(name);
+}
+
+/** A locally administered unicast MAC derived from `seed`. */
+export async function derivedMac(seed: string): Promise<string> {
+  const hex = (await hexDigest(seed)).slice(0, 10);
+  return ["02", ...hex.match(/../g)!].join(":");
+}
+
+/** The pod address and bridge gateway for one lease. */
+export function podAddress(ip: Ip, cidr: Cidr, gateway: Ip): PodAddress {
+  return {
+    family: ip.family,
+    address: `${formatIp(ip)}/${cidr.prefix}`,
+    gateway: formatIp(gateway),
+    gatewayCidr: `${formatIp(gateway)}/${cidr.prefix}`,
+  };
+}
+
+/** Everything the datapath needs, from the request and the addresses IPAM gave. */
+export async function planVeth(req: {
+  containerId: string;
+  ifname: string;
+  netns: string;
+  bridge: string;
+  mtu: number;
+  hairpin: boolean;
+  addresses: readonly PodAddress[];
+  routes: readonly PodRoute[];
+}): Promise<VethPlan> {
+  const id = `${req.containerId}/${req.ifname}`;
+  return {
+    netns: req.netns,
+    ifname: req.ifname,
+    podMac: await derivedMac(`pod/${id}`),
+    hostVeth: await hostVethName(req.containerId, req.ifname),
+    hostMac: await derivedMac(`host/${id}`),
+    bridge: req.bridge,
+    // Fixed per bridge and gateway set, so every ADD and every restart agrees on it.
+    bridgeMac: await derivedMac(
+      `bridge/${req.bridge}/${req.addresses.map((a) => a.gatewayCidr).join(",")}`,
+    ),
+    mtu: req.mtu,
+    hairpin: req.hairpin,
+    addresses: req.addresses,
+    routes: req.routes,
+  };
+}
+
+/** Text form of a network, for logs. */
+export function describeCidrs(cidrs: readonly Cidr[]): string {
+  return cidrs.map(formatCidr).join(",");
+}
+
+async function hexDigest(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}

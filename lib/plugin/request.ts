@@ -1,0 +1,51 @@
+// One invocation as the verbs see it: validated env and config, and the IPAM backend for it.
+import { CniError, ErrorCode } from "../cni/errors.ts";
+import type { CniEnv } from "../cni/env.ts";
+import type { NetConf } from "../cni/netconf.ts";
+import { builtinIpam } from "../ipam/builtin.ts";
+import { type Ip, parseIp } from "../ipam/cidr.ts";
+import { delegatedIpam } from "../ipam/delegate.ts";
+import type { Ipam } from "../ipam/ipam.ts";
+import type { Owner } from "../ipam/store.ts";
+
+/** A parsed invocation. */
+export interface Request {
+  readonly env: CniEnv;
+  readonly conf: NetConf;
+  /** The raw environment, passed on to delegated plugins. */
+  readonly rawEnv: Readonly<Record<string, string>>;
+  /** Facts for the log line (IPs, steps); verbs add to it. */
+  readonly log: Record<string, unknown>;
+}
+
+/** The attachment as IPAM records it, naming the pod when the runtime told us. */
+export function ownerOf(req: Request): Owner {
+  const ns = req.env.args.get("K8S_POD_NAMESPACE"), pod = req.env.args.get("K8S_POD_NAME");
+  return {
+    containerId: req.env.containerId,
+    ifname: req.env.ifname,
+    ...(pod ? { pod: ns ? `${ns}/${pod}` : pod } : {}),
+  };
+}
+
+/** The IPAM backend for this request: delegated when the config names one, else built in. */
+export function ipamFor(req: Request): Ipam {
+  if (req.conf.ipam) return delegatedIpam(req.conf, req.rawEnv, req.env.path);
+  return builtinIpam(req.conf, ownerOf(req), requestedIps(req));
+}
+
+/** Static addresses asked for in CNI_ARGS `IP=a[,b]` (podman --ip; host-local honours it too). */
+function requestedIps(req: Request): Ip[] {
+  const text = req.env.args.get("IP");
+  if (!text) return [];
+  return text.split(",").map((t) => {
+    try {
+      return parseIp(t.trim().replace(/\/[0-9]+$/, ""));
+    } catch {
+      throw new CniError(
+        ErrorCode.InvalidEnv,
+        `Invalid CNI_ARGS IP "${t.slice(0, 60)}": not an IP address`,
+      );
+    }
+  });
+}
