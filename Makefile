@@ -36,3 +36,8 @@ bench: build
 
 clean:
 	rm -rf bin
+
+# Machines with Docker, kind and kubectl only: see README "Run it on kind".
+.PHONY: image kind-up kind-load deploy kind-test kind-down
+image kind-up kind-load deploy kind-test kind-down:
+	@bash scripts/kind.sh $@
