@@ -40,6 +40,7 @@ export interface NetConf {
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+const MAX_NAME = 200;
 
 /** Reads the version before anything else, so even a config error answers in that version. */
 export function peekVersion(json: unknown): string | undefined {
@@ -83,6 +84,10 @@ export function parseNetConf(json: unknown): NetConf {
   }
   const name = field.string(o, "name", undefined);
   if (!NAME.test(name)) throw invalid("name", `"${name.slice(0, 64)}" must match ${NAME.source}`);
+  // The name is a directory under dataDir: past NAME_MAX the state could never be opened.
+  if (name.length > MAX_NAME) {
+    throw invalid("name", `"${name.slice(0, 64)}..." is longer than ${MAX_NAME} characters`);
+  }
   const bridge = field.string(o, "bridge", "cni0");
   try {
     validateIfname(bridge, "bridge");

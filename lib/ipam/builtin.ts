@@ -13,7 +13,7 @@ export function builtinIpam(conf: NetConf, owner: Owner, requested: readonly Ip[
   const open = () => openStore(conf);
   return {
     async add(): Promise<Result> {
-      await using store = await open();
+      using store = open();
       const leases = await allocate(store, pools, owner, requested);
       return {
         ips: leases.map((l) => ({
@@ -27,11 +27,11 @@ export function builtinIpam(conf: NetConf, owner: Owner, requested: readonly Ip[
       };
     },
     async del(): Promise<void> {
-      await using store = await open();
+      using store = open();
       await release(store, owner);
     },
     async check(): Promise<void> {
-      await using store = await open();
+      using store = open();
       const held = await heldBy(store, owner);
       const expected = (conf.prevResult?.ips ?? []).map((i) => parseIpWithPrefix(i.address).ip);
       for (const ip of expected) {
@@ -52,7 +52,7 @@ export function builtinIpam(conf: NetConf, owner: Owner, requested: readonly Ip[
       }
     },
     async gc(valid: readonly Attachment[]): Promise<Attachment[]> {
-      await using store = await open();
+      using store = open();
       const keep = (o: Owner) =>
         valid.some((v) => sameAttachment(o, { containerId: v.containerID, ifname: v.ifname }));
       const released = new Map<string, Attachment>();
@@ -82,14 +82,14 @@ export function builtinIpam(conf: NetConf, owner: Owner, requested: readonly Ip[
     async status(): Promise<void> {
       let store: DiskStore;
       try {
-        store = await open();
+        store = open();
       } catch (err) {
         throw new CniError(
           ErrorCode.NotAvailable,
           `IPAM state directory is not usable: ${(err as Error).message}`,
         );
       }
-      await using _ = store;
+      using _ = store;
       const taken = (await store.list()).map((a) => parseIp(a.ip));
       for (const pool of pools) {
         const { first, last } = hostRange(pool.cidr);
@@ -112,9 +112,9 @@ export function builtinIpam(conf: NetConf, owner: Owner, requested: readonly Ip[
   };
 }
 
-async function openStore(conf: NetConf): Promise<DiskStore> {
+function openStore(conf: NetConf): DiskStore {
   try {
-    return await DiskStore.open(conf.dataDir, conf.name);
+    return DiskStore.open(conf.dataDir, conf.name);
   } catch (err) {
     throw new CniError(
       ErrorCode.IoFailure,

@@ -1,6 +1,5 @@
 // Delegated IPAM, as the reference bridge does it: exec the plugin named by ipam.type from
 // CNI_PATH with the same environment and the full config; forward its stderr and its errors.
-import { join } from "node:path";
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Attachment, NetConf } from "../cni/netconf.ts";
 import { parseResult, type Result } from "../cni/result.ts";
@@ -80,7 +79,7 @@ async function execPlugin(
 
 async function findPlugin(type: string, cniPath: readonly string[]): Promise<string> {
   for (const dir of cniPath) {
-    const path = join(dir, type);
+    const path = `${dir}/${type}`;
     try {
       if ((await Deno.stat(path)).isFile) return path;
     } catch { /* try the next directory */ }

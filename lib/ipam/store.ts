@@ -5,7 +5,7 @@
 //   <dataDir>/<network>/attachments/<containerID>@<ifname>   the IPs of one attachment
 // The attachment index makes DEL and ADD-retry O(1) instead of host-local's directory scan; it
 // is written before the IP files, so it always names a superset of what the attachment owns.
-import { join } from "node:path";
+// (No node:path here: a node: import costs the plugin tens of ms of start-up on every ADD.)
 
 /** Who holds an address. */
 export interface Owner {
@@ -21,25 +21,30 @@ export interface Allocation {
   readonly owner: Owner;
 }
 
-/** What the allocator needs from storage; the caller holds the lock for a whole operation. */
+/** A value, or a promise of one: the disk store answers synchronously, a fake may not. */
+export type Awaitable<T> = T | Promise<T>;
+
+/**
+ * What the allocator needs from storage; the caller holds the lock for a whole operation.
+ */
 export interface Store {
   /** Reserves `ip` for `owner`; false when it is already taken. */
-  reserve(ip: string, owner: Owner): Promise<boolean>;
+  reserve(ip: string, owner: Owner): Awaitable<boolean>;
   /** Releases `ip` if `owner` holds it (another owner's address is left alone). */
-  release(ip: string, owner: Owner): Promise<void>;
+  release(ip: string, owner: Owner): Awaitable<void>;
   /** Whether `ip` is taken. */
-  isTaken(ip: string): Promise<boolean>;
+  isTaken(ip: string): Awaitable<boolean>;
   /** Every reservation. */
-  list(): Promise<Allocation[]>;
-  lastReserved(range: number): Promise<string | undefined>;
-  setLastReserved(range: number, ip: string): Promise<void>;
+  list(): Awaitable<Allocation[]>;
+  lastReserved(range: number): Awaitable<string | undefined>;
+  setLastReserved(range: number, ip: string): Awaitable<void>;
   /** The IPs recorded for an attachment (may include some it never got; check with owns()). */
-  attachmentIps(owner: Owner): Promise<string[]>;
-  setAttachmentIps(owner: Owner, ips: readonly string[]): Promise<void>;
+  attachmentIps(owner: Owner): Awaitable<string[]>;
+  setAttachmentIps(owner: Owner, ips: readonly string[]): Awaitable<void>;
   /** Every attachment that has an index entry. */
-  listAttachments(): Promise<Owner[]>;
+  listAttachments(): Awaitable<Owner[]>;
   /** Whether `owner` holds `ip`. */
-  owns(ip: string, owner: Owner): Promise<boolean>;
+  owns(ip: string, owner: Owner): Awaitable<boolean>;
 }
 
 /** Same container and interface. */
@@ -50,51 +55,56 @@ export function sameAttachment(a: Owner, b: Owner): boolean {
 const ATTACHMENTS = "attachments";
 
 /** The store for one network's directory; holds the directory's lock until disposed. */
-export class DiskStore implements Store, AsyncDisposable {
+export class DiskStore implements Store, Disposable {
   private constructor(readonly dir: string, private readonly lockFile: Deno.FsFile) {}
 
   /** Creates the directory if needed and takes its lock (waits for other plugin processes). */
-  static async open(dataDir: string, network: string): Promise<DiskStore> {
+  static open(dataDir: string, network: string): DiskStore {
     const dir = join(dataDir, network);
-    await Deno.mkdir(join(dir, ATTACHMENTS), { recursive: true, mode: 0o755 });
-    const lockFile = await Deno.open(join(dir, "lock"), {
+    Deno.mkdirSync(join(dir, ATTACHMENTS), { recursive: true, mode: 0o755 });
+    const lockFile = Deno.openSync(join(dir, "lock"), {
       read: true,
       write: true,
       create: true,
       mode: 0o600,
     });
     // flock(2), like host-local's lock; the kernel drops it when a killed process dies.
-    await lockFile.lock(true);
+    lockFile.lockSync(true);
     return new DiskStore(dir, lockFile);
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.lockFile.unlock().catch(() => {});
-    this.lockFile.close();
+  [Symbol.dispose](): void {
+    try {
+      this.lockFile.unlockSync();
+    } finally {
+      this.lockFile.close();
+    }
   }
 
-  async reserve(ip: string, owner: Owner): Promise<boolean> {
+  reserve(ip: string, owner: Owner): boolean {
     // Write the record whole under a temp name, then link(2) it into place: link fails if the IP
     // file exists, so a reservation is exclusive and never visible half-written.
-    const tmp = await this.writeTemp(formatOwner(owner));
+    const tmp = this.writeTemp(formatOwner(owner));
     try {
-      await Deno.link(tmp, join(this.dir, ipFileName(ip)));
+      Deno.linkSync(tmp, join(this.dir, ipFileName(ip)));
       return true;
     } catch (err) {
       if (err instanceof Deno.errors.AlreadyExists) return false;
       throw err;
     } finally {
-      await Deno.remove(tmp).catch(() => {});
+      try {
+        Deno.removeSync(tmp);
+      } catch { /* already gone */ }
     }
   }
 
-  async release(ip: string, owner: Owner): Promise<void> {
-    if (await this.owns(ip, owner)) await removeIfExists(join(this.dir, ipFileName(ip)));
+  release(ip: string, owner: Owner): void {
+    if (this.owns(ip, owner)) removeIfExists(join(this.dir, ipFileName(ip)));
   }
 
-  async isTaken(ip: string): Promise<boolean> {
+  isTaken(ip: string): boolean {
     try {
-      await Deno.lstat(join(this.dir, ipFileName(ip)));
+      Deno.lstatSync(join(this.dir, ipFileName(ip)));
       return true;
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) return false;
@@ -102,8 +112,8 @@ export class DiskStore implements Store, AsyncDisposable {
     }
   }
 
-  async owns(ip: string, owner: Owner): Promise<boolean> {
-    const text = await readIfExists(join(this.dir, ipFileName(ip)));
+  owns(ip: string, owner: Owner): boolean {
+    const text = readIfExists(join(this.dir, ipFileName(ip)));
     if (text === undefined) return false;
     const held = parseOwner(text);
     // Files written by host-local before 0.4 hold only the container ID.
@@ -111,11 +121,11 @@ export class DiskStore implements Store, AsyncDisposable {
       (held.ifname === "" || held.ifname === owner.ifname);
   }
 
-  async list(): Promise<Allocation[]> {
+  list(): Allocation[] {
     const out: Allocation[] = [];
-    for await (const entry of Deno.readDir(this.dir)) {
+    for (const entry of Deno.readDirSync(this.dir)) {
       if (!entry.isFile || !isIpFileName(entry.name)) continue;
-      const text = await readIfExists(join(this.dir, entry.name));
+      const text = readIfExists(join(this.dir, entry.name));
       if (text !== undefined) {
         out.push({ ip: entry.name.replaceAll("_", ":"), owner: parseOwner(text) });
       }
@@ -123,28 +133,28 @@ export class DiskStore implements Store, AsyncDisposable {
     return out;
   }
 
-  async lastReserved(range: number): Promise<string | undefined> {
-    return (await readIfExists(join(this.dir, `last_reserved_ip.${range}`)))?.trim();
+  lastReserved(range: number): string | undefined {
+    return (readIfExists(join(this.dir, `last_reserved_ip.${range}`)))?.trim();
   }
 
-  async setLastReserved(range: number, ip: string): Promise<void> {
-    await this.writeAtomic(`last_reserved_ip.${range}`, ip);
+  setLastReserved(range: number, ip: string): void {
+    this.writeAtomic(`last_reserved_ip.${range}`, ip);
   }
 
-  async attachmentIps(owner: Owner): Promise<string[]> {
-    const text = await readIfExists(join(this.dir, ATTACHMENTS, attachmentFileName(owner)));
+  attachmentIps(owner: Owner): string[] {
+    const text = readIfExists(join(this.dir, ATTACHMENTS, attachmentFileName(owner)));
     return text === undefined ? [] : text.split("\n").filter((l) => l !== "");
   }
 
-  async setAttachmentIps(owner: Owner, ips: readonly string[]): Promise<void> {
+  setAttachmentIps(owner: Owner, ips: readonly string[]): void {
     const name = join(ATTACHMENTS, attachmentFileName(owner));
-    if (ips.length === 0) await removeIfExists(join(this.dir, name));
-    else await this.writeAtomic(name, ips.join("\n") + "\n");
+    if (ips.length === 0) removeIfExists(join(this.dir, name));
+    else this.writeAtomic(name, ips.join("\n") + "\n");
   }
 
-  async listAttachments(): Promise<Owner[]> {
+  listAttachments(): Owner[] {
     const out: Owner[] = [];
-    for await (const entry of Deno.readDir(join(this.dir, ATTACHMENTS))) {
+    for (const entry of Deno.readDirSync(join(this.dir, ATTACHMENTS))) {
       const at = entry.name.indexOf("@");
       if (entry.isFile && at > 0) {
         out.push({ containerId: entry.name.slice(0, at), ifname: entry.name.slice(at + 1) });
@@ -154,27 +164,27 @@ export class DiskStore implements Store, AsyncDisposable {
   }
 
   /** Removes temp files left by processes killed mid-write. */
-  async removeStaleTemps(): Promise<number> {
+  removeStaleTemps(): number {
     let n = 0;
     for (const sub of [this.dir, join(this.dir, ATTACHMENTS)]) {
-      for await (const entry of Deno.readDir(sub)) {
+      for (const entry of Deno.readDirSync(sub)) {
         if (entry.name.startsWith(".tmp.")) {
-          n += await removeIfExists(join(sub, entry.name)) ? 1 : 0;
+          n += removeIfExists(join(sub, entry.name)) ? 1 : 0;
         }
       }
     }
     return n;
   }
 
-  private async writeTemp(content: string): Promise<string> {
+  private writeTemp(content: string): string {
     const tmp = join(this.dir, `.tmp.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}`);
-    await Deno.writeTextFile(tmp, content, { mode: 0o600 });
+    Deno.writeTextFileSync(tmp, content, { mode: 0o600 });
     return tmp;
   }
 
-  private async writeAtomic(name: string, content: string): Promise<void> {
-    const tmp = await this.writeTemp(content);
-    await Deno.rename(tmp, join(this.dir, name));
+  private writeAtomic(name: string, content: string): void {
+    const tmp = this.writeTemp(content);
+    Deno.renameSync(tmp, join(this.dir, name));
   }
 }
 
@@ -205,21 +215,25 @@ function attachmentFileName(owner: Owner): string {
   return `${owner.containerId}@${owner.ifname}`;
 }
 
-async function readIfExists(path: string): Promise<string | undefined> {
+function readIfExists(path: string): string | undefined {
   try {
-    return await Deno.readTextFile(path);
+    return Deno.readTextFileSync(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw err;
   }
 }
 
-async function removeIfExists(path: string): Promise<boolean> {
+function removeIfExists(path: string): boolean {
   try {
-    await Deno.remove(path);
+    Deno.removeSync(path);
     return true;
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return false;
     throw err;
   }
+}
+
+function join(...parts: string[]): string {
+  return parts.join("/");
 }

@@ -1,6 +1,7 @@
 // Per-attachment masquerade for `ipMasq: true` (the reference bridge's option; the agent
 // normally masquerades node-wide). The chain name derives from (network, container ID), so DEL
 // removes it even when the netns and prevResult are gone (the reference leaks it: plugins#810).
+import { nameDigest } from "./digest.ts";
 import { run } from "./run.ts";
 
 /** The addresses of one attachment and the networks they sit in. */
@@ -14,19 +15,14 @@ export interface MasqTarget {
 const MULTICAST = { 4: "224.0.0.0/4", 6: "ff00::/8" } as const;
 
 /** iptables chain name: "MYCNI-" + 20 hex characters (the limit is 28). */
-export async function masqChainName(network: string, containerId: string): Promise<string> {
-  const d = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(`${network}/${containerId}`),
-  );
-  return "MYCNI-" +
-    Array.from(new Uint8Array(d).slice(0, 10), (b) => b.toString(16).padStart(2, "0")).join("");
+export function masqChainName(network: string, containerId: string): string {
+  return "MYCNI-" + nameDigest(`${network}/${containerId}`).slice(0, 20);
 }
 
 /** Adds the chain and the POSTROUTING jump; idempotent (an old copy is removed first). */
 export async function setupIpMasq(t: MasqTarget): Promise<void> {
   await teardownIpMasq(t.network, t.containerId);
-  const chain = await masqChainName(t.network, t.containerId);
+  const chain = masqChainName(t.network, t.containerId);
   for (const family of [4, 6] as const) {
     const addrs = t.addrs.filter((a) => a.family === family);
     if (!addrs.length) continue;
@@ -50,7 +46,7 @@ export async function setupIpMasq(t: MasqTarget): Promise<void> {
 
 /** Removes the chain and its jumps; nothing there is success. */
 export async function teardownIpMasq(network: string, containerId: string): Promise<void> {
-  const chain = await masqChainName(network, containerId);
+  const chain = masqChainName(network, containerId);
   for (const family of [4, 6] as const) {
     const saved = await run([tool(family, "save"), "-t", "nat"]).catch(() => "");
     if (!saved.includes(`:${chain} `)) continue;

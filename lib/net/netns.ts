@@ -3,10 +3,10 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 
 /** Throws a CNI error naming CNI_NETNS when it cannot be a pod's network namespace. */
-export async function checkPodNetns(path: string): Promise<void> {
+export function checkPodNetns(path: string): void {
   let target: Deno.FileInfo, own: Deno.FileInfo;
   try {
-    target = await Deno.stat(path);
+    target = Deno.statSync(path);
   } catch (err) {
     throw new CniError(
       ErrorCode.InvalidEnv,
@@ -14,7 +14,7 @@ export async function checkPodNetns(path: string): Promise<void> {
     );
   }
   try {
-    own = await Deno.stat("/proc/self/ns/net");
+    own = Deno.statSync("/proc/self/ns/net");
   } catch {
     return; // no procfs to compare with: nsenter will judge the path
   }
@@ -31,10 +31,10 @@ export async function checkPodNetns(path: string): Promise<void> {
 }
 
 /** Whether a netns path still exists (DEL after the runtime removed it, or after a reboot). */
-export async function netnsExists(path: string): Promise<boolean> {
+export function netnsExists(path: string): boolean {
   if (path === "") return false;
   try {
-    await Deno.stat(path);
+    Deno.statSync(path);
     return true;
   } catch {
     return false;

@@ -22,15 +22,24 @@ import { UndoStack } from "./undo.ts";
 /** Wires the pod and returns the result (in the internal 1.1 shape). */
 export async function add(req: Request): Promise<Result> {
   const { env, conf } = req;
-  await checkPodNetns(env.netns);
+  checkPodNetns(env.netns);
   const ipam = ipamFor(req);
   const undo = new UndoStack();
+  const steps: Record<string, number> = {};
+  req.log.stepsMs = steps;
+  let t = performance.now();
+  const lap = (name: string) => {
+    const now = performance.now();
+    steps[name] = Math.round((now - t) * 10) / 10;
+    t = now;
+  };
   try {
     const ipamResult = await ipam.add();
+    lap("ipam");
     undo.push("release IPs", () => ipam.del());
     const addresses = podAddresses(ipamResult);
     req.log.ips = addresses.map((a) => a.address);
-    const plan = await planVeth({
+    const plan = planVeth({
       containerId: env.containerId,
       ifname: env.ifname,
       netns: env.netns,
@@ -40,9 +49,12 @@ export async function add(req: Request): Promise<Result> {
       addresses,
       routes: podRoutes(ipamResult.routes ?? [], addresses),
     });
+    lap("plan");
     await createVeth(plan);
+    lap("pod");
     undo.push("delete veth", () => deleteLink(plan.hostVeth));
     const bridgeMac = await attachToBridge(plan);
+    lap("bridge");
     if (conf.ipMasq) {
       undo.push("remove masquerade", () => teardownIpMasq(conf.name, env.containerId));
       await setupIpMasq({

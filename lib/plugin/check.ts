@@ -24,9 +24,9 @@ export async function check(req: Request): Promise<void> {
   const { env, conf } = req;
   const prev = conf.prevResult;
   if (!prev) throw new CniError(ErrorCode.InvalidConfig, "Required prevResult missing");
-  await checkPodNetns(env.netns);
+  checkPodNetns(env.netns);
   await ipamFor(req).check();
-  const hostVeth = await hostVethName(env.containerId, env.ifname);
+  const hostVeth = hostVethName(env.containerId, env.ifname);
   await checkHostSide(hostVeth, conf.bridge);
   await checkPodSide(env.netns, env.ifname, prev);
 }

@@ -8,7 +8,7 @@ import { ipamFor, type Request } from "./request.ts";
 /** Removes the veth pair (both ends go with the host end), masquerade, and the IPs. */
 export async function del(req: Request): Promise<void> {
   const { env, conf } = req;
-  const hostVeth = await hostVethName(env.containerId, env.ifname);
+  const hostVeth = hostVethName(env.containerId, env.ifname);
   req.log.vethDeleted = await deleteLink(hostVeth);
   if (conf.ipMasq) await teardownIpMasq(conf.name, env.containerId);
   // Released after the veth is gone, so the address is never on two live interfaces.

@@ -18,12 +18,12 @@ export async function gc(req: Request): Promise<void> {
     errors.push(`IPAM: ${(err as Error).message}`);
     return [];
   });
-  const keep = new Set(await Promise.all(valid.map((v) => hostVethName(v.containerID, v.ifname))));
+  const keep = new Set(valid.map((v) => hostVethName(v.containerID, v.ifname)));
   const stale = new Set(
     (await listBridgePorts(conf.bridge)).filter((p) => isHostVethName(p) && !keep.has(p)),
   );
   for (const a of released) {
-    const veth = await hostVethName(a.containerID, a.ifname);
+    const veth = hostVethName(a.containerID, a.ifname);
     if (!keep.has(veth)) stale.add(veth);
     if (conf.ipMasq && !valid.some((v) => v.containerID === a.containerID)) {
       await teardownIpMasq(conf.name, a.containerID).catch((err) =>

@@ -1,11 +1,12 @@
 // Derived names and addresses for one attachment. Names are derived, never random, so DEL,
 // CHECK and GC find the host veth from (container ID, ifname) alone, even without a netns.
 import { type Cidr, formatCidr, formatIp, type Ip } from "../ipam/cidr.ts";
+import { nameDigest } from "../net/digest.ts";
 import type { PodAddress, PodRoute, VethPlan } from "../net/link.ts";
 
 /** Host veth name: "veth" + 11 hex characters of SHA-256(containerID/ifname) = 15 characters. */
-export async function hostVethName(containerId: string, ifname: string): Promise<string> {
-  return "veth" + (await hexDigest(`${containerId}/${ifname}`)).slice(0, 11);
+export function hostVethName(containerId: string, ifname: string): string {
+  return "veth" + (nameDigest(`${containerId}/${ifname}`)).slice(0, 11);
 }
 
 /** Whether `name` looks like a host veth we created. */
@@ -14,8 +15,8 @@ export function isHostVethName(name: string): boolean {
 }
 
 /** A locally administered unicast MAC derived from `seed`. */
-export async function derivedMac(seed: string): Promise<string> {
-  const hex = (await hexDigest(seed)).slice(0, 10);
+export function derivedMac(seed: string): string {
+  const hex = (nameDigest(seed)).slice(0, 10);
   return ["02", ...hex.match(/../g)!].join(":");
 }
 
@@ -30,7 +31,7 @@ export function podAddress(ip: Ip, cidr: Cidr, gateway: Ip): PodAddress {
 }
 
 /** Everything the datapath needs, from the request and the addresses IPAM gave. */
-export async function planVeth(req: {
+export function planVeth(req: {
   containerId: string;
   ifname: string;
   netns: string;
@@ -39,17 +40,17 @@ export async function planVeth(req: {
   hairpin: boolean;
   addresses: readonly PodAddress[];
   routes: readonly PodRoute[];
-}): Promise<VethPlan> {
+}): VethPlan {
   const id = `${req.containerId}/${req.ifname}`;
   return {
     netns: req.netns,
     ifname: req.ifname,
-    podMac: await derivedMac(`pod/${id}`),
-    hostVeth: await hostVethName(req.containerId, req.ifname),
-    hostMac: await derivedMac(`host/${id}`),
+    podMac: derivedMac(`pod/${id}`),
+    hostVeth: hostVethName(req.containerId, req.ifname),
+    hostMac: derivedMac(`host/${id}`),
     bridge: req.bridge,
     // Fixed per bridge and gateway set, so every ADD and every restart agrees on it.
-    bridgeMac: await derivedMac(
+    bridgeMac: derivedMac(
       `bridge/${req.bridge}/${req.addresses.map((a) => a.gatewayCidr).join(",")}`,
     ),
     mtu: req.mtu,
@@ -62,9 +63,4 @@ export async function planVeth(req: {
 /** Text form of a network, for logs. */
 export function describeCidrs(cidrs: readonly Cidr[]): string {
   return cidrs.map(formatCidr).join(",");
-}
-
-async function hexDigest(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }

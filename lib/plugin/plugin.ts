@@ -69,13 +69,13 @@ export async function runPlugin(io: PluginIo): Promise<number> {
     }
     const result = await handler({ env, conf, rawEnv: io.env, log });
     if (result) io.out(JSON.stringify(formatResult(result, conf.cniVersion)));
-    await outcome(logTo, "info", verb, log, started);
+    outcome(logTo, "info", verb, log, started);
     return 0;
   } catch (err) {
     const json = toErrorJson(err, version);
     io.out(JSON.stringify(json));
     if (logTo) {
-      await outcome(logTo, "error", verb, {
+      outcome(logTo, "error", verb, {
         ...log,
         error: json.msg,
         code: json.code,
@@ -95,15 +95,20 @@ function logFields(env: CniEnv): Record<string, unknown> {
   };
 }
 
-async function outcome(
+function outcome(
   to: { file: string; level: NetConf["logLevel"] },
   level: "info" | "error",
   verb: Verb | undefined,
   fields: Record<string, unknown>,
   started: number,
-): Promise<void> {
+): void {
   const ms = Math.round((performance.now() - started) * 10) / 10;
-  await writeLog(to.file, to.level, level, { verb, ...fields, durationMs: ms });
+  writeLog(to.file, to.level, level, {
+    verb,
+    ...fields,
+    durationMs: ms,
+    startupMs: Math.round(started),
+  });
 }
 
 async function readStdin(io: PluginIo): Promise<string> {

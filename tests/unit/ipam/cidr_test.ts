@@ -1,0 +1,54 @@
+import {
+  cidrContains,
+  cidrsOverlap,
+  formatCidr,
+  formatIp,
+  gatewayOf,
+  hostRange,
+  isTooSmall,
+  parseCidr,
+  parseIp,
+} from "../../../lib/ipam/cidr.ts";
+import { assertEquals, assertThrows } from "../../harness/assert.ts";
+
+Deno.test("formatIp() writes IPv6 the way Go's net.IP.String() does", () => {
+  const cases: [string, string][] = [
+    ["2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"],
+    ["fd00:0:0:0:0:0:0:1", "fd00::1"],
+    ["0:0:0:0:0:0:0:0", "::"],
+    ["1:0:0:2:0:0:0:3", "1:0:0:2::3"],
+    ["FD00::A", "fd00::a"],
+  ];
+  for (const [input, want] of cases) assertEquals(formatIp(parseIp(input)), want);
+});
+
+Deno.test("parseIp() rejects what is not an address", () => {
+  for (const bad of ["", "1.2.3", "1.2.3.256", "01.2.3.4", "1::2::3", ":::", "g::1", "1.2.3.4 "]) {
+    assertThrows(() => parseIp(bad), bad);
+  }
+});
+
+Deno.test("parseCidr() strict refuses host bits; hostRange() skips network and broadcast", () => {
+  assertThrows(() => parseCidr("10.0.0.1/24", { strict: true }));
+  const c = parseCidr("10.0.0.0/24", { strict: true });
+  const { first, last } = hostRange(c);
+  assertEquals([formatIp({ family: 4, value: first }), formatIp({ family: 4, value: last })], [
+    "10.0.0.1",
+    "10.0.0.254",
+  ]);
+  assertEquals(formatIp(gatewayOf(c)), "10.0.0.1");
+  const v6 = parseCidr("fd00::/120");
+  assertEquals(formatIp({ family: 6, value: hostRange(v6).last }), "fd00::ff");
+});
+
+Deno.test("cidrContains(), cidrsOverlap() and isTooSmall() across families", () => {
+  assertEquals(cidrContains(parseCidr("10.0.0.0/8"), parseIp("10.9.9.9")), true);
+  assertEquals(cidrContains(parseCidr("10.0.0.0/8"), parseIp("fd00::1")), false);
+  assertEquals(cidrsOverlap(parseCidr("10.0.0.0/8"), parseCidr("10.1.0.0/16")), true);
+  assertEquals(cidrsOverlap(parseCidr("10.0.0.0/16"), parseCidr("10.1.0.0/16")), false);
+  assertEquals([isTooSmall(parseCidr("10.0.0.0/30")), isTooSmall(parseCidr("10.0.0.0/31"))], [
+    false,
+    true,
+  ]);
+  assertEquals(formatCidr(parseCidr("fd00:10:244:1::/64")), "fd00:10:244:1::/64");
+});
