@@ -72,6 +72,8 @@ export async function attachToBridge(plan: VethPlan): Promise<string> {
   const lines = [
     `link set dev ${plan.hostVeth} master ${plan.bridge}`,
     ...(plan.hairpin ? [`link set dev ${plan.hostVeth} type bridge_slave hairpin on`] : []),
+    // A bridge port needs no IPv6 address of its own: no link-local, no DAD, no MLD noise.
+    `link set dev ${plan.hostVeth} addrgenmode none`,
     `link set dev ${plan.hostVeth} up`,
     ...plan.addresses.map((a) =>
       `addr replace ${a.gatewayCidr} dev ${plan.bridge}${a.family === 6 ? " nodad" : ""}`
@@ -147,6 +149,12 @@ async function createBridge(plan: VethPlan): Promise<void> {
       out.stderr,
     );
   }
+  // The bridge's IPv6 link-local would sit in DAD for ~2 s after it comes up, and until then
+  // the node cannot resolve pod neighbours over IPv6 (forwarded traffic to a new node's first
+  // pods stalls). Off before the first `up`, as the reference does for pods (accept_dad=0).
+  try {
+    Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${plan.bridge}/accept_dad`, "0");
+  } catch { /* IPv6 disabled on this node */ }
   const kind = JSON.parse(await run(["ip", "-j", "-d", "link", "show", "dev", plan.bridge])) as {
     linkinfo?: { info_kind?: string };
   }[];

@@ -1,0 +1,134 @@
+// Cross-node pod↔pod TCP throughput (iperf3) in the simulated cluster, beside node↔node on the
+// same underlay and beside the same pod path wired by hand (veth + bridge + static routes, no
+// mycni, no iptables). Runs are interleaved so the shared machine's noise hits all three alike;
+// the figure that matters is the ratio mycni / hand-wired (target ≥ 0.95).
+//
+//   deno run -A --no-lock bench/throughput.ts [--runs 3] [--seconds 3] [--json]
+import { parseArgs } from "node:util";
+import { inNetns, run } from "../lib/net/run.ts";
+import { spawnChild } from "../tests/harness/child.ts";
+import { type Cluster, type Host, startCluster } from "../tests/harness/cluster.ts";
+import { canRunPrivileged } from "../tests/harness/netns.ts";
+
+/** Target from issue 3: mycni's pod path at least this fraction of the hand-wired one. */
+const TARGET_RATIO = 0.95;
+const IPERF_PORT = 5201;
+
+interface Path {
+  readonly name: string;
+  readonly from: Host;
+  readonly to: Host;
+  readonly toIp: string;
+  readonly gbps: number[];
+}
+
+/** One iperf3 run from `from` to the server at `toIp`; bits/s received. */
+async function iperf(from: Host, toIp: string, seconds: number): Promise<number> {
+  const out = await run(inNetns(from.netns, [
+    "iperf3",
+    "-c",
+    toIp,
+    "-p",
+    String(IPERF_PORT),
+    "-t",
+    String(seconds),
+    "-J",
+  ]));
+  const report = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
+  return report.end.sum_received.bits_per_second;
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      runs: { type: "string", default: "3" },
+      seconds: { type: "string", default: "3" },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const runs = Number(values.runs), seconds = Number(values.seconds);
+  if (!canRunPrivileged) {
+    console.error("throughput: needs root (it creates network namespaces)");
+    return 1;
+  }
+  const shape = { nodes: 2, podsPerNode: 1, dualStack: false, probes: false } as const;
+  await using mycni = await startCluster({ ...shape, mode: "static" });
+  await using byHand = await startCluster({ ...shape, mode: "manual", masquerade: false });
+
+  const pod = (c: Cluster, n: number) => c.nodes[n].pods[0];
+  const paths: Path[] = [
+    {
+      name: "pod↔pod across nodes, mycni",
+      from: pod(mycni, 0),
+      to: pod(mycni, 1),
+      toIp: "",
+      gbps: [],
+    },
+    {
+      name: "pod↔pod across nodes, by hand",
+      from: pod(byHand, 0),
+      to: pod(byHand, 1),
+      toIp: "",
+      gbps: [],
+    },
+    { name: "node↔node (underlay)", from: mycni.nodes[0], to: mycni.nodes[1], toIp: "", gbps: [] },
+  ].map((p) => ({ ...p, toIp: p.to.ips[0] }));
+
+  const servers = await Promise.all(
+    paths.map((p) =>
+      spawnChild(inNetns(p.to.netns, ["iperf3", "-s", "-p", String(IPERF_PORT), "-B", p.toIp]))
+    ),
+  );
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    for (let i = 0; i < runs; i++) {
+      for (const p of paths) {
+        p.gbps.push((await iperf(p.from, p.toIp, seconds)) / 1e9);
+      }
+    }
+  } finally {
+    await Promise.all(servers.map((s) => s.stop("SIGTERM", 1000)));
+  }
+
+  const [viaMycni, viaHand, underlay] = paths.map((p) => median(p.gbps));
+  const ratio = viaMycni / viaHand;
+  // Noise from other work on the machine only ever lowers a run: best-of is the steadier figure.
+  const best = (p: Path) => Math.max(...p.gbps);
+  const bestRatio = best(paths[0]) / best(paths[1]);
+  if (values.json) {
+    console.log(JSON.stringify({
+      runs,
+      seconds,
+      gbps: Object.fromEntries(paths.map((p) => [p.name, p.gbps])),
+      ratioToHandWired: ratio,
+      bestRatioToHandWired: bestRatio,
+      ratioToUnderlay: viaMycni / underlay,
+      target: TARGET_RATIO,
+    }));
+    return 0;
+  }
+  console.log(
+    `TCP throughput, iperf3, ${runs} × ${seconds} s per path, interleaved (median, Gbit/s)`,
+  );
+  for (const p of paths) {
+    const all = p.gbps.map((g) => g.toFixed(1)).join(" ");
+    console.log(`  ${p.name.padEnd(32)} ${median(p.gbps).toFixed(2).padStart(7)}   (${all})`);
+  }
+  console.log(
+    `  ratio mycni / hand-wired       ${ratio.toFixed(3).padStart(7)}   target ≥ ${TARGET_RATIO}: ${
+      ratio >= TARGET_RATIO ? "met" : "NOT met"
+    }`,
+  );
+  console.log(`  ratio mycni / hand-wired, best ${bestRatio.toFixed(3).padStart(7)}`);
+  console.log(`  ratio mycni / node↔node        ${(viaMycni / underlay).toFixed(3).padStart(7)}`);
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());

@@ -1,0 +1,602 @@
+// The simulated cluster (DESIGN.md "Testing"): a switch namespace with the underlay bridge,
+// node namespaces each running the real agent (bin/mycni-init), pods made by exec'ing the real
+// plugin the agent installed, and an external host that is the nodes' default gateway. Used by
+// tests/integration/cluster_test.ts, scripts/demo.ts and bench/throughput.ts.
+//
+//   await using cluster = await startCluster({ nodes: 3, podsPerNode: 2, dualStack: true, mode: "static" });
+//   await cluster.tcp(cluster.pods[0], cluster.pods[3].ips[0]); // { ok: true, seen: "10.244.1.2" }
+import { inNetns, run, runOutput } from "../../lib/net/run.ts";
+import { cidrContains, formatCidr, parseCidr, parseIp } from "../../lib/ipam/cidr.ts";
+import { ping as pingFrom, uniqueName } from "./netns.ts";
+import { type Child, spawnChild } from "./child.ts";
+import { type Probe, startProbe } from "./probe_client.ts";
+import type { ProbeReply } from "./probe.ts";
+import {
+  addNetns,
+  API_ADDR,
+  CLUSTER_CIDRS,
+  createSwitch,
+  deleteNetns,
+  EXTERNAL,
+  type NodePlan,
+  planNode,
+  plugIntoSwitch,
+  underlayPrefix,
+} from "./topology.ts";
+import { routeByHand, wireNodeByHand, wirePodByHand } from "./hand_wired.ts";
+
+/**
+ * Where node routes and NAT come from: the agent with a nodes file, the agent against the fake
+ * API server, or wired by hand without mycni (the bench baseline).
+ */
+export type ClusterMode = "static" | "api" | "manual";
+
+/** Options for {@linkcode startCluster}. */
+export interface ClusterOptions {
+  readonly nodes?: number;
+  readonly podsPerNode?: number;
+  readonly dualStack?: boolean;
+  readonly mode?: ClusterMode;
+  /** manual mode: masquerade pod traffic leaving the cluster (default true). */
+  readonly masquerade?: boolean;
+  /** Start a probe (TCP echo of the peer address) in every namespace (default true). */
+  readonly probes?: boolean;
+  /** Directory holding mycni and mycni-init (default $MYCNI_BIN_DIR, else the repo's bin/). */
+  readonly binDir?: string;
+  /** Progress lines (default silent). */
+  readonly log?: (line: string) => void;
+}
+
+/** Anything traffic can start from: a node, a pod, the external host. */
+export interface Host {
+  /** Short name for people: n1, n1p2, external. */
+  readonly name: string;
+  /** The namespace's name under /run/netns. */
+  readonly nsName: string;
+  /** /run/netns/<nsName>. */
+  readonly netns: string;
+  /** Addresses others reach it at, IPv4 first. */
+  readonly ips: readonly string[];
+  probe?: Probe;
+}
+
+/** A node namespace with its agent and pods. */
+export interface ClusterNode extends Host {
+  readonly plan: NodePlan;
+  readonly podCIDRs: readonly string[];
+  /** <tmp>/<name>: bin/, net.d/, ipam/, mycni.log, agent.log. */
+  readonly dir: string;
+  agent?: Child;
+  readonly pods: Pod[];
+}
+
+/** A pod namespace attached by the plugin. */
+export interface Pod extends Host {
+  readonly node: ClusterNode;
+  readonly containerId: string;
+}
+
+/** The external host: `ips` are its public TEST-NET addresses. */
+export interface External extends Host {
+  readonly underlayIps: readonly string[];
+}
+
+/** Routes and iptables rules, one dump per family: what `--once` must leave as it found it. */
+export interface NodeState {
+  readonly routes: readonly string[];
+  readonly iptables: readonly string[];
+}
+
+/** A running simulated cluster; `await using` tears it all down. */
+export interface Cluster extends AsyncDisposable {
+  readonly id: string;
+  readonly mode: ClusterMode;
+  readonly dualStack: boolean;
+  readonly dir: string;
+  readonly nodes: ClusterNode[];
+  readonly external: External;
+  /** Every pod on every node. */
+  pods(): Pod[];
+  /** Adds node n<max+1> to the node list (file or API), wires it, starts its agent and pods. */
+  addNode(opts?: { pods?: number }): Promise<ClusterNode>;
+  /** Stops the node's agent, removes it from the node list and deletes its namespaces. */
+  removeNode(node: ClusterNode): Promise<void>;
+  /** Creates one more pod on `node` with the plugin. */
+  addPod(node: ClusterNode): Promise<Pod>;
+  startAgent(node: ClusterNode): Promise<void>;
+  /** Stops the agent (SIGKILL by default: a crash, not a clean exit). */
+  stopAgent(node: ClusterNode, signal?: Deno.Signal): Promise<Deno.CommandStatus | undefined>;
+  restartAgent(node: ClusterNode, signal?: Deno.Signal): Promise<void>;
+  /** `mycni-init --once` with the node's flags, beside the running daemon. */
+  runAgentOnce(node: ClusterNode): Promise<{ code: number; stderr: string }>;
+  /** Whether the agent answers 200 on /healthz. */
+  agentHealthy(node: ClusterNode): Promise<boolean>;
+  /** Waits until every node has a route to every other node's podCIDRs (and no others). */
+  waitForRoutes(timeoutMs?: number): Promise<void>;
+  /** Route destinations on `node` that lead to other nodes' podCIDRs, canonical CIDRs. */
+  podRoutes(node: ClusterNode): Promise<string[]>;
+  /** Routes and iptables rules of the node, normalised for comparison. */
+  nodeState(node: ClusterNode): Promise<NodeState>;
+  ping(from: Host, to: string, opts?: { count?: number }): Promise<boolean>;
+  /** A real TCP connection to the probe at `to`; `seen` is the source address it saw. */
+  tcp(from: Host, to: string, opts?: { timeoutMs?: number }): Promise<ProbeReply>;
+  /** The source address the host at `to` saw for a TCP connection from `from`. */
+  sourceSeenBy(from: Host, to: string): Promise<string | undefined>;
+  /** A request to the fake API server (API mode), e.g. `POST /_test/drop`. */
+  apiRequest(method: string, path: string, body?: unknown): Promise<void>;
+  /**
+   * Waits until `from` gets a TCP connection through to each of `ips`. A fresh node's first
+   * IPv6 packets can wait ~2 s for DAD on its new bridge; "becomes reachable" allows that.
+   */
+  waitReachable(from: Host, ips: readonly string[], timeoutMs?: number): Promise<void>;
+  /** Tail of every agent's log, for a failing test's output. */
+  logs(lines?: number): Promise<string>;
+}
+
+const REPO = new URL("../../", import.meta.url).pathname;
+const CONFLIST = "10-mycni.conflist";
+const HEALTH_ADDR = "127.0.0.1:9749";
+/** `--once` beside the daemon must not fight it for the health port. */
+const ONCE_HEALTH_ADDR = "127.0.0.1:9750";
+
+/**
+ * Starts a simulated cluster. On any failure everything made so far is removed again.
+ *
+ * @example
+ * await using cluster = await startCluster({ nodes: 3, podsPerNode: 2, dualStack: true, mode: "static" });
+ */
+export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  const mode = opts.mode ?? "static";
+  const dualStack = opts.dualStack ?? true;
+  const binDir = opts.binDir ?? Deno.env.get("MYCNI_BIN_DIR") ?? `${REPO}bin`;
+  const log = opts.log ?? (() => {});
+  const id = uniqueName("mcc");
+  const dir = await Deno.makeTempDir({ prefix: `${id}-` });
+  const namespaces: string[] = [];
+  const children: Child[] = [];
+  const nodes: ClusterNode[] = [];
+  let apiServer: Child | undefined;
+  let podCounter = 0;
+
+  const ns = async (suffix: string) => {
+    const name = `${id}${suffix}`;
+    namespaces.push(name);
+    return await addNetns(name);
+  };
+  const withProbe = async (host: Host) => {
+    if (opts.probes === false) return;
+    host.probe = await startProbe(host.netns, { logFile: `${dir}/probes.log` });
+    children.push(host.probe.child);
+  };
+
+  const dispose = async () => {
+    await Promise.all(
+      [...nodes.flatMap((n) => [n, ...n.pods]), external]
+        .map((h) => Promise.resolve(h?.probe?.[Symbol.asyncDispose]()).catch(() => {})),
+    );
+    await Promise.all(children.map((c) => c.stop("SIGTERM", 2000).catch(() => {})));
+    await Promise.all(namespaces.map(deleteNetns));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+
+  const sw = `${id}sw`;
+  let external: External = undefined as unknown as External;
+  try {
+    namespaces.push(sw);
+    await createSwitch(sw);
+    external = {
+      name: "external",
+      nsName: `${id}ex`,
+      netns: await ns("ex"),
+      ips: dualStack ? [...EXTERNAL.public] : [EXTERNAL.public[0]],
+      underlayIps: dualStack ? [...EXTERNAL.underlay] : [EXTERNAL.underlay[0]],
+    };
+    await plugIntoSwitch(sw, external.nsName, {
+      port: "ext",
+      addrs: external.underlayIps.map((ip) => `${ip}/${underlayPrefix(ip)}`),
+    });
+    await run(["ip", "-n", external.nsName, "-batch", "-"], {
+      stdin: external.ips.map((ip) => `addr add ${ip}/${ip.includes(":") ? 128 : 32} dev lo\n`)
+        .join(""),
+    });
+    const externalProbe = withProbe(external);
+
+    const plans = Array.from({ length: opts.nodes ?? 3 }, (_, i) => planNode(i + 1, dualStack));
+    await Deno.writeTextFile(`${dir}/nodes.json`, nodesFileText(plans));
+    await externalProbe;
+    if (mode === "api") {
+      apiServer = await startApiServer(external, `${dir}/nodes.json`, `${dir}/apiserver.log`);
+      children.push(apiServer);
+    }
+    log(`cluster ${id}: switch, external host${mode === "api" ? ", API server" : ""} up`);
+
+    await settleAll(plans.map((plan) => createNode(plan)));
+    nodes.sort((a, b) => a.plan.index - b.plan.index);
+    if (mode === "manual") {
+      await Promise.all(nodes.map((n) => routeByHand(n.nsName, n.plan, plans)));
+    }
+    log(`cluster ${id}: ${nodes.length} nodes up (${mode})`);
+    for (let k = 0; k < (opts.podsPerNode ?? 2); k++) {
+      // One pod per node at a time: nodes in parallel, a node's pods in order (as kubelet).
+      await settleAll(nodes.map((n) => addPod(n)));
+    }
+    log(`cluster ${id}: ${nodes.length * (opts.podsPerNode ?? 2)} pods up`);
+    if (mode !== "manual") await waitForRoutes();
+  } catch (err) {
+    const tail = await agentLogs(nodes, 20);
+    await dispose();
+    throw new Error(`Cannot start the simulated cluster ${id}: ${(err as Error).message}${tail}`, {
+      cause: err,
+    });
+  }
+
+  async function createNode(plan: NodePlan): Promise<ClusterNode> {
+    const nodeDir = `${dir}/${plan.name}`;
+    await Deno.mkdir(nodeDir, { recursive: true });
+    const nsName = `${id}${plan.name}`;
+    const node: ClusterNode = {
+      name: plan.name,
+      nsName,
+      netns: await ns(plan.name),
+      ips: plan.ips,
+      plan,
+      podCIDRs: plan.podCIDRs,
+      dir: nodeDir,
+      pods: [],
+    };
+    nodes.push(node);
+    await plugIntoSwitch(sw, nsName, {
+      port: plan.name,
+      addrs: plan.ips.map((ip) => `${ip}/${underlayPrefix(ip)}`),
+      gateways: external.underlayIps,
+    });
+    if (mode === "manual") {
+      await wireNodeByHand(nsName, plan, {
+        masquerade: opts.masquerade ?? true,
+        clusterCidrs: CLUSTER_CIDRS,
+      });
+    } else {
+      await startAgent(node);
+      await waitFor(`${plan.name}'s agent to write ${CONFLIST}`, 20000, async () => {
+        if (node.agent?.exited()) throw new Error(`the agent exited: ${await node.agent.status}`);
+        return await exists(`${nodeDir}/net.d/${CONFLIST}`) &&
+          await exists(`${nodeDir}/bin/mycni`);
+      });
+    }
+    await withProbe(node);
+    return node;
+  }
+
+  function agentArgv(node: ClusterNode, extra: readonly string[] = []): string[] {
+    const source = mode === "api"
+      ? ["--kube-api", `http://${API_ADDR}`]
+      : ["--nodes-file", `${dir}/nodes.json`];
+    return inNetns(node.netns, [
+      `${binDir}/mycni-init`,
+      "--node-name",
+      node.name,
+      ...source,
+      "--cni-bin-dir",
+      `${node.dir}/bin`,
+      "--cni-conf-dir",
+      `${node.dir}/net.d`,
+      "--cni-data-dir",
+      `${node.dir}/ipam`,
+      "--log-file",
+      `${node.dir}/mycni.log`,
+      "--health-addr",
+      HEALTH_ADDR,
+      ...extra,
+    ]);
+  }
+
+  async function startAgent(node: ClusterNode): Promise<void> {
+    if (mode === "manual") throw new Error("A hand-wired cluster has no agents");
+    node.agent = await spawnChild(agentArgv(node), { logFile: `${node.dir}/agent.log` });
+    children.push(node.agent);
+  }
+
+  async function stopAgent(node: ClusterNode, signal: Deno.Signal = "SIGKILL") {
+    const agent = node.agent;
+    node.agent = undefined;
+    return await agent?.stop(signal);
+  }
+
+  async function addPod(node: ClusterNode): Promise<Pod> {
+    const k = node.pods.length + 1;
+    const name = `${node.name}p${k}`;
+    const nsName = `${id}${name}`;
+    const netns = await ns(name);
+    const containerId = `${id}-${name}-${podCounter++}`;
+    let ips: string[];
+    if (mode === "manual") {
+      ips = await wirePodByHand(node.nsName, nsName, {
+        plan: node.plan,
+        hostIndex: k + 1,
+        hostVeth: `veth${name}`,
+      });
+    } else {
+      ips = await execPluginAdd(node, { netns, containerId, podName: name });
+    }
+    const pod: Pod = { name, nsName, netns, ips, node, containerId };
+    node.pods.push(pod);
+    await withProbe(pod);
+    return pod;
+  }
+
+  async function waitForRoutes(timeoutMs = 20000): Promise<void> {
+    await waitFor("every node's routes to the other nodes' podCIDRs", timeoutMs, async () => {
+      for (const node of nodes) {
+        const want = nodes.filter((n) => n !== node).flatMap((n) => n.podCIDRs).sort();
+        const have = await podRoutes(node);
+        if (JSON.stringify(want) !== JSON.stringify(have)) return false;
+      }
+      return true;
+    });
+  }
+
+  async function podRoutes(node: ClusterNode): Promise<string[]> {
+    const out: string[] = [];
+    for (const family of dualStack ? ["-4", "-6"] : ["-4"]) {
+      const routes = JSON.parse(
+        await run(["ip", "-n", node.nsName, "-j", family, "route", "show"]),
+      ) as { dst: string; gateway?: string }[];
+      for (const r of routes) {
+        if (r.dst === "default" || !r.gateway) continue;
+        const dst = formatCidr(
+          parseCidr(r.dst.includes("/") ? r.dst : `${r.dst}/${family === "-4" ? 32 : 128}`),
+        );
+        if (CLUSTER_CIDRS.some((c) => overlaps(c, dst)) && !node.podCIDRs.includes(dst)) {
+          out.push(dst);
+        }
+      }
+    }
+    return out.sort();
+  }
+
+  async function writeNodeList(plans = nodes.map((n) => n.plan)): Promise<void> {
+    const text = nodesFileText(plans);
+    // Atomically, as a ConfigMap update or an editor's save-and-rename would.
+    const tmp = `${dir}/.nodes.json.tmp`;
+    await Deno.writeTextFile(tmp, text);
+    await Deno.rename(tmp, `${dir}/nodes.json`);
+  }
+
+  async function api(method: string, path: string, body?: unknown): Promise<void> {
+    if (mode !== "api") throw new Error(`A ${mode} cluster has no API server`);
+    const res = await external.probe!.http(`http://${API_ADDR}${path}`, {
+      method,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!res.ok || (res.status ?? 500) >= 300) {
+      throw new Error(
+        `Fake API server: ${method} ${path} gave ${res.status ?? res.error}: ${res.body ?? ""}`,
+      );
+    }
+  }
+
+  const cluster: Cluster = {
+    id,
+    mode,
+    dualStack,
+    dir,
+    nodes,
+    external,
+    pods: () => nodes.flatMap((n) => n.pods),
+    async addNode(o = {}) {
+      const index = Math.max(0, ...nodes.map((n) => n.plan.index)) + 1;
+      const plan = planNode(index, dualStack);
+      // The node object exists before its agent starts (kubelet registers, then the DaemonSet pod runs).
+      if (mode === "api") await api("PUT", `/_test/nodes/${plan.name}`, nodeEntry(plan));
+      else if (mode === "static") await writeNodeList([...nodes.map((n) => n.plan), plan]);
+      const node = await createNode(plan);
+      if (mode === "manual") {
+        await Promise.all(
+          nodes.map((n) => routeByHand(n.nsName, n.plan, nodes.map((m) => m.plan))),
+        );
+      }
+      for (let k = 0; k < (o.pods ?? opts.podsPerNode ?? 2); k++) await addPod(node);
+      return node;
+    },
+    async removeNode(node) {
+      await stopAgent(node, "SIGTERM");
+      for (const h of [node, ...node.pods]) await h.probe?.[Symbol.asyncDispose]();
+      nodes.splice(nodes.indexOf(node), 1);
+      if (mode === "api") await api("DELETE", `/_test/nodes/${node.name}`);
+      else if (mode === "static") await writeNodeList();
+      for (const p of node.pods) await deleteNetns(p.nsName);
+      await deleteNetns(node.nsName);
+    },
+    addPod,
+    startAgent,
+    stopAgent,
+    async restartAgent(node, signal = "SIGKILL") {
+      await stopAgent(node, signal);
+      await startAgent(node);
+    },
+    async runAgentOnce(node) {
+      const out = await runOutput(agentArgv(node, ["--once", "--health-addr", ONCE_HEALTH_ADDR]));
+      return { code: out.code, stderr: out.stderr };
+    },
+    async agentHealthy(node) {
+      const res = await node.probe?.http(`http://${HEALTH_ADDR}/healthz`, { timeoutMs: 1000 });
+      return res?.status === 200;
+    },
+    waitForRoutes,
+    podRoutes,
+    async nodeState(node) {
+      const families = dualStack ? [4, 6] : [4];
+      const routes = await Promise.all(
+        families.map((f) =>
+          run(["ip", "-n", node.nsName, `-${f}`, "route", "show", "table", "all"])
+        ),
+      );
+      const iptables = await Promise.all(
+        families.map(async (f) =>
+          normaliseIptables(
+            await run(inNetns(node.netns, [f === 4 ? "iptables-save" : "ip6tables-save"])),
+          )
+        ),
+      );
+      return { routes, iptables };
+    },
+    ping: (from, to, o = {}) => pingFrom(from.netns, to, o),
+    async tcp(from, to, o = {}) {
+      if (!from.probe) throw new Error(`${from.name} has no probe (probes: false)`);
+      return await from.probe.tcp(to, o);
+    },
+    async sourceSeenBy(from, to) {
+      return (await cluster.tcp(from, to)).seen;
+    },
+    apiRequest: api,
+    async waitReachable(from, ips, timeoutMs = 10000) {
+      await Promise.all(
+        ips.map((ip) =>
+          waitFor(
+            `${from.name} to reach ${ip}`,
+            timeoutMs,
+            async () => (await cluster.tcp(from, ip, { timeoutMs: 500 })).ok,
+          )
+        ),
+      );
+    },
+    logs: (lines = 30) => agentLogs(nodes, lines),
+    async [Symbol.asyncDispose]() {
+      await dispose();
+    },
+  };
+  return cluster;
+}
+
+/** The nodes-file entry of a node: `{name, ip, podCIDRs, ips}`. */
+export function nodeEntry(plan: NodePlan): Record<string, unknown> {
+  return { name: plan.name, ip: plan.ips[0], podCIDRs: plan.podCIDRs, ips: plan.ips };
+}
+
+function nodesFileText(plans: readonly NodePlan[]): string {
+  return JSON.stringify(plans.map(nodeEntry), null, 2) + "\n";
+}
+
+async function startApiServer(
+  external: External,
+  nodesFile: string,
+  logFile: string,
+): Promise<Child> {
+  const script = `${REPO}tests/harness/fake_apiserver.ts`;
+  if (!(await exists(script))) {
+    throw new Error(`API mode needs ${script}, which does not exist yet`);
+  }
+  const child = await spawnChild(
+    inNetns(external.netns, [
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--no-lock",
+      script,
+      "--listen",
+      API_ADDR,
+      "--nodes-file",
+      nodesFile,
+    ]),
+    { logFile },
+  );
+  try {
+    await waitFor("the fake API server to answer", 15000, async () => {
+      if (child.exited()) throw new Error(`it exited: ${JSON.stringify(await child.status)}`);
+      const res = await external.probe!.http(`http://${API_ADDR}/api/v1/nodes`, { timeoutMs: 500 });
+      return res.status === 200;
+    });
+  } catch (err) {
+    await child.stop("SIGKILL");
+    throw err;
+  }
+  return child;
+}
+
+/** CNI ADD exactly as a runtime does it, in the node's namespace; returns the pod's IPs. */
+async function execPluginAdd(
+  node: ClusterNode,
+  pod: { netns: string; containerId: string; podName: string },
+): Promise<string[]> {
+  const list = JSON.parse(await Deno.readTextFile(`${node.dir}/net.d/${CONFLIST}`));
+  const conf = { ...list.plugins[0], cniVersion: list.cniVersion, name: list.name };
+  const out = await runOutput(inNetns(node.netns, [`${node.dir}/bin/mycni`]), {
+    stdin: JSON.stringify(conf),
+    env: {
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: pod.containerId,
+      CNI_NETNS: pod.netns,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: `${node.dir}/bin`,
+      CNI_ARGS: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod.podName}`,
+    },
+  });
+  if (out.code !== 0) {
+    throw new Error(
+      `CNI ADD of ${pod.podName} on ${node.name} exited ${out.code}: ${out.stdout.trim()} ${out.stderr.trim()}`,
+    );
+  }
+  const result = JSON.parse(out.stdout) as { ips?: { address: string }[] };
+  const ips = (result.ips ?? []).map((i) => i.address.split("/")[0]);
+  if (ips.length === 0) throw new Error(`CNI ADD of ${pod.podName} returned no IPs: ${out.stdout}`);
+  return ips.sort((a, b) => Number(a.includes(":")) - Number(b.includes(":")));
+}
+
+/** Drops what changes on its own between two dumps: comments and packet counters. */
+function normaliseIptables(text: string): string {
+  return text.split("\n").filter((l) => !l.startsWith("#")).map((l) =>
+    l.replace(/\[\d+:\d+\]/g, "[]")
+  ).join("\n");
+}
+
+function overlaps(cluster: string, cidr: string): boolean {
+  const outer = parseCidr(cluster), inner = parseCidr(cidr);
+  return inner.prefix >= outer.prefix && cidrContains(outer, parseIp(cidr.split("/")[0]));
+}
+
+async function agentLogs(nodes: readonly ClusterNode[], lines: number): Promise<string> {
+  let out = "";
+  for (const n of nodes) {
+    const text = await Deno.readTextFile(`${n.dir}/agent.log`).catch(() => "");
+    if (text) {
+      out += `\n--- ${n.name} agent.log (tail) ---\n${
+        text.trimEnd().split("\n").slice(-lines).join("\n")
+      }`;
+    }
+  }
+  return out;
+}
+
+/**
+ * Like Promise.all, but waits for every promise before rethrowing the first failure: cleanup
+ * must not start while a sibling (a plugin run) is still writing into the temp dir.
+ */
+async function settleAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `check` every 100 ms until it returns true; throws naming `what` after `timeoutMs`. */
+export async function waitFor(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`Gave up waiting ${timeoutMs} ms for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
