@@ -165,10 +165,23 @@ async function createBridge(plan: VethPlan): Promise<void> {
 
 /** Deletes a link in our netns; already gone is success. Deleting one end of a veth removes both. */
 export async function deleteLink(name: string): Promise<boolean> {
+  // Most DELs repeat one that already removed the veth (containerd calls DEL twice): procfs
+  // answers "no such link" without spawning ip. /proc/sys/net is per the reader's netns.
+  if (!linkInProcfs(name)) return false;
   const out = await runOutput(["ip", "link", "del", "dev", name]);
   if (out.code === 0) return true;
   if (/Cannot find device|does not exist/.test(out.stderr)) return false;
   throw new CommandError(["ip", "link", "del", "dev", name], out.code, out.stderr);
+}
+
+/** Whether a link named `name` exists in our netns, read from procfs (no process spawned). */
+export function linkInProcfs(name: string): boolean {
+  try {
+    Deno.statSync(`/proc/sys/net/ipv4/conf/${name}`);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Links enslaved to `bridge` in our netns ([] when the bridge does not exist). */
