@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/tools/bin:$(PATH)
 export DENO_NO_UPDATE_CHECK := 1
 TEST := $(DENO) test --allow-all --no-lock
 
-.PHONY: setup build static unit integration test demo bench clean
+.PHONY: setup build static unit integration reliability test demo bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,22 +17,31 @@ build: setup
 static: setup
 	$(DENO) fmt --check
 	$(DENO) lint
-	$(DENO) check --no-lock mycni.ts init.ts lib tests bench
+	$(DENO) check --no-lock mycni.ts init.ts lib tests bench scripts
 
 unit: setup
 	$(TEST) tests/unit
 
 # Privileged: real namespaces, bridges, veths and iptables, all inside namespaces the tests make.
+# The interop suite also needs containerd, podman and a Go toolchain (installed when missing).
 integration: build
+	@bash scripts/setup-interop.sh
 	$(TEST) tests/integration
 
-test: static unit integration
+# Storms, crashes, reboots, bad input and agent faults (privileged too).
+reliability: build
+	$(TEST) tests/reliability
+
+test: static unit integration reliability
 
 demo: build
 	$(DENO) run --allow-all --no-lock scripts/demo.ts
 
+# Benchmarks print figures (ratios against the reference and targets); they are not tests.
 bench: build
 	$(DENO) run --allow-all --no-lock bench/plugin_latency.ts
+	$(DENO) run --allow-all --no-lock bench/agent_sync.ts
+	$(DENO) run --allow-all --no-lock bench/throughput.ts
 
 clean:
 	rm -rf bin
