@@ -60,7 +60,9 @@ async function main(): Promise<number> {
   }
   const shape = { nodes: 2, podsPerNode: 1, dualStack: false, probes: false } as const;
   await using mycni = await startCluster({ ...shape, mode: "static" });
-  await using byHand = await startCluster({ ...shape, mode: "manual", masquerade: false });
+  // The hand-wired nodes get the same masquerade rule a hand-built cluster needs (init.sh had
+  // one too): with a nat rule loaded, conntrack sees every packet on both paths alike.
+  await using byHand = await startCluster({ ...shape, mode: "manual", masquerade: true });
 
   const pod = (c: Cluster, n: number) => c.nodes[n].pods[0];
   const paths: Path[] = [
