@@ -1,3 +1,22 @@
-// mycni node agent entry (stub until the agent lands): flags in, exit code out.
-console.error("mycni-init: not built yet");
-Deno.exit(1);
+// mycni node agent entry: flags and env in, one call, exit code out.
+import { runAgent } from "./lib/node/agent.ts";
+import { createLogger } from "./lib/node/log.ts";
+import { parseAgentArgs, USAGE, UsageError } from "./lib/node/options.ts";
+
+const log = createLogger();
+const env = Deno.env.toObject();
+if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
+let opts;
+try {
+  opts = parseAgentArgs(Deno.args, env);
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  console.error(`mycni-init: ${err.message}\n${USAGE}`);
+  Deno.exit(2);
+}
+const stop = new AbortController();
+for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => stop.abort());
+Deno.exit(await runAgent(opts, { log, signal: stop.signal, env }));

@@ -63,14 +63,18 @@ export async function runOutput(
   } catch (err) {
     throw new CommandError(argv, 127, `cannot start ${cmd}: ${(err as Error).message}`);
   }
-  if (opts.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(opts.stdin)).catch(() => {});
-    await writer.close().catch(() => {});
-  }
-  const { code, stdout, stderr } = await child.output();
+  // Feed stdin while collecting output: a child that prints more than a pipe buffer before it
+  // has read all of its input would otherwise deadlock against us.
+  const feeding = opts.stdin === undefined ? Promise.resolve() : feed(child.stdin, opts.stdin);
+  const [{ code, stdout, stderr }] = await Promise.all([child.output(), feeding]);
   const dec = new TextDecoder();
   return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
+}
+
+async function feed(stdin: WritableStream<Uint8Array>, text: string): Promise<void> {
+  const writer = stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text)).catch(() => {});
+  await writer.close().catch(() => {});
 }
 
 /**

@@ -1,0 +1,240 @@
+// Benchmark of the node agent at 1000 nodes (dual-stack, podCIDRs allocated in order as the
+// node IPAM controller does): start -> first full sync from a nodes
+// file, a no-change resync, node event -> route present over the API watch, and resident memory.
+// Runs in a namespace it creates (re-executing itself inside it), so it can talk to the agent's
+// 127.0.0.1 health port directly; nothing is changed outside that namespace.
+//   deno run -A --no-lock bench/agent_sync.ts [--nodes 1000]
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { readLines } from "../lib/kube/watch.ts";
+import { ROUTE_PROTO } from "../lib/net/route.ts";
+import { run } from "../lib/net/run.ts";
+import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
+import { tempNetns } from "../tests/harness/netns.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const AGENT = join(ROOT, "bin/mycni-init");
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { nodes: { type: "string", default: "1000" }, inside: { type: "string" } },
+});
+const COUNT = Number(values.nodes);
+
+if (values.inside) await inside(values.inside);
+else await outside();
+
+async function outside() {
+  await using ns = await tempNetns("mca");
+  const x = (argv: string[]) => run(ns.exec(argv));
+  // One underlay link holding every node's address range (10.250/16, fd00:250::/64).
+  await x(["ip", "link", "add", "u0", "type", "veth", "peer", "name", "u1"]);
+  await x(["ip", "link", "set", "u1", "up"]);
+  await x(["ip", "link", "set", "u0", "up"]);
+  await x(["ip", "addr", "add", "10.250.0.1/16", "dev", "u0"]);
+  await x(["ip", "addr", "add", "fd00:250::1/64", "dev", "u0", "nodad"]);
+  const dir = await Deno.makeTempDir({ prefix: "mca-bench-" });
+  try {
+    const me = new URL(import.meta.url).pathname;
+    const out = await run(
+      ns.exec([
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--no-lock",
+        me,
+        "--inside",
+        dir,
+        "--nodes",
+        String(COUNT),
+      ]),
+    );
+    console.log(out.trimEnd());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function node(i: number) {
+  const v4 = `10.250.${i >> 8}.${i & 255}`;
+  return {
+    name: `n${i}`,
+    ip: v4,
+    ips: [`fd00:250::${i.toString(16)}`],
+    podCIDRs: [`10.${64 + (i >> 8)}.${i & 255}.0/24`, `fd00:10:244:${i.toString(16)}::/64`],
+  };
+}
+
+/** The agent in this namespace, its stderr read line by line. */
+function startAgent(dir: string, source: string[]) {
+  const t0 = performance.now();
+  const child = new Deno.Command(AGENT, {
+    args: [
+      "--node-name",
+      "n1",
+      "--cni-bin-dir",
+      join(dir, "bin"),
+      "--cni-conf-dir",
+      join(dir, "conf"),
+      "--plugin-src",
+      join(ROOT, "bin/mycni"),
+      ...source,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let resolveSynced!: (ms: number) => void;
+  const synced = new Promise<number>((r) => resolveSynced = r);
+  const reading = (async () => {
+    for await (const line of readLines(child.stderr)) {
+      if (line.includes('"initial sync done"')) resolveSynced(performance.now() - t0);
+    }
+  })();
+  return {
+    synced,
+    pid: child.pid,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await reading;
+    },
+  };
+}
+
+async function metrics(): Promise<Record<string, number>> {
+  const text = await (await fetch("http://127.0.0.1:9749/metrics")).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^(mycni_\w+) (\S+)$/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+async function routeCount(): Promise<number> {
+  const out = await run([
+    "ip",
+    "-j",
+    "route",
+    "show",
+    "table",
+    "all",
+    "proto",
+    String(ROUTE_PROTO),
+  ]);
+  return JSON.parse(out).length;
+}
+
+function memoryMiB(pid: number): { rss: number; peak: number } {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
+  return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
+}
+
+async function uninstall(dir: string) {
+  await run([
+    AGENT,
+    "--uninstall",
+    "--cni-bin-dir",
+    join(dir, "bin"),
+    "--cni-conf-dir",
+    join(dir, "conf"),
+  ]);
+}
+
+function line(what: string, value: string, target: string, ok: boolean) {
+  console.log(
+    `${what.padEnd(44)} ${value.padEnd(30)} ${target.padEnd(14)} ${ok ? "OK" : "MISSED"}`,
+  );
+}
+
+async function inside(dir: string) {
+  const nodes = Array.from({ length: COUNT }, (_, i) => node(i + 1));
+  const nodesFile = join(dir, "nodes.json");
+  await Deno.writeTextFile(nodesFile, JSON.stringify(nodes));
+  const want = (COUNT - 1) * 2;
+  const kind = (await Deno.readTextFile(AGENT)).startsWith("#!") ? "bundled script" : "compiled";
+  console.log(
+    `agent_sync: ${COUNT} nodes, dual-stack (${want} routes), bin/mycni-init is a ${kind}`,
+  );
+
+  // 1. Nodes file: cold start to first full sync, memory, then a resync that changes nothing.
+  const a = startAgent(dir, ["--nodes-file", nodesFile]);
+  const syncMs = await a.synced;
+  const got = await routeCount();
+  line(
+    "start -> first full sync (nodes file)",
+    `${syncMs.toFixed(0)} ms (${got} routes)`,
+    "< 2000 ms",
+    syncMs < 2000 && got === want,
+  );
+  await new Promise((r) => setTimeout(r, 1000));
+  const before = await metrics();
+  await Deno.writeTextFile(nodesFile, JSON.stringify(nodes)); // same content, new mtime
+  const t0 = performance.now();
+  let after = before;
+  while (after.mycni_reconciles_total === before.mycni_reconciles_total) {
+    await new Promise((r) => setTimeout(r, 5));
+    after = await metrics();
+  }
+  const seen = performance.now() - t0;
+  const resyncMs = after.mycni_last_reconcile_duration_seconds * 1000;
+  const changes = after.mycni_route_changes_total - before.mycni_route_changes_total;
+  line(
+    "no-change resync (reconcile of 1000 nodes)",
+    `${resyncMs.toFixed(0)} ms, ${changes} route changes`,
+    "< 300 ms, 0",
+    resyncMs < 300 && changes === 0,
+  );
+  console.log(
+    `  (file edit -> reconcile finished: ${seen.toFixed(0)} ms, includes the 250 ms mtime poll)`,
+  );
+  await new Promise((r) => setTimeout(r, 4000)); // let V8's memory reducer run after the burst
+  const mem = memoryMiB(a.pid);
+  line(
+    "agent memory with 1000 nodes",
+    `RSS ${mem.rss.toFixed(1)} MiB, peak ${mem.peak.toFixed(1)} MiB`,
+    "< 64 MiB",
+    mem.rss < 64,
+  );
+  await a.stop();
+  await uninstall(dir);
+
+  // 2. API mode: list + watch; a node event until its route is in the kernel.
+  await using api = startFakeApiServer({ nodes });
+  const b = startAgent(dir, ["--kube-api", api.url]);
+  const apiSyncMs = await b.synced;
+  line(
+    "start -> first full sync (API list)",
+    `${apiSyncMs.toFixed(0)} ms`,
+    "< 2000 ms",
+    apiSyncMs < 2000,
+  );
+  while (api.watchers === 0) await new Promise((r) => setTimeout(r, 5));
+  const lat: number[] = [];
+  for (let k = 0; k < 10; k++) {
+    const n = node(COUNT + 1 + k);
+    const t = performance.now();
+    api.upsert(n);
+    const dst = n.podCIDRs[0];
+    while (
+      (await run(["ip", "-j", "route", "show", dst, "proto", String(ROUTE_PROTO)])).trim() === "[]"
+    ) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    lat.push(performance.now() - t);
+  }
+  lat.sort((x, y) => x - y);
+  line(
+    "node event -> route present (API watch)",
+    `median ${lat[5].toFixed(0)} ms, max ${lat[9].toFixed(0)} ms`,
+    "< 1000 ms",
+    lat[9] < 1000,
+  );
+  await new Promise((r) => setTimeout(r, 4000));
+  const memB = memoryMiB(b.pid);
+  line(
+    "agent memory, API mode",
+    `RSS ${memB.rss.toFixed(1)} MiB, peak ${memB.peak.toFixed(1)} MiB`,
+    "< 64 MiB",
+    memB.rss < 64,
+  );
+  await b.stop();
+  await uninstall(dir);
+}

@@ -1,0 +1,60 @@
+// v1.Node JSON -> the agent's NodeInfo: podCIDRs from spec, the address from status.
+import type { NodeInfo } from "../node/node.ts";
+
+/** A node we can route to, or why we cannot. */
+export type ParsedNode =
+  | { readonly ok: true; readonly node: NodeInfo }
+  | { readonly ok: false; readonly name: string; readonly reason: string };
+
+/**
+ * Reads `metadata.name`, `spec.podCIDRs` (falling back to the older single `spec.podCIDR`) and
+ * the `InternalIP` entries of `status.addresses`. A node without a podCIDR (the controller has
+ * not allocated one yet) or without an InternalIP is not an error: it comes back as not ok.
+ *
+ * @example
+ * parseKubeNode({ metadata: { name: "n2" }, spec: { podCIDRs: ["10.244.2.0/24"] },
+ *   status: { addresses: [{ type: "InternalIP", address: "192.0.2.12" }] } });
+ * // { ok: true, node: { name: "n2", ips: ["192.0.2.12"], podCIDRs: ["10.244.2.0/24"] } }
+ */
+export function parseKubeNode(obj: unknown): ParsedNode {
+  const o = asRecord(obj);
+  const name = asRecord(o.metadata).name;
+  if (typeof name !== "string" || name === "") {
+    return { ok: false, name: "?", reason: "node object has no metadata.name" };
+  }
+  const spec = asRecord(o.spec);
+  let podCIDRs = Array.isArray(spec.podCIDRs)
+    ? spec.podCIDRs.filter((c): c is string => typeof c === "string" && c !== "")
+    : [];
+  if (podCIDRs.length === 0 && typeof spec.podCIDR === "string" && spec.podCIDR !== "") {
+    podCIDRs = [spec.podCIDR];
+  }
+  const addresses = Array.isArray(asRecord(o.status).addresses)
+    ? (asRecord(o.status).addresses as unknown[])
+    : [];
+  const ips = addresses
+    .map(asRecord)
+    .filter((a) => a.type === "InternalIP" && typeof a.address === "string" && a.address !== "")
+    .map((a) => a.address as string);
+  if (podCIDRs.length === 0) return { ok: false, name, reason: "no podCIDR allocated yet" };
+  if (ips.length === 0) return { ok: false, name, reason: "no InternalIP in status.addresses" };
+  return { ok: true, node: { name, ips, podCIDRs } };
+}
+
+/** `metadata.resourceVersion` of any object, or "" */
+export function resourceVersionOf(obj: unknown): string {
+  const rv = asRecord(asRecord(obj).metadata).resourceVersion;
+  return typeof rv === "string" ? rv : "";
+}
+
+/** `metadata.name` of any object, or "" */
+export function nameOf(obj: unknown): string {
+  const name = asRecord(asRecord(obj).metadata).name;
+  return typeof name === "string" ? name : "";
+}
+
+function asRecord(v: unknown): Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v)
+    ? v as Record<string, unknown>
+    : {};
+}

@@ -1,0 +1,21 @@
+// Kernel settings under /proc/sys/net. Those files answer for the network namespace of the
+// process that opens them, so the agent (run inside the node's netns) sets the node's values.
+
+/** net.ipv4.ip_forward */
+export const IPV4_FORWARD = "net/ipv4/ip_forward";
+/** net.ipv6.conf.all.forwarding */
+export const IPV6_FORWARD = "net/ipv6/conf/all/forwarding";
+
+/**
+ * Sets `/proc/sys/<key>` to `value` when it differs. Returns whether it changed anything.
+ *
+ * @example
+ * await ensureSysctl(IPV4_FORWARD, "1"); // true the first time, false after
+ */
+export async function ensureSysctl(key: string, value: string): Promise<boolean> {
+  const path = `/proc/sys/${key}`;
+  const now = (await Deno.readTextFile(path)).trim();
+  if (now === value) return false;
+  await Deno.writeTextFile(path, value);
+  return true;
+}

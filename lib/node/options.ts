@@ -1,0 +1,142 @@
+// The agent's command line (a contract: DESIGN.md "Node agent contract") turned into options.
+import { parseArgs } from "node:util";
+import { parseCidr } from "../ipam/cidr.ts";
+import { inClusterConfig, type KubeConfig } from "../kube/client.ts";
+
+/** Everything the agent runs from. */
+export interface AgentOptions {
+  readonly nodeName: string;
+  /** Static mode when set; otherwise `kube` is the source. */
+  readonly nodesFile?: string;
+  readonly kube?: KubeConfig;
+  readonly cniBinDir: string;
+  readonly cniConfDir: string;
+  readonly cniDataDir: string;
+  readonly logFile: string;
+  readonly clusterCidrs: readonly string[];
+  readonly once: boolean;
+  readonly uninstall: boolean;
+  readonly healthAddr: { readonly hostname: string; readonly port: number };
+  /** The plugin binary to install; undefined means `mycni` next to the agent. */
+  readonly pluginSrc?: string;
+}
+
+/** A bad command line: the entry prints it with the usage and exits 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Usage text for --help and errors. */
+export const USAGE =
+  `Usage: mycni-init --node-name NAME (--nodes-file FILE | --kube-api URL | in-cluster)
+  --node-name NAME        this node (default $NODE_NAME)
+  --nodes-file FILE       static node list [{"name","ip","podCIDRs":[...]}], re-read on change
+  --kube-api URL          API server (default in-cluster KUBERNETES_SERVICE_HOST/PORT)
+  --token-file FILE       bearer token (default the service account's)
+  --ca-file FILE          CA bundle for https (default the service account's)
+  --cni-bin-dir DIR       plugin install dir (default /opt/cni/bin)
+  --cni-conf-dir DIR      conflist dir (default /etc/cni/net.d)
+  --cni-data-dir DIR      plugin IPAM dataDir in the conflist (default /var/lib/cni/networks)
+  --log-file FILE         plugin logFile in the conflist (default /var/log/mycni.log)
+  --cluster-cidr CIDR     never-masqueraded destination, repeatable (default: all podCIDRs)
+  --plugin-src FILE       plugin binary to install (default $MYCNI_PLUGIN_SRC, else mycni
+                          next to this program)
+  --once                  install and sync once, then exit
+  --uninstall             remove the conflist, the plugin, our rules and routes, then exit
+  --health-addr ADDR      /healthz and /metrics (default 127.0.0.1:9749)`;
+
+/**
+ * Parses the command line with `env` supplying defaults. Throws {@linkcode UsageError}.
+ *
+ * @example
+ * parseAgentArgs(["--node-name", "n1", "--nodes-file", "/etc/mycni/nodes.json"], {});
+ */
+export function parseAgentArgs(
+  args: readonly string[],
+  env: Readonly<Record<string, string>>,
+): AgentOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        "node-name": { type: "string" },
+        "nodes-file": { type: "string" },
+        "kube-api": { type: "string" },
+        "token-file": { type: "string" },
+        "ca-file": { type: "string" },
+        "cni-bin-dir": { type: "string", default: "/opt/cni/bin" },
+        "cni-conf-dir": { type: "string", default: "/etc/cni/net.d" },
+        "cni-data-dir": { type: "string", default: "/var/lib/cni/networks" },
+        "log-file": { type: "string", default: "/var/log/mycni.log" },
+        "cluster-cidr": { type: "string", multiple: true, default: [] },
+        "plugin-src": { type: "string" },
+        "health-addr": { type: "string", default: "127.0.0.1:9749" },
+        once: { type: "boolean", default: false },
+        uninstall: { type: "boolean", default: false },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const uninstall = values.uninstall!;
+  const nodeName = values["node-name"] ?? env.NODE_NAME ?? "";
+  if (!nodeName && !uninstall) throw new UsageError("--node-name (or $NODE_NAME) is required");
+  const clusterCidrs = values["cluster-cidr"]!.flatMap((c) => c.split(",")).filter((c) => c !== "");
+  for (const c of clusterCidrs) {
+    try {
+      parseCidr(c, { strict: true });
+    } catch (err) {
+      throw new UsageError(`--cluster-cidr: ${(err as Error).message}`);
+    }
+  }
+  let kube: KubeConfig | undefined;
+  const nodesFile = values["nodes-file"];
+  if (!nodesFile && !uninstall) {
+    const api = values["kube-api"];
+    const inCluster = inClusterConfig(env);
+    if (api) {
+      // Outside a pod there is no service account to fall back on: only what the flags name.
+      kube = {
+        url: api,
+        tokenFile: values["token-file"] ?? inCluster?.tokenFile,
+        caFile: values["ca-file"] ?? inCluster?.caFile,
+      };
+    } else if (inCluster) {
+      kube = {
+        ...inCluster,
+        tokenFile: values["token-file"] ?? inCluster.tokenFile,
+        caFile: values["ca-file"] ?? inCluster.caFile,
+      };
+    } else {
+      throw new UsageError("No node source: give --nodes-file or --kube-api, or run in a pod");
+    }
+  }
+  return {
+    nodeName,
+    nodesFile,
+    kube,
+    cniBinDir: values["cni-bin-dir"]!,
+    cniConfDir: values["cni-conf-dir"]!,
+    cniDataDir: values["cni-data-dir"]!,
+    logFile: values["log-file"]!,
+    clusterCidrs,
+    once: values.once!,
+    uninstall,
+    healthAddr: parseHostPort(values["health-addr"]!),
+    pluginSrc: values["plugin-src"] ?? env.MYCNI_PLUGIN_SRC,
+  };
+}
+
+/** "host:port" or "[v6]:port". */
+export function parseHostPort(text: string): { hostname: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new UsageError(`--health-addr wants host:port, got "${text}"`);
+  return { hostname: m[1] ?? (m[2] || "0.0.0.0"), port };
+}

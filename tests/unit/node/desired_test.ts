@@ -1,0 +1,116 @@
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { parseCidr } from "../../../lib/ipam/cidr.ts";
+import {
+  aggregateCidrs,
+  clusterCidrs,
+  desiredRoutes,
+  familiesOf,
+  renderConflist,
+} from "../../../lib/node/desired.ts";
+import type { NodeInfo } from "../../../lib/node/node.ts";
+
+const nodes: NodeInfo[] = [
+  {
+    name: "n1",
+    ips: ["192.0.2.11", "2001:db8::11"],
+    podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
+  },
+  {
+    name: "n2",
+    ips: ["192.0.2.12", "2001:db8::12"],
+    podCIDRs: ["10.244.2.0/24", "fd00:10:244:2::/64"],
+  },
+  { name: "n3", ips: ["192.0.2.13"], podCIDRs: ["10.244.3.0/24", "fd00:10:244:3::/64"] },
+];
+
+Deno.test("desiredRoutes() routes every other node's podCIDRs via its address of the same family", () => {
+  const { routes, skipped } = desiredRoutes(nodes, "n1");
+  assertEquals(routes, [
+    { family: 4, dst: "10.244.2.0/24", via: "192.0.2.12", node: "n2" },
+    { family: 6, dst: "fd00:10:244:2::/64", via: "2001:db8::12", node: "n2" },
+    { family: 4, dst: "10.244.3.0/24", via: "192.0.2.13", node: "n3" },
+  ]);
+  assertEquals(skipped, [{ node: "n3", reason: "no IPv6 address for podCIDR fd00:10:244:3::/64" }]);
+});
+
+Deno.test("desiredRoutes() skips bad, overlapping and doubly claimed podCIDRs with a reason", () => {
+  const { routes, skipped } = desiredRoutes([
+    nodes[0],
+    { name: "a", ips: ["192.0.2.20"], podCIDRs: ["10.244.1.0/25"] },
+    { name: "b", ips: ["192.0.2.21"], podCIDRs: ["10.244.9.1/24", "10.244.8.0/24"] },
+    { name: "c", ips: ["192.0.2.22"], podCIDRs: ["10.244.8.0/24"] },
+    { name: "d", ips: [], podCIDRs: [] },
+  ], "n1");
+  assertEquals(routes.map((r) => `${r.dst}>${r.via}`), ["10.244.8.0/24>192.0.2.21"]);
+  assertEquals(skipped.map((s) => s.node), ["a", "b", "c", "d"]);
+});
+
+Deno.test("desiredRoutes() canonicalises addresses and CIDRs", () => {
+  const { routes } = desiredRoutes([
+    { name: "x", ips: ["2001:DB8:0:0::12"], podCIDRs: ["FD00:10:244:0002::/64"] },
+  ], "n1");
+  assertEquals(routes, [{ family: 6, dst: "fd00:10:244:2::/64", via: "2001:db8::12", node: "x" }]);
+});
+
+Deno.test("clusterCidrs() aggregates every node's podCIDRs when none are given", () => {
+  const many = Array.from({ length: 256 }, (_, i) => ({
+    name: `n${i}`,
+    ips: [],
+    podCIDRs: [`10.244.${i}.0/24`],
+  }));
+  assertEquals(clusterCidrs([], many), ["10.244.0.0/16"]);
+  assertEquals(clusterCidrs([], nodes), [
+    "10.244.1.0/24",
+    "10.244.2.0/23",
+    "fd00:10:244:1::/64",
+    "fd00:10:244:2::/63",
+  ]);
+});
+
+Deno.test("clusterCidrs() uses --cluster-cidr when given, whatever the nodes say", () => {
+  assertEquals(clusterCidrs(["10.244.0.0/16", "fd00:10:244::/56"], nodes), [
+    "10.244.0.0/16",
+    "fd00:10:244::/56",
+  ]);
+});
+
+Deno.test("aggregateCidrs() drops contained networks and keeps non-siblings apart", () => {
+  const out = aggregateCidrs(
+    ["10.0.0.0/8", "10.1.0.0/16", "11.0.0.0/24", "11.0.2.0/24"].map((c) => parseCidr(c)),
+  );
+  assertEquals(out.map((c) => c.prefix), [8, 24, 24]);
+});
+
+Deno.test("familiesOf() lists the families present, v4 first", () => {
+  assertEquals(familiesOf(["fd00::/64", "10.0.0.0/8"]), [4, 6]);
+  assertEquals(familiesOf(["fd00::/64"]), [6]);
+});
+
+Deno.test("renderConflist() chains portmap only when asked", () => {
+  const input = {
+    podCIDRs: ["10.244.1.0/24"],
+    dataDir: "/var/lib/cni/networks",
+    logFile: "/var/log/mycni.log",
+    mtu: 1450,
+  };
+  const withPortmap = JSON.parse(renderConflist({ ...input, portmap: true }));
+  assertEquals(withPortmap, {
+    cniVersion: "1.0.0",
+    cniVersions: ["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+    name: "mycni",
+    plugins: [
+      {
+        type: "mycni",
+        bridge: "cni0",
+        podCIDRs: ["10.244.1.0/24"],
+        dataDir: "/var/lib/cni/networks",
+        logFile: "/var/log/mycni.log",
+        mtu: 1450,
+        hairpinMode: true,
+      },
+      { type: "portmap", capabilities: { portMappings: true }, snat: true },
+    ],
+  });
+  const without = JSON.parse(renderConflist({ ...input, portmap: false }));
+  assertEquals(without.plugins.length, 1);
+});
