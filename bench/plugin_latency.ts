@@ -127,7 +127,7 @@ const cols = {
   refDel: [] as number[],
   ipDel: [] as number[],
 };
-const keep: { [Symbol.asyncDispose](): Promise<void> }[] = [];
+const keep: AsyncDisposable[] = [];
 async function tempNetnsKeep() {
   const ns = await tempNetns("mcbw");
   keep.push(ns);

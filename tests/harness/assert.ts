@@ -8,12 +8,14 @@ export function assert(cond: unknown, msg = "assertion failed"): asserts cond {
 
 /** Deep, strict equality. */
 export function assertEquals<T>(actual: unknown, expected: T, msg?: string): asserts actual is T {
-  nodeAssert.deepStrictEqual(actual, expected, msg);
+  if (msg === undefined) nodeAssert.deepStrictEqual(actual, expected);
+  else nodeAssert.deepStrictEqual(actual, expected, msg);
 }
 
 /** `text` matches `re`. */
 export function assertMatch(text: string, re: RegExp, msg?: string): void {
-  nodeAssert.match(text, re, msg);
+  if (msg === undefined) nodeAssert.match(text, re);
+  else nodeAssert.match(text, re, msg);
 }
 
 /** `fn` rejects; returns the error for further checks. */
