@@ -41,7 +41,7 @@ export async function execPlugin(nodeNetns: string, inv: Invocation): Promise<Pl
     CNI_PATH: inv.path ?? "/usr/lib/cni",
   };
   const stdin = typeof inv.conf === "string" ? inv.conf : JSON.stringify(inv.conf);
-  const out = await runOutput(["nsenter", `--net=${nodeNetns}`, "--", PLUGIN], {
+  const out = await runOutput(["/usr/bin/nsenter", `--net=${nodeNetns}`, "--", PLUGIN], {
     stdin,
     env: { PATH: Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
   });

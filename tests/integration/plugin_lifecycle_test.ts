@@ -241,3 +241,22 @@ Deno.test(
     assertEquals(await node.links(), ["lo"]);
   },
 );
+
+Deno.test(
+  { name: "STATUS reports 50 when ip or nsenter is missing from the node's PATH", ignore },
+  async () => {
+    await using node = await testNode();
+    const empty = await Deno.makeTempDir();
+    try {
+      const r = await node.exec({
+        command: "STATUS",
+        conf: node.conf(),
+        env: { CNI_COMMAND: "STATUS", CNI_PATH: "/usr/lib/cni", PATH: empty },
+      });
+      assertEquals(r.json?.code, 50);
+      assertMatch(String(r.json?.msg), /Missing on this node: ip, nsenter/);
+    } finally {
+      await Deno.remove(empty);
+    }
+  },
+);
