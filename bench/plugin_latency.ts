@@ -16,9 +16,14 @@ const dir = await Deno.makeTempDir({ prefix: "mycni-bench-" });
 const pods = [];
 for (let i = 0; i < N; i++) pods.push(await tempNetns("mcbp"));
 const floorJs = `${dir}/floor.js`;
+// The floor reads stdin the cheapest way Deno offers (as the plugin does) and prints JSON.
 await Deno.writeTextFile(
   floorJs,
-  'const s = await new Response(Deno.stdin.readable).text();\nconsole.log(JSON.stringify({ cniVersion: "1.0.0", n: s.length }));\n',
+  [
+    "const buf = new Uint8Array(65536); let s = 0;",
+    "for (let n = Deno.stdin.readSync(buf); n !== null; n = Deno.stdin.readSync(buf)) s += n;",
+    'console.log(JSON.stringify({ cniVersion: "1.0.0", n: s }));',
+  ].join("\n") + "\n",
 );
 // The same interpreter line the build gives bin/mycni, so the floor pays what the plugin pays.
 const shebang = (await Deno.readTextFile(PLUGIN)).split("\n")[0];

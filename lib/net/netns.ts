@@ -28,6 +28,43 @@ export function checkPodNetns(path: string): void {
       `CNI_NETNS "${path}" is the plugin's own network namespace`,
     );
   }
+  // A mount or UTS namespace file is on nsfs too; caught here, it fails before IPAM is touched
+  // instead of as nsenter's "reassociate ... Invalid argument" half-way through ADD.
+  const type = namespaceType(path, target.ino);
+  if (type !== undefined && type !== "net") {
+    throw new CniError(
+      ErrorCode.InvalidEnv,
+      `CNI_NETNS "${path}" is a ${type} namespace, not a network namespace`,
+    );
+  }
+}
+
+/**
+ * The kind of a namespace file ("net", "mnt", ...): open it and find the fd whose
+ * /proc/self/fd link reads "<kind>:[<inode>]" (no process, no ioctl). Undefined when unknown.
+ */
+function namespaceType(path: string, ino: number | null): string | undefined {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path);
+  } catch {
+    return undefined;
+  }
+  try {
+    for (const entry of Deno.readDirSync("/proc/self/fd")) {
+      let link: string;
+      try {
+        link = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+      } catch {
+        continue;
+      }
+      const m = /^([a-z_]+):\[([0-9]+)\]$/.exec(link);
+      if (m && Number(m[2]) === ino) return m[1];
+    }
+    return undefined;
+  } finally {
+    file.close();
+  }
 }
 
 /** Whether a netns path still exists (DEL after the runtime removed it, or after a reboot). */

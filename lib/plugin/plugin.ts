@@ -107,7 +107,6 @@ function outcome(
     verb,
     ...fields,
     durationMs: ms,
-    startupMs: Math.round(started),
   });
 }
 
