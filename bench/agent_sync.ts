@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { readLines } from "../lib/kube/watch.ts";
-import { ROUTE_PROTO } from "../lib/net/route.ts";
+import { listOwnedRoutes, ROUTE_PROTO } from "../lib/net/route.ts";
 import { run } from "../lib/net/run.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
 import { tempNetns } from "../tests/harness/netns.ts";
@@ -108,17 +108,7 @@ async function metrics(): Promise<Record<string, number>> {
 }
 
 async function routeCount(): Promise<number> {
-  const out = await run([
-    "ip",
-    "-j",
-    "route",
-    "show",
-    "table",
-    "all",
-    "proto",
-    String(ROUTE_PROTO),
-  ]);
-  return JSON.parse(out).length;
+  return (await listOwnedRoutes()).length;
 }
 
 function memoryMiB(pid: number): { rss: number; peak: number } {

@@ -18,19 +18,10 @@ declare -A PKGS=(
   [/usr/lib/cni/portmap]=containernetworking-plugins
   [nsenter]=util-linux
 )
-missing=()
-for probe in "${!PKGS[@]}"; do
-  if [[ $probe == /* ]]; then [[ -e $probe ]] && continue
-  else command -v "$probe" >/dev/null 2>&1 && continue; fi
-  missing+=("${PKGS[$probe]}")
-done
+extra=()
 # busybox (the dynamic one) also provides /bin/busybox; the image needs the static build.
-if [[ -e /bin/busybox ]] && ! dpkg -s busybox-static >/dev/null 2>&1; then missing+=(busybox-static); fi
-((${#missing[@]})) || exit 0
-
-echo "setup-interop: installing ${missing[*]}" >&2
-if [[ $(id -u) != 0 ]]; then echo "setup-interop: need root to apt-get install ${missing[*]}" >&2; exit 1; fi
-apt-get update -qq >&2
+if [[ -e /bin/busybox ]] && ! dpkg -s busybox-static >/dev/null 2>&1; then extra+=(busybox-static); fi
 # The containerd package starts no daemon here (no systemd); podman's package drops
 # /etc/cni/net.d/87-podman-bridge.conflist, which the suite never reads (its dirs are private).
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+source "$(dirname "$0")/apt_packages.sh"
+install_missing setup-interop PKGS "${extra[@]}"

@@ -16,18 +16,8 @@ declare -A PKGS=(
   [/usr/lib/cni/host-local]=containernetworking-plugins
   [npm]=npm
 )
-missing=()
-for probe in "${!PKGS[@]}"; do
-  if [[ $probe == /* ]]; then [[ -e $probe ]] && continue
-  else command -v "$probe" >/dev/null 2>&1 && continue; fi
-  missing+=("${PKGS[$probe]}")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}" >&2
-  if [[ $(id -u) != 0 ]]; then echo "setup: need root to apt-get install ${missing[*]}" >&2; exit 1; fi
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+source scripts/apt_packages.sh
+install_missing setup PKGS
 
 want=$(sed -n 's/.*"deno": "\([0-9.]*\)".*/\1/p' tools/deno/package.json)
 have=$(tools/bin/deno --version 2>/dev/null | sed -n 's/^deno \([0-9.]*\).*/\1/p' || true)

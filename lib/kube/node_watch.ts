@@ -6,6 +6,7 @@ import type { Logger } from "../node/log.ts";
 import type { KubeClient } from "./client.ts";
 import { nameOf, parseKubeNode, resourceVersionOf } from "./node.ts";
 import { GoneError } from "./watch.ts";
+import { sleep } from "../time/sleep.ts";
 
 /** Tuning, mostly for tests. */
 export interface NodeWatchOptions {
@@ -109,16 +110,4 @@ export async function watchNodes(client: KubeClient, opts: NodeWatchOptions): Pr
 
 function sameNode(a: NodeInfo, b: NodeInfo): boolean {
   return a.ips.join(",") === b.ips.join(",") && a.podCIDRs.join(",") === b.podCIDRs.join(",");
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

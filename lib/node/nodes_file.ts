@@ -1,5 +1,6 @@
 // Static mode's node source: the nodes file, re-read whenever it changes on disk.
 import { type NodeInfo, parseNodesFile } from "./node.ts";
+import { sleep } from "../time/sleep.ts";
 
 /** Callbacks and tuning for {@linkcode watchNodesFile}. */
 export interface NodesFileWatchOptions {
@@ -38,16 +39,4 @@ export async function watchNodesFile(path: string, opts: NodesFileWatchOptions):
     }
     await sleep(opts.pollMs ?? 250, opts.signal);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
