@@ -13,20 +13,11 @@ import { OWNED_CHAINS } from "./masq.ts";
 import type { NodeInfo } from "./node.ts";
 import { readNodesFile, watchNodesFile } from "./nodes_file.ts";
 import type { AgentOptions } from "./options.ts";
+import { checkTools } from "./preflight.ts";
 import { createNodeSync, type NodeSync } from "./sync.ts";
 
 /** Datapath re-check (routes someone deleted come back) even when no node changed, as flannel. */
 const RESYNC_MS = 10_000;
-
-/** Programs the agent calls; a missing one is logged at start (the plugin needs ip and nsenter). */
-const TOOLS = [
-  "ip",
-  "nsenter",
-  "iptables-save",
-  "iptables-restore",
-  "ip6tables-save",
-  "ip6tables-restore",
-];
 
 /** The outside world the agent is given. */
 export interface AgentContext {
@@ -44,9 +35,8 @@ export interface AgentContext {
  * Deno.exit(await runAgent(parseAgentArgs(Deno.args, env), { log, signal, env }));
  */
 export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<number> {
+  if (!checkTools(ctx.env.PATH ?? "", ctx.log)) return 1;
   if (opts.uninstall) return await uninstall(opts, ctx.log);
-  const missing = TOOLS.filter((t) => !onPath(t, ctx.env.PATH ?? ""));
-  if (missing.length > 0) ctx.log.error("required programs not found on PATH", { missing });
   const status = newStatus();
   const sync = createNodeSync(opts, status, ctx.log);
   if (opts.once) return await runOnce(opts, sync, ctx.log);
@@ -191,14 +181,4 @@ async function uninstall(opts: AgentOptions, log: Logger): Promise<number> {
     if (n > 0) log.info("routes removed", { count: n });
   });
   return ok ? 0 : 1;
-}
-
-function onPath(name: string, path: string): boolean {
-  return path.split(":").some((dir) => {
-    try {
-      return dir !== "" && Deno.statSync(join(dir, name)).isFile;
-    } catch {
-      return false;
-    }
-  });
 }

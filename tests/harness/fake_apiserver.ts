@@ -1,8 +1,11 @@
 // A stand-in Kubernetes API server for nodes: list, chunked watch with resourceVersion,
 // bookmarks and 410 Gone, serving objects shaped like real v1.Node JSON, plus a /_test control
-// API to add and delete nodes and to break watches. Plain HTTP, no auth.
+// API to add and delete nodes and to break watches. Plain HTTP by default, https when given a
+// certificate and key (the in-cluster client insists on https with the service account's CA); no
+// auth either way.
 //
 // As a script: deno run -A tests/harness/fake_apiserver.ts --listen 10.0.0.1:6443 --nodes-file F
+//   [--cert server.crt --key server.key]
 // Control: PUT /_test/nodes/<name> (a nodes-file entry or a v1.Node), DELETE /_test/nodes/<name>,
 // POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark.
 import { parseArgs } from "node:util";
@@ -18,7 +21,7 @@ export interface NodeEntry {
 
 /** A running fake API server. */
 export interface FakeApiServer extends AsyncDisposable {
-  /** http://host:port */
+  /** http://host:port, or https://host:port when serving TLS */
   readonly url: string;
   /** Adds or updates a node (entry or full v1.Node); emits ADDED or MODIFIED. */
   upsert(node: NodeEntry | Record<string, unknown>): Record<string, unknown>;
@@ -45,6 +48,8 @@ export interface FakeApiServerOptions {
   /** 0 (default) picks a free port. */
   readonly port?: number;
   readonly nodes?: readonly NodeEntry[];
+  /** PEM certificate (chain) and key: serve https instead of plain http. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 type Obj = Record<string, unknown>;
@@ -337,6 +342,7 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
     hostname: opts.hostname ?? "127.0.0.1",
     port: opts.port ?? 0,
     onListen: () => {},
+    ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
   }, handler);
   const addr = server.addr as Deno.NetAddr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
@@ -350,7 +356,7 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
     await server.shutdown();
   };
   return {
-    url: `http://${host}:${addr.port}`,
+    url: `${opts.tls ? "https" : "http"}://${host}:${addr.port}`,
     upsert,
     remove,
     drop,
@@ -374,6 +380,8 @@ if (import.meta.main) {
     options: {
       listen: { type: "string", default: "127.0.0.1:6443" },
       "nodes-file": { type: "string" },
+      cert: { type: "string" },
+      key: { type: "string" },
     },
   });
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(values.listen!);
@@ -384,7 +392,14 @@ if (import.meta.main) {
   const nodes = values["nodes-file"]
     ? parseNodesFile(await Deno.readTextFile(values["nodes-file"]))
     : [];
-  const api = startFakeApiServer({ hostname: m[1], port: Number(m[2]), nodes });
+  if (!values.cert !== !values.key) {
+    console.error("--cert and --key go together");
+    Deno.exit(2);
+  }
+  const tls = values.cert
+    ? { cert: await Deno.readTextFile(values.cert), key: await Deno.readTextFile(values.key!) }
+    : undefined;
+  const api = startFakeApiServer({ hostname: m[1], port: Number(m[2]), nodes, tls });
   console.log(`fake apiserver listening on ${api.url} with ${nodes.length} nodes`);
   const stop = async () => {
     await api.close();

@@ -1,5 +1,5 @@
-// Loads what the deploy tests look at: the manifest's objects, the DaemonSet's container, the
-// agent's flags. Paths are relative to the repo root, found from this file.
+// Loads what the deploy tests look at: the manifest's objects, the DaemonSet's container and
+// how it starts the agent. Paths are relative to the repo root, found from this file.
 // deno-lint-ignore-file no-import-prefix -- test-only npm packages, pinned where they are used
 import { fileURLToPath } from "node:url";
 import type { IDaemonSet } from "npm:kubernetes-models@5.1.0/apps/v1/DaemonSet";
@@ -82,52 +82,6 @@ export function parseFlags(args: readonly string[]): [string, string][] {
     else out.push([arg, ""]);
   }
   return out;
-}
-
-// TODO(#4): drop this list once `init.ts --help` lists the agent's flags (the agent issue);
-// until then it is the command-line contract of DESIGN.md, copied by hand.
-const CONTRACT_FLAGS = [
-  "--node-name",
-  "--nodes-file",
-  "--kube-api",
-  "--token-file",
-  "--ca-file",
-  "--cni-bin-dir",
-  "--cni-conf-dir",
-  "--cni-data-dir",
-  "--log-file",
-  "--cluster-cidr",
-  "--once",
-  "--health-addr",
-];
-
-/** The agent's flags and where they came from. */
-export interface AgentFlags {
-  readonly names: ReadonlySet<string>;
-  readonly source: "init.ts --help" | "contract list in tests/unit/deploy/deploy_files.ts";
-}
-
-/**
- * The flags the agent accepts: from `init.ts --help` when it prints them, else the contract list.
- * The agent runs without write, run or net permissions, so an agent that ignored `--help` and
- * started working would fail at its first step instead of touching this machine.
- */
-export async function agentFlags(): Promise<AgentFlags> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "--no-lock", "--allow-read", "--allow-env", "init.ts", "--help"],
-    cwd: ROOT,
-    stdin: "null",
-    signal: AbortSignal.timeout(60_000),
-  }).output().catch(() => null);
-  if (out?.success) {
-    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    const names = new Set(text.match(/--[a-z][a-z0-9-]*/g) ?? []);
-    if (names.has("--node-name")) return { names, source: "init.ts --help" };
-  }
-  return {
-    names: new Set(CONTRACT_FLAGS),
-    source: "contract list in tests/unit/deploy/deploy_files.ts",
-  };
 }
 
 /** How the DaemonSet starts the agent on one node: what an integration test replays. */

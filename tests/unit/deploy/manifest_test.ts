@@ -8,13 +8,14 @@ import { DaemonSet } from "npm:kubernetes-models@5.1.0/apps/v1/DaemonSet";
 import { ClusterRole } from "npm:kubernetes-models@5.1.0/rbac.authorization.k8s.io/v1/ClusterRole";
 import { ClusterRoleBinding } from "npm:kubernetes-models@5.1.0/rbac.authorization.k8s.io/v1/ClusterRoleBinding";
 import { ServiceAccount } from "npm:kubernetes-models@5.1.0/v1/ServiceAccount";
+import { parseAgentArgs } from "../../../lib/node/options.ts";
 import {
-  agentFlags,
   agentInvocation,
   agentPod,
   findObject,
   type KubeObject,
   loadManifest,
+  ROOT,
 } from "./deploy_files.ts";
 
 // Schemas: kubernetes-models (ajv validators generated from the Kubernetes 1.36 OpenAPI spec).
@@ -62,6 +63,23 @@ function memoryBytes(quantity: string | number | undefined): number {
   const m = /^([0-9]+)(Ki|Mi|Gi)$/.exec(String(quantity));
   if (!m) throw new Error(`Memory quantity "${quantity}" is not <n>Ki, <n>Mi or <n>Gi`);
   return Number(m[1]) * 1024 ** (["Ki", "Mi", "Gi"].indexOf(m[2]) + 1);
+}
+
+/**
+ * The flags the agent accepts, as `init.ts --help` lists them. The agent runs without write, run
+ * or net permissions, so an agent that ignored `--help` and started working would fail at its
+ * first step instead of touching this machine.
+ */
+async function agentFlags(): Promise<Set<string>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--no-lock", "--allow-read", "--allow-env", "init.ts", "--help"],
+    cwd: ROOT,
+    stdin: "null",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert(out.success, `init.ts --help exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+  return new Set(text.match(/--[a-z][a-z0-9-]*/g) ?? []);
 }
 
 /** Whether `path` is `dir` or inside it. */
@@ -135,12 +153,37 @@ Deno.test("DaemonSet runs on every node's host network in kube-system at node-cr
 Deno.test("DaemonSet args use only flags the agent accepts, node name from spec.nodeName", async () => {
   const { container, flags } = agentPod();
   const accepted = await agentFlags();
+  assert(accepted.has("--node-name"), `init.ts --help lists no --node-name: ${[...accepted]}`);
   for (const [name] of flags) {
-    assert(accepted.names.has(name), `${name} is not a flag of the agent (${accepted.source})`);
+    assert(accepted.has(name), `${name} is not a flag of the agent (init.ts --help)`);
   }
   assert.deepEqual(flags.filter(([n]) => n === "--node-name"), [["--node-name", "$(NODE_NAME)"]]);
   const env = container.env?.find((e) => e.name === "NODE_NAME");
   assert.deepEqual(env?.valueFrom?.fieldRef?.fieldPath, "spec.nodeName");
+});
+
+Deno.test("parseAgentArgs() takes the DaemonSet's args in a pod, values as the manifest says", () => {
+  const { argv, env } = agentInvocation("kind-worker");
+  const { flags } = agentPod();
+  const value = (name: string) => flags.find(([n]) => n === name)?.[1];
+  // What the kubelet adds to every pod's env: the API server's Service.
+  const podEnv = { ...env, KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443" };
+  const opts = parseAgentArgs(argv.slice(1), podEnv);
+  assert.equal(opts.nodeName, "kind-worker");
+  assert.equal(opts.kube?.url, "https://10.96.0.1:443", "in-cluster API, no --kube-api");
+  assert.equal(opts.nodesFile, undefined);
+  assert.equal(opts.once, false, "the DaemonSet's agent keeps running");
+  assert.equal(opts.uninstall, false);
+  for (
+    const [flag, got] of [
+      ["--cni-bin-dir", opts.cniBinDir],
+      ["--cni-conf-dir", opts.cniConfDir],
+      ["--cni-data-dir", opts.cniDataDir],
+      ["--log-file", opts.logFile],
+    ] as const
+  ) {
+    if (value(flag) !== undefined) assert.equal(got, value(flag), flag);
+  }
 });
 
 Deno.test("DaemonSet probes hit /healthz on the --health-addr host and port", () => {
