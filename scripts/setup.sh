@@ -13,6 +13,8 @@ declare -A PKGS=(
   [iperf3]=iperf3
   [nsenter]=util-linux
   [pgrep]=procps
+  [curl]=curl
+  [openssl]=openssl
   [/usr/lib/cni/host-local]=containernetworking-plugins
   [npm]=npm
 )
