@@ -6,14 +6,12 @@
 //   deno run -A --no-lock bench/agent_sync.ts [--nodes 1000]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { readLines } from "../lib/kube/watch.ts";
 import { listOwnedRoutes, ROUTE_PROTO } from "../lib/net/route.ts";
 import { run } from "../lib/net/run.ts";
+import { AGENT, agentArgv, ROOT, spawnLogged, uninstallArgv } from "../tests/harness/agent_node.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
 import { tempNetns } from "../tests/harness/netns.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
-const AGENT = join(ROOT, "bin/mycni-init");
 const { values } = parseArgs({
   args: Deno.args,
   options: { nodes: { type: "string", default: "1000" }, inside: { type: "string" } },
@@ -64,40 +62,17 @@ function node(i: number) {
   };
 }
 
-/** The agent in this namespace, its stderr read line by line. */
+/** The agent in this namespace; `synced` resolves with the ms to its "initial sync done". */
 function startAgent(dir: string, source: string[]) {
   const t0 = performance.now();
-  const child = new Deno.Command(AGENT, {
-    args: [
-      "--node-name",
-      "n1",
-      "--cni-bin-dir",
-      join(dir, "bin"),
-      "--cni-conf-dir",
-      join(dir, "conf"),
-      "--plugin-src",
-      join(ROOT, "bin/mycni"),
-      ...source,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
   let resolveSynced!: (ms: number) => void;
   const synced = new Promise<number>((r) => resolveSynced = r);
-  const reading = (async () => {
-    for await (const line of readLines(child.stderr)) {
+  const agent = spawnLogged(agentArgv(dir, source, { pluginSrc: join(ROOT, "bin/mycni") }), {
+    onLine: (line) => {
       if (line.includes('"initial sync done"')) resolveSynced(performance.now() - t0);
-    }
-  })();
-  return {
-    synced,
-    pid: child.pid,
-    async stop() {
-      child.kill("SIGTERM");
-      await child.status;
-      await reading;
     },
-  };
+  });
+  return { synced, pid: agent.pid, stop: () => agent.stop() };
 }
 
 async function metrics(): Promise<Record<string, number>> {
@@ -115,17 +90,6 @@ function memoryMiB(pid: number): { rss: number; peak: number } {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
   return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
-}
-
-async function uninstall(dir: string) {
-  await run([
-    AGENT,
-    "--uninstall",
-    "--cni-bin-dir",
-    join(dir, "bin"),
-    "--cni-conf-dir",
-    join(dir, "conf"),
-  ]);
 }
 
 function line(what: string, value: string, target: string, ok: boolean) {
@@ -184,7 +148,7 @@ async function inside(dir: string) {
     mem.rss < 64,
   );
   await a.stop();
-  await uninstall(dir);
+  await run(uninstallArgv(dir));
 
   // 2. API mode: list + watch; a node event until its route is in the kernel.
   await using api = startFakeApiServer({ nodes });
@@ -226,5 +190,5 @@ async function inside(dir: string) {
     memB.rss < 64,
   );
   await b.stop();
-  await uninstall(dir);
+  await run(uninstallArgv(dir));
 }

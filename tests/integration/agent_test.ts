@@ -1,20 +1,21 @@
 // The built agent (bin/mycni-init) in a namespace of its own, exactly as the DaemonSet or the
 // simulated cluster runs it: --once, watching a nodes file, and watching the fake API server.
 // Everything kernel-side happens inside the namespace the test creates.
-import {
-  deepStrictEqual as assertEquals,
-  match as assertMatch,
-  ok as assert,
-} from "node:assert/strict";
 import { join } from "node:path";
-import { readLines } from "../../lib/kube/watch.ts";
-import { ROUTE_PROTO } from "../../lib/net/route.ts";
-import { run, runOutput } from "../../lib/net/run.ts";
-import { canRunPrivileged, type TempNetns, tempNetns } from "../harness/netns.ts";
-
-const ROOT = new URL("../..", import.meta.url).pathname;
-const AGENT = join(ROOT, "bin/mycni-init");
-const DENO = join(ROOT, "tools/bin/deno");
+import { run } from "../../lib/net/run.ts";
+import {
+  agentArgv,
+  curl,
+  fakeApiServer,
+  makeAgentNode,
+  ourRoutes,
+  spawnIn,
+  uninstallArgv,
+  waitFor,
+  writeNodes,
+} from "../harness/agent_node.ts";
+import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
+import { canRunPrivileged, type TempNetns } from "../harness/netns.ts";
 
 const NODES = [
   {
@@ -32,120 +33,18 @@ const NODES = [
   { name: "n3", ip: "192.0.2.13", podCIDRs: ["10.244.3.0/24"] },
 ];
 
-/** A "node" namespace: an underlay veth with v4 + v6 addresses and a default route, plus dirs. */
-async function makeNode(): Promise<{ ns: TempNetns; dir: string } & AsyncDisposable> {
-  const ns = await tempNetns("mca");
-  const dir = await Deno.makeTempDir({ prefix: "mca-agent-" });
-  const x = (argv: string[]) => run(ns.exec(argv));
-  await x(["ip", "link", "add", "u0", "mtu", "1450", "type", "veth", "peer", "name", "u1"]);
-  await x(["ip", "link", "set", "u1", "up"]);
-  await x(["ip", "link", "set", "u0", "up"]);
-  await x(["ip", "addr", "add", "192.0.2.11/24", "dev", "u0"]);
-  await x(["ip", "addr", "add", "2001:db8::11/64", "dev", "u0", "nodad"]);
-  await x(["ip", "route", "add", "default", "via", "192.0.2.1"]);
-  // A route that is not ours: the agent must never touch it.
-  await x(["ip", "route", "add", "10.99.0.0/24", "via", "192.0.2.99", "proto", "static"]);
-  await Deno.mkdir(join(dir, "bin"));
-  await Deno.writeTextFile(join(dir, "bin", "portmap"), "#!/bin/true\n", { mode: 0o755 });
-  await Deno.writeTextFile(join(dir, "plugin"), "#!/bin/true\n# stand-in plugin\n");
-  await writeNodes(dir, NODES);
-  return {
-    ns,
-    dir,
-    async [Symbol.asyncDispose]() {
-      await ns[Symbol.asyncDispose]();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-async function writeNodes(dir: string, nodes: unknown[]) {
-  await Deno.writeTextFile(join(dir, ".nodes.tmp"), JSON.stringify(nodes));
-  await Deno.rename(join(dir, ".nodes.tmp"), join(dir, "nodes.json"));
-}
-
-function agentArgs(dir: string, extra: string[]): string[] {
-  return [
-    AGENT,
-    "--node-name",
-    "n1",
-    "--cni-bin-dir",
-    join(dir, "bin"),
-    "--cni-conf-dir",
-    join(dir, "conf"),
-    "--cni-data-dir",
-    join(dir, "data"),
-    "--log-file",
-    join(dir, "mycni.log"),
-    "--plugin-src",
-    join(dir, "plugin"),
-    ...extra,
-  ];
-}
-
-async function ourRoutes(ns: TempNetns): Promise<string[]> {
-  const out = await run(
-    ns.exec(["ip", "-j", "route", "show", "table", "all", "proto", String(ROUTE_PROTO)]),
-  );
-  return (JSON.parse(out) as { dst: string; gateway: string }[]).map((r) =>
-    `${r.dst} via ${r.gateway}`
-  ).sort();
-}
+/** Node n1 as a dual-stack node: MTU 1450, a static route that is not ours, a stand-in portmap. */
+const NODE = {
+  nodes: NODES,
+  prefix: "mca",
+  mtu: 1450,
+  ipv6: true,
+  foreignRoute: true,
+  portmapStub: true,
+};
 
 async function saved(ns: TempNetns): Promise<string> {
   return (await run(ns.exec(["iptables-save"]))) + (await run(ns.exec(["ip6tables-save"])));
-}
-
-async function curl(
-  ns: TempNetns,
-  url: string,
-  method = "GET",
-  body?: string,
-): Promise<{ code: number; text: string }> {
-  const data = body === undefined
-    ? []
-    : ["-H", "content-type: application/json", "--data-binary", body];
-  const out = await runOutput(
-    ns.exec(["curl", "-s", "-m", "2", "-X", method, ...data, "-w", "\n%{http_code}", url]),
-  );
-  const i = out.stdout.lastIndexOf("\n");
-  return { code: Number(out.stdout.slice(i + 1)), text: out.stdout.slice(0, i) };
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** A background process inside the namespace, its stderr collected, stopped on dispose. */
-function spawnIn(ns: TempNetns, argv: string[]) {
-  const child = new Deno.Command(ns.exec(argv)[0], {
-    args: ns.exec(argv).slice(1),
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const logs: string[] = [];
-  const reading = (async () => {
-    for await (const line of readLines(child.stderr)) logs.push(line);
-  })();
-  return {
-    child,
-    logs,
-    async stop(): Promise<number> {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already gone */ }
-      const { code } = await child.status;
-      await reading;
-      return code;
-    },
-    async [Symbol.asyncDispose]() {
-      await this.stop();
-    },
-  };
 }
 
 const V4_V6_ROUTES = [
@@ -158,9 +57,9 @@ Deno.test({
   name: "mycni-init --once installs and syncs, twice leaves one copy, --uninstall leaves nothing",
   ignore: !canRunPrivileged,
 }, async () => {
-  await using node = await makeNode();
+  await using node = await makeAgentNode(NODE);
   const { ns, dir } = node;
-  const once = agentArgs(dir, ["--nodes-file", join(dir, "nodes.json"), "--once"]);
+  const once = agentArgv(dir, ["--nodes-file", join(dir, "nodes.json"), "--once"]);
   await run(ns.exec(once));
   const first = await saved(ns);
   await run(ns.exec(once));
@@ -192,16 +91,7 @@ Deno.test({
   assertEquals(conf.plugins[1].type, "portmap");
   assertEquals((Deno.statSync(join(dir, "bin", "mycni")).mode ?? 0) & 0o777, 0o755);
 
-  await run(
-    ns.exec([
-      AGENT,
-      "--uninstall",
-      "--cni-bin-dir",
-      join(dir, "bin"),
-      "--cni-conf-dir",
-      join(dir, "conf"),
-    ]),
-  );
+  await run(ns.exec(uninstallArgv(dir)));
   assertEquals(await ourRoutes(ns), []);
   assert(!(await saved(ns)).includes("MYCNI"));
   assertEquals([...Deno.readDirSync(join(dir, "conf"))], []);
@@ -213,9 +103,9 @@ Deno.test({
   name: "mycni-init follows the nodes file and answers /healthz and /metrics",
   ignore: !canRunPrivileged,
 }, async () => {
-  await using node = await makeNode();
+  await using node = await makeAgentNode(NODE);
   const { ns, dir } = node;
-  await using agent = spawnIn(ns, agentArgs(dir, ["--nodes-file", join(dir, "nodes.json")]));
+  await using agent = spawnIn(ns, agentArgv(dir, ["--nodes-file", join(dir, "nodes.json")]));
   await waitFor(
     "healthz 200",
     async () => (await curl(ns, "http://127.0.0.1:9749/healthz")).code === 200,
@@ -254,26 +144,16 @@ Deno.test({
     "mycni-init follows the API's watch through drops and 410 Gone, keeping routes while it is down",
   ignore: !canRunPrivileged,
 }, async () => {
-  await using node = await makeNode();
+  await using node = await makeAgentNode(NODE);
   const { ns, dir } = node;
   const api = "http://127.0.0.1:6443";
-  await using server = spawnIn(ns, [
-    DENO,
-    "run",
-    "-A",
-    "--no-lock",
-    join(ROOT, "tests/harness/fake_apiserver.ts"),
-    "--listen",
-    "127.0.0.1:6443",
-    "--nodes-file",
-    join(dir, "nodes.json"),
-  ]);
+  await using server = fakeApiServer(ns, { nodesFile: join(dir, "nodes.json") });
   await waitFor(
     "fake API server",
     async () => (await curl(ns, `${api}/api/v1/nodes`)).code === 200,
-    15000,
+    { ms: 15000 },
   );
-  await using agent = spawnIn(ns, agentArgs(dir, ["--kube-api", api]));
+  await using agent = spawnIn(ns, agentArgv(dir, ["--kube-api", api]));
   await waitFor(
     "healthz 200",
     async () => (await curl(ns, "http://127.0.0.1:9749/healthz")).code === 200,
@@ -281,30 +161,28 @@ Deno.test({
   assertEquals(await ourRoutes(ns), V4_V6_ROUTES);
 
   const put = (name: string, i: number) =>
-    curl(
-      ns,
-      `${api}/_test/nodes/${name}`,
-      "PUT",
-      JSON.stringify({ ip: `192.0.2.${10 + i}`, podCIDRs: [`10.244.${i}.0/24`] }),
-    );
+    curl(ns, `${api}/_test/nodes/${name}`, {
+      method: "PUT",
+      body: JSON.stringify({ ip: `192.0.2.${10 + i}`, podCIDRs: [`10.244.${i}.0/24`] }),
+    });
   const has = (dst: string) => async () => (await ourRoutes(ns)).some((r) => r.startsWith(dst));
   await put("n4", 4);
   await waitFor("n4 (ADDED)", has("10.244.4.0/24"));
   await put("n4", 7); // MODIFIED: new podCIDR and address
   await waitFor("n4 moved", has("10.244.7.0/24"));
   assert(!(await has("10.244.4.0/24")()));
-  await curl(ns, `${api}/_test/nodes/n2`, "DELETE");
+  await curl(ns, `${api}/_test/nodes/n2`, { method: "DELETE" });
   await waitFor("n2 gone (DELETED)", async () => !(await has("10.244.2.0/24")()));
 
-  await curl(ns, `${api}/_test/drop`, "POST");
+  await curl(ns, `${api}/_test/drop`, { method: "POST" });
   await put("n5", 5);
   await waitFor("n5 after a dropped watch", has("10.244.5.0/24"));
-  await curl(ns, `${api}/_test/expire`, "POST");
-  await curl(ns, `${api}/_test/drop`, "POST");
+  await curl(ns, `${api}/_test/expire`, { method: "POST" });
+  await curl(ns, `${api}/_test/drop`, { method: "POST" });
   await put("n6", 6);
   await waitFor("n6 after 410 Gone", has("10.244.6.0/24"));
-  await curl(ns, `${api}/_test/garbage`, "POST");
-  await curl(ns, `${api}/_test/bookmark`, "POST");
+  await curl(ns, `${api}/_test/garbage`, { method: "POST" });
+  await curl(ns, `${api}/_test/bookmark`, { method: "POST" });
   await put("n8", 8);
   await waitFor("n8 after a garbage line", has("10.244.8.0/24"));
 

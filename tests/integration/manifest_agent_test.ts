@@ -3,16 +3,18 @@
 // the service-account dir bind-mounted at the manifest's paths in a private mount namespace, in a
 // node network namespace (hostNetwork) where a TLS fake API server answers at the kubelet-injected
 // KUBERNETES_SERVICE_HOST/PORT. A rename in the manifest or in the agent breaks this test.
-import {
-  deepStrictEqual as assertEquals,
-  match as assertMatch,
-  ok as assert,
-} from "node:assert/strict";
 import { basename, dirname, join } from "node:path";
-import { readLines } from "../../lib/kube/watch.ts";
-import { ROUTE_PROTO } from "../../lib/net/route.ts";
-import { run, runOutput } from "../../lib/net/run.ts";
+import { run } from "../../lib/net/run.ts";
 import { OWNED_CHAINS } from "../../lib/node/masq.ts";
+import {
+  curl,
+  fakeApiServer,
+  ourRoutes,
+  ROOT,
+  spawnLogged,
+  waitFor,
+} from "../harness/agent_node.ts";
+import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { type TempMountNs, tempMountNs } from "../harness/mount_ns.ts";
 import { canRunPrivileged, type TempNetns, tempNetns } from "../harness/netns.ts";
 import { makeTestCerts } from "../harness/test_ca.ts";
@@ -21,9 +23,6 @@ import { agentInvocation, agentPod } from "../unit/deploy/deploy_files.ts";
 import type { IContainer } from "npm:kubernetes-models@5.1.0/v1/Container";
 // deno-lint-ignore no-import-prefix -- types only, pinned as tests/unit/deploy pins them
 import type { IPodSpec } from "npm:kubernetes-models@5.1.0/v1/PodSpec";
-
-const ROOT = new URL("../..", import.meta.url).pathname;
-const DENO = join(ROOT, "tools/bin/deno");
 
 /** The kubernetes Service's ClusterIP as kind sets it; here a local address of the node netns. */
 const API_HOST = "10.96.0.1";
@@ -157,82 +156,6 @@ async function setUpNode(ns: TempNetns): Promise<void> {
   await x(["ip", "addr", "add", `${API_HOST}/32`, "dev", "lo"]);
 }
 
-/** A background process, stderr kept as lines, SIGTERM'd (then awaited) on dispose. */
-function spawn(argv: readonly string[], env?: Record<string, string>) {
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    ...(env ? { env, clearEnv: true } : {}),
-  }).spawn();
-  const logs: string[] = [];
-  const reading = (async () => {
-    for await (const line of readLines(child.stderr)) logs.push(line);
-  })();
-  let ended = false;
-  child.status.then(() => ended = true);
-  return {
-    logs,
-    /** Whether the process has exited. */
-    get ended() {
-      return ended;
-    },
-    /** The exit code, once the process ends by itself and its stderr is read. */
-    get exited(): Promise<number> {
-      return Promise.all([child.status, reading]).then(([s]) => s.code);
-    },
-    async stop(): Promise<number> {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already gone */ }
-      const { code } = await child.status;
-      await reading;
-      return code;
-    },
-    [Symbol.asyncDispose]() {
-      return this.stop().then(() => {});
-    },
-  };
-}
-
-async function curl(ns: TempNetns, url: string, extra: string[] = []) {
-  const out = await runOutput(
-    ns.exec(["curl", "-s", "-m", "2", ...extra, "-o", "/dev/null", "-w", "%{http_code}", url]),
-  );
-  return Number(out.stdout);
-}
-
-/** Polls `cond`; gives up at the deadline or as soon as `proc` exits, with its stderr. */
-async function waitFor(
-  what: string,
-  cond: () => Promise<boolean>,
-  proc: { ended: boolean; logs: string[] },
-  ms = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    // The first lines say why a process gave up (a usage error is followed by the usage text).
-    const said = () => proc.logs.slice(0, 3).join("\n");
-    if (proc.ended) throw new Error(`Exited while waiting for ${what}:\n${said()}`);
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function ownedRoutes(ns: TempNetns): Promise<string[]> {
-  const out: string[] = [];
-  for (const family of ["-4", "-6"]) {
-    const json = await run(
-      ns.exec(["ip", "-j", family, "route", "show", "table", "all", "proto", `${ROUTE_PROTO}`]),
-    );
-    for (const r of JSON.parse(json || "[]") as { dst: string; gateway: string }[]) {
-      out.push(`${r.dst} via ${r.gateway}`);
-    }
-  }
-  return out.sort();
-}
-
 async function ruleSets(ns: TempNetns): Promise<string[]> {
   return [await run(ns.exec(["iptables-save"])), await run(ns.exec(["ip6tables-save"]))];
 }
@@ -348,45 +271,35 @@ Deno.test({
   await mnt.bind(await serviceAccount(join(tmp, "sa"), certs.caCert), SA_DIR, { readOnly: true });
 
   // The API server, on the node's network (as the control plane's is, hostNetwork), over TLS.
-  await using api = spawn(ns.exec([
-    DENO,
-    "run",
-    "-A",
-    "--no-lock",
-    join(ROOT, "tests/harness/fake_apiserver.ts"),
-    "--listen",
-    `${API_HOST}:${API_PORT}`,
-    "--cert",
-    certs.serverCert,
-    "--key",
-    certs.serverKey,
-  ]));
+  await using api = fakeApiServer(ns, {
+    listen: `${API_HOST}:${API_PORT}`,
+    tls: { cert: certs.serverCert, key: certs.serverKey },
+  });
   const apiUrl = `https://${API_HOST}:${API_PORT}`;
   const tlsCurl = ["--cacert", certs.caCert];
   await waitFor(
     "the fake API server",
-    async () => (await curl(ns, `${apiUrl}/api/v1/nodes`, tlsCurl)) === 200,
-    api,
+    async () => (await curl(ns, `${apiUrl}/api/v1/nodes`, { args: tlsCurl })).code === 200,
+    { proc: api, ms: 15_000 },
   );
   for (const n of NODES) {
-    const put = ["-X", "PUT", "-H", "content-type: application/json", "--data-binary"];
-    const code = await curl(ns, `${apiUrl}/_test/nodes/${n.name}`, [
-      ...tlsCurl,
-      ...put,
-      JSON.stringify(kubeNode(n)),
-    ]);
+    const { code } = await curl(ns, `${apiUrl}/_test/nodes/${n.name}`, {
+      method: "PUT",
+      body: JSON.stringify(kubeNode(n)),
+      args: tlsCurl,
+    });
     assertEquals(code, 200, `PUT node ${n.name}`);
   }
 
-  await using agent = spawn(mnt.exec(invocation.argv), env);
+  await using agent = spawnLogged(mnt.exec(invocation.argv), { env });
   await waitFor(
     "/healthz 200 on the probe's port",
-    async () => (await curl(ns, healthz)) === 200,
-    agent,
+    async () => (await curl(ns, healthz)).code === 200,
+    { proc: agent, ms: 15_000 },
   );
   const live = container.livenessProbe?.httpGet;
   assertEquals(
-    await curl(ns, `http://${live?.host ?? "127.0.0.1"}:${live?.port}${live?.path}`),
+    (await curl(ns, `http://${live?.host ?? "127.0.0.1"}:${live?.port}${live?.path}`)).code,
     200,
   );
 
@@ -404,7 +317,7 @@ Deno.test({
 
   // Routes to the other nodes' podCIDRs (both families), the masquerade and forward chains.
   const want = others.flatMap((n) => n.podCIDRs.map((cidr, i) => `${cidr} via ${n.ips[i]}`));
-  assertEquals(await ownedRoutes(ns), want.sort());
+  assertEquals(await ourRoutes(ns), want.sort());
   const [v4, v6] = await ruleSets(ns);
   for (const rules of [v4, v6]) {
     for (const c of OWNED_CHAINS) {
@@ -422,11 +335,11 @@ Deno.test({
   assert(lines.some((l) => l.msg === "route added"), "the agent logged its routes");
 
   // --uninstall with the same args, env and mounts.
-  const uninstall = spawn(mnt.exec([...invocation.argv, "--uninstall"]), env);
+  const uninstall = spawnLogged(mnt.exec([...invocation.argv, "--uninstall"]), { env });
   assertEquals(await uninstall.exited, 0, uninstall.logs.join("\n"));
   assert(!exists(onHost(join(confDir, "10-mycni.conflist"))), "the conflist is gone");
   assertEquals([...Deno.readDirSync(onHost(binDir))], [], "the bin dir is empty again");
-  assertEquals(await ownedRoutes(ns), []);
+  assertEquals(await ourRoutes(ns), []);
   for (const rules of await ruleSets(ns)) assert(!rules.includes("MYCNI-"), rules);
   assertMatch(await run(ns.exec(["ip", "route", "show", "10.99.0.0/24"])), /via 192\.0\.2\.99/);
   assertEquals(hostWatch.map(exists), hostBefore, `host paths unchanged: ${hostWatch}`);

@@ -4,15 +4,20 @@
 // The agent must keep the last good routes, retry with backoff, and say what is wrong in
 // /healthz and /metrics.
 import { join } from "node:path";
-import { readLines } from "../../lib/kube/watch.ts";
-import { ROUTE_PROTO } from "../../lib/net/route.ts";
-import { run, runOutput } from "../../lib/net/run.ts";
+import { run } from "../../lib/net/run.ts";
+import {
+  agentArgv,
+  curl,
+  fakeApiServer,
+  makeAgentNode,
+  ourRoutes,
+  spawnIn,
+  waitFor,
+  writeNodes,
+} from "../harness/agent_node.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
-import { canRunPrivileged, type TempNetns, tempNetns } from "../harness/netns.ts";
+import { canRunPrivileged, type TempNetns } from "../harness/netns.ts";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
-const AGENT = join(ROOT, "bin/mycni-init");
-const DENO = join(ROOT, "tools/bin/deno");
 const API = "http://127.0.0.1:6443";
 const HEALTH = "http://127.0.0.1:9749";
 
@@ -22,97 +27,8 @@ const NODES = [
   { name: "n3", ip: "192.0.2.13", podCIDRs: ["10.244.3.0/24"] },
 ];
 const GOOD_ROUTES = ["10.244.2.0/24 via 192.0.2.12", "10.244.3.0/24 via 192.0.2.13"];
-
-/** A node namespace on 192.0.2.11/24 with a default route, and a scratch dir. */
-async function makeNode(): Promise<{ ns: TempNetns; dir: string } & AsyncDisposable> {
-  const ns = await tempNetns("mcr");
-  const dir = await Deno.makeTempDir({ prefix: "mcr-agent-" });
-  const x = (argv: string[]) => run(ns.exec(argv));
-  await x(["ip", "link", "add", "u0", "type", "veth", "peer", "name", "u1"]);
-  await x(["ip", "link", "set", "u1", "up"]);
-  await x(["ip", "link", "set", "u0", "up"]);
-  await x(["ip", "addr", "add", "192.0.2.11/24", "dev", "u0"]);
-  await x(["ip", "route", "add", "default", "via", "192.0.2.1"]);
-  await Deno.mkdir(join(dir, "bin"));
-  await Deno.writeTextFile(join(dir, "plugin"), "#!/bin/true\n# stand-in plugin\n");
-  await writeNodes(dir, NODES);
-  return {
-    ns,
-    dir,
-    async [Symbol.asyncDispose]() {
-      await ns[Symbol.asyncDispose]();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-async function writeNodes(dir: string, nodes: unknown[]): Promise<void> {
-  await Deno.writeTextFile(join(dir, ".nodes.tmp"), JSON.stringify(nodes));
-  await Deno.rename(join(dir, ".nodes.tmp"), join(dir, "nodes.json"));
-}
-
-function agentArgv(dir: string, source: string[]): string[] {
-  return [
-    AGENT,
-    "--node-name",
-    "n1",
-    "--cni-bin-dir",
-    join(dir, "bin"),
-    "--cni-conf-dir",
-    join(dir, "conf"),
-    "--cni-data-dir",
-    join(dir, "data"),
-    "--log-file",
-    join(dir, "mycni.log"),
-    "--plugin-src",
-    join(dir, "plugin"),
-    ...source,
-  ];
-}
-
-/** A background process in `ns`, its stderr lines collected; SIGTERM (or SIGKILL) on stop. */
-function spawnIn(ns: TempNetns, argv: string[]) {
-  const [cmd, ...args] = ns.exec(argv);
-  const child = new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).spawn();
-  const logs: string[] = [];
-  const reading = (async () => {
-    for await (const line of readLines(child.stderr)) logs.push(line);
-  })();
-  let stopped: Promise<number> | undefined;
-  const stop = (signal: Deno.Signal = "SIGTERM") =>
-    stopped ??= (async () => {
-      try {
-        child.kill(signal);
-      } catch { /* already gone */ }
-      const { code } = await child.status;
-      await reading;
-      return code;
-    })();
-  return { logs, stop, [Symbol.asyncDispose]: async () => void await stop() };
-}
-
-function fakeApiServer(ns: TempNetns, dir: string) {
-  return spawnIn(ns, [
-    DENO,
-    "run",
-    "-A",
-    "--no-lock",
-    join(ROOT, "tests/harness/fake_apiserver.ts"),
-    "--listen",
-    "127.0.0.1:6443",
-    "--nodes-file",
-    join(dir, "nodes.json"),
-  ]);
-}
-
-async function curl(ns: TempNetns, url: string, method = "GET", body?: string) {
-  const data = body === undefined ? [] : ["-H", "content-type: application/json", "-d", body];
-  const out = await runOutput(
-    ns.exec(["curl", "-s", "-m", "2", "-X", method, ...data, "-w", "\n%{http_code}", url]),
-  );
-  const i = out.stdout.lastIndexOf("\n");
-  return { code: Number(out.stdout.slice(i + 1)), text: out.stdout.slice(0, i) };
-}
+/** How long a wait gives the agent unless a step says otherwise. */
+const WAIT = { ms: 8000 };
 
 async function health(ns: TempNetns): Promise<{ code: number; lastError: string }> {
   const r = await curl(ns, `${HEALTH}/healthz`);
@@ -129,24 +45,6 @@ async function metric(ns: TempNetns, name: string): Promise<number> {
   return m ? Number(m[1]) : NaN;
 }
 
-async function ourRoutes(ns: TempNetns): Promise<string[]> {
-  const out = await run(ns.exec(["ip", "-j", "route", "show", "proto", String(ROUTE_PROTO)]));
-  return (JSON.parse(out) as { dst: string; gateway: string }[])
-    .map((r) => `${r.dst} via ${r.gateway}`).sort();
-}
-
-async function waitFor(
-  what: string,
-  cond: () => boolean | Promise<boolean>,
-  ms = 8000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** The agent's "node watch failed" log lines' retry delays, in order. */
 function retryDelays(logs: readonly string[]): number[] {
   return logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "node watch failed")
@@ -158,12 +56,12 @@ Deno.test({
     "mycni-init rides out an API server that is down, drops, expires, sends garbage and dies, keeping its routes",
   ignore: !canRunPrivileged,
 }, async () => {
-  await using node = await makeNode();
+  await using node = await makeAgentNode({ nodes: NODES, prefix: "mcr" });
   const { ns, dir } = node;
   const faults: string[] = [];
   // 1. Nothing listens yet: the agent backs off, is unhealthy and says why.
   await using agent = spawnIn(ns, agentArgv(dir, ["--kube-api", API]));
-  await waitFor("three failed lists", () => retryDelays(agent.logs).length >= 3);
+  await waitFor("three failed lists", () => retryDelays(agent.logs).length >= 3, WAIT);
   const delays = retryDelays(agent.logs);
   for (let i = 1; i < delays.length; i++) {
     assert(delays[i] >= delays[i - 1] * 2 || delays[i] === 30_000, `no backoff: ${delays}`);
@@ -177,40 +75,42 @@ Deno.test({
   faults.push(`unreachable at start (backoff ${delays.join("→")} ms)`);
 
   // 2. The API comes up: synced, watching, routes in.
-  let server = fakeApiServer(ns, dir);
+  let server = fakeApiServer(ns, { nodesFile: join(dir, "nodes.json") });
   try {
     await waitFor(
       "healthz 200 once the API is up",
       async () => (await health(ns)).code === 200,
-      20000,
+      { ms: 20000 },
     );
     assertEquals(await ourRoutes(ns), GOOD_ROUTES);
 
     // 3. Every watch fault: routes never move, errors are counted, and it comes back.
     for (const fault of ["drop", "garbage", "expire+drop"]) {
       const errorsBefore = await metric(ns, "mycni_errors_total");
-      for (const action of fault.split("+")) await curl(ns, `${API}/_test/${action}`, "POST");
-      await curl(
-        ns,
-        `${API}/_test/nodes/n4`,
-        "PUT",
-        JSON.stringify({
-          ip: "192.0.2.14",
-          podCIDRs: [`10.244.4.0/24`],
-        }),
-      );
+      for (const action of fault.split("+")) {
+        await curl(ns, `${API}/_test/${action}`, { method: "POST" });
+      }
+      await curl(ns, `${API}/_test/nodes/n4`, {
+        method: "PUT",
+        body: JSON.stringify({ ip: "192.0.2.14", podCIDRs: [`10.244.4.0/24`] }),
+      });
       assertEquals((await ourRoutes(ns)).filter((r) => !r.startsWith("10.244.4.")), GOOD_ROUTES);
       await waitFor(
         `n4 seen after ${fault}`,
         async () => (await ourRoutes(ns)).includes("10.244.4.0/24 via 192.0.2.14"),
-        15000,
+        { ms: 15000 },
       );
-      await curl(ns, `${API}/_test/nodes/n4`, "DELETE");
+      await curl(ns, `${API}/_test/nodes/n4`, { method: "DELETE" });
       await waitFor(
         `n4 gone after ${fault}`,
         async () => (await ourRoutes(ns)).length === GOOD_ROUTES.length,
+        WAIT,
       );
-      await waitFor(`healthz 200 after ${fault}`, async () => (await health(ns)).code === 200);
+      await waitFor(
+        `healthz 200 after ${fault}`,
+        async () => (await health(ns)).code === 200,
+        WAIT,
+      );
       if (fault === "garbage") {
         assert(await metric(ns, "mycni_errors_total") > errorsBefore, "garbage not counted");
       }
@@ -220,17 +120,21 @@ Deno.test({
 
     // 4. The API server dies mid-stream: routes stay, /healthz and /metrics say so.
     await server.stop("SIGKILL");
-    await waitFor("healthz 503 with the API dead", async () => (await health(ns)).code === 503);
+    await waitFor(
+      "healthz 503 with the API dead",
+      async () => (await health(ns)).code === 503,
+      WAIT,
+    );
     assertEquals(await metric(ns, "mycni_watching"), 0);
     assertMatch((await health(ns)).lastError, /nodes/);
     await new Promise((r) => setTimeout(r, 1500));
     assertEquals(await ourRoutes(ns), GOOD_ROUTES);
     faults.push("server killed mid-stream");
-    server = fakeApiServer(ns, dir);
+    server = fakeApiServer(ns, { nodesFile: join(dir, "nodes.json") });
     await waitFor(
       "healthz 200 after the API is back",
       async () => (await health(ns)).code === 200,
-      40000,
+      { ms: 40000 },
     );
     assertEquals(await ourRoutes(ns), GOOD_ROUTES);
   } finally {
@@ -254,10 +158,10 @@ Deno.test({
   name: "mycni-init keeps the last good route when `ip route` fails mid-reconcile and retries it",
   ignore: !canRunPrivileged,
 }, async () => {
-  await using node = await makeNode();
+  await using node = await makeAgentNode({ nodes: NODES, prefix: "mcr" });
   const { ns, dir } = node;
   await using agent = spawnIn(ns, agentArgv(dir, ["--nodes-file", join(dir, "nodes.json")]));
-  await waitFor("healthz 200", async () => (await health(ns)).code === 200);
+  await waitFor("healthz 200", async () => (await health(ns)).code === 200, WAIT);
   assertEquals(await ourRoutes(ns), GOOD_ROUTES);
 
   // n2 moves to an address that is not on any link: its route change fails, n3's and a new
@@ -268,7 +172,11 @@ Deno.test({
     NODES[2],
     { name: "n4", ip: "192.0.2.14", podCIDRs: ["10.244.4.0/24"] },
   ]);
-  await waitFor("healthz 503 after the failed route", async () => (await health(ns)).code === 503);
+  await waitFor(
+    "healthz 503 after the failed route",
+    async () => (await health(ns)).code === 503,
+    WAIT,
+  );
   const bad = await health(ns);
   assertMatch(bad.lastError, /10\.244\.2\.0\/24/);
   assertEquals(await ourRoutes(ns), [...GOOD_ROUTES, "10.244.4.0/24 via 192.0.2.14"]);
@@ -282,9 +190,9 @@ Deno.test({
   await waitFor(
     "n2's new route on retry",
     async () => (await ourRoutes(ns)).includes("10.244.2.0/24 via 198.51.100.12"),
-    25000,
+    { ms: 25000 },
   );
-  await waitFor("healthz 200 after the retry", async () => (await health(ns)).code === 200);
+  await waitFor("healthz 200 after the retry", async () => (await health(ns)).code === 200, WAIT);
   assertEquals(await metric(ns, "mycni_synced"), 1);
   assertEquals(await agent.stop(), 0);
   const failedLines = agent.logs.filter((l) => l.includes("route change failed")).length;
