@@ -1,196 +1,212 @@
 // Plugin ADD/DEL latency beside the reference bridge + host-local, and against the limit
-// DESIGN.md sets: the floor of any Deno plugin (start, read stdin, print JSON) plus the least
-// `ip` work an ADD needs (one batch in the pod netns + one on the node) or a DEL (one veth
-// delete). Interleaved in one run so machine noise hits every column alike. Prints ratios.
+// DESIGN.md sets for a Deno plugin that drives `ip`: the floor (a Deno process that only reads
+// stdin and prints JSON) plus the least `ip` work the verb needs (ADD: one batch in the pod
+// netns + one on the node; DEL: one veth delete). The limit is measured two ways: as the sum
+// of the floor and the ip work run from a warm process, and directly, as a minimal Deno plugin
+// (a fresh process that reads stdin, runs exactly that ip work and prints JSON). All columns are
+// interleaved in one run so machine noise hits them alike. Prints medians and ratios.
 //   make bench   (or: deno run -A bench/plugin_latency.ts [pods])
 import { fileURLToPath } from "node:url";
 import { run, runOutput } from "../lib/net/run.ts";
-import { tempNetns } from "../tests/harness/netns.ts";
+import { type TempNetns, tempNetns } from "../tests/harness/netns.ts";
 
 const N = Number(Deno.args[0] ?? 30);
 const PLUGIN = fileURLToPath(new URL("../bin/mycni", import.meta.url));
 const REF = "/usr/lib/cni/bridge";
 
+// The least ip work, as ip -batch text: shared by the warm measurement and the minimal plugin.
+const podBatch = (i: number, pid: number) =>
+  `link add name eth1 type veth peer name ipw${i} netns ${pid}\n` +
+  `addr add 10.254.${i >> 8}.${i & 255}/16 dev eth1\nlink set dev eth1 up\n`;
+const nodeBatch = (i: number) => `link set dev ipw${i} master ipwbr\nlink set dev ipw${i} up\n`;
+
+const FLOOR_JS = [
+  "const buf = new Uint8Array(65536); let s = 0;",
+  "for (let n = Deno.stdin.readSync(buf); n !== null; n = Deno.stdin.readSync(buf)) s += n;",
+  'console.log(JSON.stringify({ cniVersion: "1.0.0", n: s }));',
+].join("\n");
+
+// A Deno plugin that does nothing but the least ip work: the limit, measured as one process.
+const MINIMAL_JS = FLOOR_JS.replace(/console\.log.*$/, "") + `
+const env = Deno.env.toObject(), i = Number(env.CNI_CONTAINERID.slice(1));
+async function ip(argv, stdin) {
+  const c = new Deno.Command(argv[0], { args: argv.slice(1), stdin: stdin ? "piped" : "null", stdout: "piped", stderr: "piped" }).spawn();
+  if (stdin) { const w = c.stdin.getWriter(); await w.write(new TextEncoder().encode(stdin)); await w.close(); }
+  const o = await c.output(); if (o.code !== 0) { console.error(new TextDecoder().decode(o.stderr)); Deno.exit(1); }
+}
+if (env.CNI_COMMAND === "ADD") {
+  await ip(["nsenter", "--net=" + env.CNI_NETNS, "--", "ip", "-batch", "-"], (${podBatch.toString()})(i, Deno.pid));
+  await ip(["ip", "-batch", "-"], (${nodeBatch.toString()})(i));
+} else {
+  await ip(["ip", "link", "del", "ipw" + i]);
+}
+console.log(JSON.stringify({ cniVersion: "1.0.0" }));
+`;
+
 await using node = await tempNetns("mcbn");
 const dir = await Deno.makeTempDir({ prefix: "mycni-bench-" });
-const pods = [];
-for (let i = 0; i < N; i++) pods.push(await tempNetns("mcbp"));
-const floorJs = `${dir}/floor.js`;
-// The floor reads stdin the cheapest way Deno offers (as the plugin does) and prints JSON.
-await Deno.writeTextFile(
-  floorJs,
-  [
-    "const buf = new Uint8Array(65536); let s = 0;",
-    "for (let n = Deno.stdin.readSync(buf); n !== null; n = Deno.stdin.readSync(buf)) s += n;",
-    'console.log(JSON.stringify({ cniVersion: "1.0.0", n: s }));',
-  ].join("\n") + "\n",
-);
-// The same interpreter line the build gives bin/mycni, so the floor pays what the plugin pays.
-const shebang = (await Deno.readTextFile(PLUGIN)).split("\n")[0];
-const floorArgv = shebang.startsWith("#!/usr/bin/env -S ")
-  ? [...shebang.slice("#!/usr/bin/env -S ".length).split(" "), floorJs]
-  : ["deno", "run", "-A", floorJs];
-
-const mycniConf = JSON.stringify({
-  cniVersion: "1.0.0",
-  name: "bench",
-  type: "mycni",
-  podCIDRs: ["10.252.0.0/16"],
-  dataDir: `${dir}/ipam`,
-  logFile: `${dir}/mycni.log`,
-  mtu: 1500,
-  bridge: "mycni0",
-});
-const refConf = JSON.stringify({
-  cniVersion: "1.0.0",
-  name: "benchref",
-  type: "bridge",
-  bridge: "ref0",
-  isGateway: true,
-  hairpinMode: true,
-  mtu: 1500,
-  ipam: {
-    type: "host-local",
-    ranges: [[{ subnet: "10.253.0.0/16" }]],
-    dataDir: `${dir}/ipam`,
-    routes: [{ dst: "0.0.0.0/0" }],
-  },
-});
-
-async function timed(
-  argv: string[],
-  stdin: string,
-  env: Record<string, string> = {},
-): Promise<number> {
-  const t = performance.now();
-  const out = await runOutput(["nsenter", `--net=${node.path}`, "--", ...argv], { stdin, env });
-  const ms = performance.now() - t;
-  if (out.code !== 0) throw new Error(`${argv[0]} failed: ${out.stdout} ${out.stderr}`);
-  return ms;
-}
-
-function cniEnv(cmd: string, id: string, netns: string): Record<string, string> {
-  return {
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: id,
-    CNI_NETNS: netns,
-    CNI_IFNAME: "eth0",
-    CNI_PATH: "/usr/lib/cni",
-  };
-}
-
-// The least ip work: create the pair from the pod side and configure it, then attach on the node.
-async function ipWorkAdd(i: number, netns: string): Promise<number> {
-  const t = performance.now();
-  await run(["nsenter", `--net=${netns}`, "--", "ip", "-batch", "-"], {
-    stdin:
-      `link add name ip${i} type veth peer name ipw${i} netns ${await nodePid()}\naddr add 10.254.${
-        i >> 8
-      }.${i & 255}/16 dev ip${i}\nlink set dev ip${i} up\n`,
-  });
-  await run(["nsenter", `--net=${node.path}`, "--", "ip", "-batch", "-"], {
-    stdin: `link set dev ipw${i} master ipw0\nlink set dev ipw${i} up\n`,
-  });
-  return performance.now() - t;
-}
-async function ipWorkDel(i: number): Promise<number> {
-  const t = performance.now();
-  await run(["nsenter", `--net=${node.path}`, "--", "ip", "link", "del", `ipw${i}`]);
-  return performance.now() - t;
-}
-// A process that lives in the node netns, to name as the veth peer's target namespace.
+const pods: TempNetns[] = [];
 let sleeper: Deno.ChildProcess | undefined;
-async function nodePid(): Promise<number> {
-  if (!sleeper) {
-    sleeper = new Deno.Command("nsenter", {
-      args: [`--net=${node.path}`, "--", "sleep", "600"],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    await new Promise((r) => setTimeout(r, 50));
-    await run([
-      "nsenter",
-      `--net=${node.path}`,
-      "--",
-      "ip",
-      "link",
-      "add",
-      "ipw0",
-      "type",
-      "bridge",
-    ]);
-  }
-  return sleeper.pid;
-}
-
-const cols = {
-  mycniAdd: [] as number[],
-  refAdd: [] as number[],
-  floor: [] as number[],
-  ipAdd: [] as number[],
-  mycniDel: [] as number[],
-  refDel: [] as number[],
-  ipDel: [] as number[],
-};
-const keep: AsyncDisposable[] = [];
-async function tempNetnsKeep() {
-  const ns = await tempNetns("mcbw");
-  keep.push(ns);
-  return ns;
-}
-// Warm-up: bridges exist, caches hot (not counted).
-await timed([PLUGIN], mycniConf, cniEnv("ADD", "warm", (await tempNetnsKeep()).path));
-await timed([REF], refConf, cniEnv("ADD", "warmref", (await tempNetnsKeep()).path));
-await ipWorkAdd(999, (await tempNetnsKeep()).path);
-
 try {
-  for (let i = 0; i < N; i++) {
-    const p = pods[i].path;
-    // A pod netns holds one eth0: give each column its own ifname in the same pod.
-    cols.mycniAdd.push(
-      await timed([PLUGIN], mycniConf, { ...cniEnv("ADD", `m${i}`, p), CNI_IFNAME: "eth0" }),
-    );
-    cols.refAdd.push(
-      await timed([REF], refConf, { ...cniEnv("ADD", `r${i}`, p), CNI_IFNAME: "eth1" }),
-    );
-    cols.floor.push(await timed(floorArgv, mycniConf));
-    cols.ipAdd.push(await ipWorkAdd(i + 1, p));
-  }
-  for (let i = 0; i < N; i++) {
-    const p = pods[i].path;
-    cols.mycniDel.push(await timed([PLUGIN], mycniConf, cniEnv("DEL", `m${i}`, p)));
-    cols.refDel.push(
-      await timed([REF], refConf, { ...cniEnv("DEL", `r${i}`, p), CNI_IFNAME: "eth1" }),
-    );
-    cols.ipDel.push(await ipWorkDel(i + 1));
-  }
+  for (let i = 0; i < N + 1; i++) pods.push(await tempNetns("mcbp"));
+  await Deno.writeTextFile(`${dir}/floor.js`, FLOOR_JS + "\n");
+  await Deno.writeTextFile(`${dir}/minimal.js`, MINIMAL_JS);
+  // The same interpreter line the build gives bin/mycni, so the baselines pay what it pays.
+  const shebang = (await Deno.readTextFile(PLUGIN)).split("\n")[0];
+  const deno = shebang.startsWith("#!/usr/bin/env -S ")
+    ? shebang.slice("#!/usr/bin/env -S ".length).split(" ")
+    : ["deno", "run", "-A"];
+  // A process living in the node netns, to name as the veth peer's namespace from a warm process.
+  sleeper = new Deno.Command("nsenter", {
+    args: [`--net=${node.path}`, "--", "sleep", "600"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await run([
+    "nsenter",
+    `--net=${node.path}`,
+    "--",
+    "ip",
+    "link",
+    "add",
+    "ipwbr",
+    "type",
+    "bridge",
+  ]);
+  await run(["nsenter", `--net=${node.path}`, "--", "ip", "link", "set", "ipwbr", "up"]);
+  const cols = await measure({ dir, node, pods, deno, sleeperPid: sleeper.pid });
+  report(cols);
 } finally {
   sleeper?.kill();
   await sleeper?.status;
-  for (const k of keep) await k[Symbol.asyncDispose]();
   for (const p of pods) await p[Symbol.asyncDispose]();
   await Deno.remove(dir, { recursive: true });
 }
 
-const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const p90 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)];
-const f = (x: number) => x.toFixed(1).padStart(7);
-console.log(`plugin latency, ${N} pods, one run, medians (p90) in ms`);
-for (const [k, v] of Object.entries(cols)) {
-  console.log(`  ${k.padEnd(9)} ${f(med(v))} (${f(p90(v)).trim()})`);
+type Cols = Record<
+  | "mycniAdd"
+  | "refAdd"
+  | "minimalAdd"
+  | "floor"
+  | "ipAdd"
+  | "mycniDel"
+  | "refDel"
+  | "minimalDel"
+  | "ipDel",
+  number[]
+>;
+
+async function measure(
+  ctx: { dir: string; node: TempNetns; pods: TempNetns[]; deno: string[]; sleeperPid: number },
+): Promise<Cols> {
+  const { dir, node, pods } = ctx;
+  const mycniConf = JSON.stringify({
+    cniVersion: "1.0.0",
+    name: "bench",
+    type: "mycni",
+    podCIDRs: ["10.252.0.0/16"],
+    dataDir: `${dir}/ipam`,
+    logFile: `${dir}/mycni.log`,
+    mtu: 1500,
+    bridge: "mycni0",
+  });
+  const refConf = JSON.stringify({
+    cniVersion: "1.0.0",
+    name: "benchref",
+    type: "bridge",
+    bridge: "ref0",
+    isGateway: true,
+    hairpinMode: true,
+    mtu: 1500,
+    ipam: { type: "host-local", ranges: [[{ subnet: "10.253.0.0/16" }]], dataDir: `${dir}/ipam` },
+  });
+  const inNode = (argv: string[]) => ["nsenter", `--net=${node.path}`, "--", ...argv];
+  const timed = async (argv: string[], stdin: string, env: Record<string, string> = {}) => {
+    const t = performance.now();
+    const out = await runOutput(inNode(argv), { stdin, env });
+    if (out.code !== 0) throw new Error(`${argv.join(" ")} failed: ${out.stdout} ${out.stderr}`);
+    return performance.now() - t;
+  };
+  const env = (cmd: string, id: string, netns: string, ifname = "eth0") => ({
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: id,
+    CNI_NETNS: netns,
+    CNI_IFNAME: ifname,
+    CNI_PATH: "/usr/lib/cni",
+  });
+  const warmIp = async (argvs: [string[], string | undefined][]) => {
+    const t = performance.now();
+    for (const [argv, stdin] of argvs) await run(argv, { stdin });
+    return performance.now() - t;
+  };
+  const cols: Cols = {
+    mycniAdd: [],
+    refAdd: [],
+    minimalAdd: [],
+    floor: [],
+    ipAdd: [],
+    mycniDel: [],
+    refDel: [],
+    minimalDel: [],
+    ipDel: [],
+  };
+  // Warm-up (not counted): bridges exist, caches are hot. Pod N is the warm-up pod.
+  const w = pods[N].path;
+  await timed([PLUGIN], mycniConf, env("ADD", "warm", w));
+  await timed([REF], refConf, env("ADD", "warmref", w, "eth2"));
+  await timed([...ctx.deno, `${dir}/minimal.js`], "{}", env("ADD", "m9999", w));
+  // Each pod gets one interface per column: eth0 mycni, eth1 ip work, eth2 reference.
+  for (let i = 0; i < N; i++) {
+    const p = pods[i].path;
+    cols.mycniAdd.push(await timed([PLUGIN], mycniConf, env("ADD", `m${i}`, p)));
+    cols.refAdd.push(await timed([REF], refConf, env("ADD", `r${i}`, p, "eth2")));
+    cols.floor.push(await timed([...ctx.deno, `${dir}/floor.js`], mycniConf));
+    if (i % 2 === 0) {
+      cols.minimalAdd.push(
+        await timed([...ctx.deno, `${dir}/minimal.js`], mycniConf, env("ADD", `m${i}`, p)),
+      );
+    } else {
+      cols.ipAdd.push(
+        await warmIp([
+          [["nsenter", `--net=${p}`, "--", "ip", "-batch", "-"], podBatch(i, ctx.sleeperPid)],
+          [inNode(["ip", "-batch", "-"]), nodeBatch(i)],
+        ]),
+      );
+    }
+  }
+  for (let i = 0; i < N; i++) {
+    const p = pods[i].path;
+    cols.mycniDel.push(await timed([PLUGIN], mycniConf, env("DEL", `m${i}`, p)));
+    cols.refDel.push(await timed([REF], refConf, env("DEL", `r${i}`, p, "eth2")));
+    if (i % 2 === 0) {
+      cols.minimalDel.push(
+        await timed([...ctx.deno, `${dir}/minimal.js`], mycniConf, env("DEL", `m${i}`, p)),
+      );
+    } else {
+      cols.ipDel.push(await warmIp([[inNode(["ip", "link", "del", `ipw${i}`]), undefined]]));
+    }
+  }
+  return cols;
 }
-const addLimit = med(cols.floor) + med(cols.ipAdd), delLimit = med(cols.floor) + med(cols.ipDel);
-console.log(
-  `ADD: mycni / (floor + ip work) = ${
-    (med(cols.mycniAdd) / addLimit).toFixed(2)
-  }  (target <= 1.15)   mycni / reference bridge = ${
-    (med(cols.mycniAdd) / med(cols.refAdd)).toFixed(2)
-  }`,
-);
-console.log(
-  `DEL: mycni / (floor + ip work) = ${
-    (med(cols.mycniDel) / delLimit).toFixed(2)
-  }  (target <= 1.15)   mycni / reference bridge = ${
-    (med(cols.mycniDel) / med(cols.refDel)).toFixed(2)
-  }`,
-);
+
+function report(cols: Cols): void {
+  const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+  const med = (xs: number[]) => sorted(xs)[Math.floor(xs.length / 2)];
+  const p90 = (xs: number[]) => sorted(xs)[Math.floor(xs.length * 0.9)];
+  const f = (x: number) => x.toFixed(1).padStart(7);
+  console.log(`plugin latency, ${N} pods, one interleaved run, median (p90) in ms`);
+  for (const [k, v] of Object.entries(cols)) {
+    console.log(`  ${k.padEnd(10)} ${f(med(v))} (${f(p90(v)).trim()})`);
+  }
+  for (const verb of ["Add", "Del"] as const) {
+    const mine = med(cols[`mycni${verb}`]);
+    const sum = med(cols.floor) + med(cols[`ip${verb}`]);
+    console.log(
+      `${verb.toUpperCase()}: mycni / (floor + warm ip work) = ${(mine / sum).toFixed(2)}` +
+        `   mycni / minimal Deno plugin = ${(mine / med(cols[`minimal${verb}`])).toFixed(2)}` +
+        `   (target <= 1.15)   mycni / reference bridge = ${
+          (mine / med(cols[`ref${verb}`])).toFixed(2)
+        }`,
+    );
+  }
+}

@@ -17,6 +17,7 @@ import { checkPodNetns } from "../net/netns.ts";
 import { CommandError } from "../net/run.ts";
 import { planVeth, podAddress } from "./plan.ts";
 import { ipamFor, type Request } from "./request.ts";
+import { stepTimer } from "./steps.ts";
 import { UndoStack } from "./undo.ts";
 
 /** Wires the pod and returns the result (in the internal 1.1 shape). */
@@ -25,14 +26,7 @@ export async function add(req: Request): Promise<Result> {
   checkPodNetns(env.netns);
   const ipam = ipamFor(req);
   const undo = new UndoStack();
-  const steps: Record<string, number> = {};
-  req.log.stepsMs = steps;
-  let t = performance.now();
-  const lap = (name: string) => {
-    const now = performance.now();
-    steps[name] = Math.round((now - t) * 10) / 10;
-    t = now;
-  };
+  const lap = stepTimer(req.log);
   try {
     const ipamResult = await ipam.add();
     lap("ipam");

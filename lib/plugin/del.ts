@@ -4,13 +4,17 @@ import { teardownIpMasq } from "../net/ipmasq.ts";
 import { deleteLink } from "../net/link.ts";
 import { hostVethName } from "./plan.ts";
 import { ipamFor, type Request } from "./request.ts";
+import { stepTimer } from "./steps.ts";
 
 /** Removes the veth pair (both ends go with the host end), masquerade, and the IPs. */
 export async function del(req: Request): Promise<void> {
   const { env, conf } = req;
+  const lap = stepTimer(req.log);
   const hostVeth = hostVethName(env.containerId, env.ifname);
   req.log.vethDeleted = await deleteLink(hostVeth);
+  lap("veth");
   if (conf.ipMasq) await teardownIpMasq(conf.name, env.containerId);
   // Released after the veth is gone, so the address is never on two live interfaces.
   await ipamFor(req).del();
+  lap("ipam");
 }
