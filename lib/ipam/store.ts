@@ -53,6 +53,7 @@ export function sameAttachment(a: Owner, b: Owner): boolean {
 }
 
 const ATTACHMENTS = "attachments";
+let tempCounter = 0;
 
 /** The store for one network's directory; holds the directory's lock until disposed. */
 export class DiskStore implements Store, Disposable {
@@ -61,13 +62,17 @@ export class DiskStore implements Store, Disposable {
   /** Creates the directory if needed and takes its lock (waits for other plugin processes). */
   static open(dataDir: string, network: string): DiskStore {
     const dir = join(dataDir, network);
-    Deno.mkdirSync(join(dir, ATTACHMENTS), { recursive: true, mode: 0o755 });
-    const lockFile = Deno.openSync(join(dir, "lock"), {
-      read: true,
-      write: true,
-      create: true,
-      mode: 0o600,
-    });
+    const openLock = () =>
+      Deno.openSync(join(dir, "lock"), { read: true, write: true, create: true, mode: 0o600 });
+    let lockFile: Deno.FsFile;
+    try {
+      lockFile = openLock();
+    } catch (err) {
+      // First use on this node: make the directory (host-local's mode) and try again.
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      Deno.mkdirSync(join(dir, ATTACHMENTS), { recursive: true, mode: 0o755 });
+      lockFile = openLock();
+    }
     // flock(2), like host-local's lock; the kernel drops it when a killed process dies.
     lockFile.lockSync(true);
     return new DiskStore(dir, lockFile);
@@ -154,7 +159,7 @@ export class DiskStore implements Store, Disposable {
 
   listAttachments(): Owner[] {
     const out: Owner[] = [];
-    for (const entry of Deno.readDirSync(join(this.dir, ATTACHMENTS))) {
+    for (const entry of readDirIfExists(join(this.dir, ATTACHMENTS))) {
       const at = entry.name.indexOf("@");
       if (entry.isFile && at > 0) {
         out.push({ containerId: entry.name.slice(0, at), ifname: entry.name.slice(at + 1) });
@@ -167,7 +172,7 @@ export class DiskStore implements Store, Disposable {
   removeStaleTemps(): number {
     let n = 0;
     for (const sub of [this.dir, join(this.dir, ATTACHMENTS)]) {
-      for (const entry of Deno.readDirSync(sub)) {
+      for (const entry of readDirIfExists(sub)) {
         if (entry.name.startsWith(".tmp.")) {
           n += removeIfExists(join(sub, entry.name)) ? 1 : 0;
         }
@@ -177,14 +182,22 @@ export class DiskStore implements Store, Disposable {
   }
 
   private writeTemp(content: string): string {
-    const tmp = join(this.dir, `.tmp.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}`);
+    // Unique without crypto (loading it costs the plugin start-up): our pid, and a counter.
+    const tmp = join(this.dir, `.tmp.${Deno.pid}.${tempCounter++}`);
     Deno.writeTextFileSync(tmp, content, { mode: 0o600 });
     return tmp;
   }
 
   private writeAtomic(name: string, content: string): void {
     const tmp = this.writeTemp(content);
-    Deno.renameSync(tmp, join(this.dir, name));
+    try {
+      Deno.renameSync(tmp, join(this.dir, name));
+    } catch (err) {
+      // A directory host-local made has no attachments/ yet.
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      Deno.mkdirSync(join(this.dir, ATTACHMENTS), { recursive: true, mode: 0o755 });
+      Deno.renameSync(tmp, join(this.dir, name));
+    }
   }
 }
 
@@ -236,4 +249,13 @@ function removeIfExists(path: string): boolean {
 
 function join(...parts: string[]): string {
   return parts.join("/");
+}
+
+function readDirIfExists(path: string): Deno.DirEntry[] {
+  try {
+    return [...Deno.readDirSync(path)];
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
 }

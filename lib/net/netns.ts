@@ -51,10 +51,14 @@ function namespaceType(path: string, ino: number | null): string | undefined {
     return undefined;
   }
   try {
-    for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    // The file just opened is almost always the highest fd: look there first.
+    const fds = [...Deno.readDirSync("/proc/self/fd")].map((e) => Number(e.name)).sort((a, b) =>
+      b - a
+    );
+    for (const fd of fds) {
       let link: string;
       try {
-        link = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+        link = Deno.readLinkSync(`/proc/self/fd/${fd}`);
       } catch {
         continue;
       }

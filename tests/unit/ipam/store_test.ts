@@ -59,3 +59,18 @@ Deno.test("formatOwner() and parseOwner() round-trip with and without a pod", ()
   assertEquals(parseOwner(formatOwner(pod)), pod);
   assertEquals(parseOwner("id\r\neth0\n"), { containerId: "id", ifname: "eth0" });
 });
+
+Deno.test("DiskStore works in a directory host-local made (no attachments/ yet)", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "mycni-store-" });
+  try {
+    Deno.mkdirSync(`${dataDir}/net`);
+    Deno.writeTextFileSync(`${dataDir}/net/10.0.0.9`, "hl-id\r\neth0");
+    using store = DiskStore.open(dataDir, "net");
+    assertEquals(store.listAttachments(), []);
+    store.setAttachmentIps(pod, ["10.0.0.5"]);
+    assertEquals(store.attachmentIps(pod), ["10.0.0.5"]);
+    assertEquals(store.list().map((a) => a.ip).sort(), ["10.0.0.9"]);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
