@@ -309,6 +309,8 @@ export interface FakeApiServerProcessOptions {
   readonly nodesFile?: string;
   /** Serve HTTPS with this certificate and key. */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** Require `Authorization: Bearer <the token in this file>` on API requests. */
+  readonly tokenFile?: string;
 }
 
 /**
@@ -328,5 +330,6 @@ export function fakeApiServer(ns: TempNetns, opts: FakeApiServerProcessOptions =
     opts.listen ?? "127.0.0.1:6443",
     ...opts.nodesFile === undefined ? [] : ["--nodes-file", opts.nodesFile],
     ...opts.tls === undefined ? [] : ["--cert", opts.tls.cert, "--key", opts.tls.key],
+    ...opts.tokenFile === undefined ? [] : ["--token-file", opts.tokenFile],
   ]);
 }

@@ -5,7 +5,7 @@
 // auth either way.
 //
 // As a script: deno run -A tests/harness/fake_apiserver.ts --listen 10.0.0.1:6443 --nodes-file F
-//   [--cert server.crt --key server.key]
+//   [--cert server.crt --key server.key] [--token-file F]
 // Control: PUT /_test/nodes/<name> (a nodes-file entry or a v1.Node), DELETE /_test/nodes/<name>,
 // POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark.
 import { parseArgs } from "node:util";
@@ -50,6 +50,8 @@ export interface FakeApiServerOptions {
   readonly nodes?: readonly NodeEntry[];
   /** PEM certificate (chain) and key: serve https instead of plain http. */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** When set, API requests (not /_test) need `Authorization: Bearer <token>`, else 401. */
+  readonly token?: string;
 }
 
 type Obj = Record<string, unknown>;
@@ -264,6 +266,12 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
   const handler = async (req: Request): Promise<Response> => {
     const url = new URL(req.url);
     const path = url.pathname;
+    if (
+      opts.token !== undefined && !path.startsWith("/_test/") &&
+      req.headers.get("authorization") !== `Bearer ${opts.token}`
+    ) {
+      return json(status(401, "Unauthorized", "Unauthorized"), 401);
+    }
     if (req.method === "GET" && path === "/api/v1/nodes") {
       return url.searchParams.get("watch") === "1" || url.searchParams.get("watch") === "true"
         ? watch(url)
@@ -382,6 +390,7 @@ if (import.meta.main) {
       "nodes-file": { type: "string" },
       cert: { type: "string" },
       key: { type: "string" },
+      "token-file": { type: "string" },
     },
   });
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(values.listen!);
@@ -399,7 +408,10 @@ if (import.meta.main) {
   const tls = values.cert
     ? { cert: await Deno.readTextFile(values.cert), key: await Deno.readTextFile(values.key!) }
     : undefined;
-  const api = startFakeApiServer({ hostname: m[1], port: Number(m[2]), nodes, tls });
+  const token = values["token-file"]
+    ? (await Deno.readTextFile(values["token-file"])).trim()
+    : undefined;
+  const api = startFakeApiServer({ hostname: m[1], port: Number(m[2]), nodes, tls, token });
   console.log(`fake apiserver listening on ${api.url} with ${nodes.length} nodes`);
   const stop = async () => {
     await api.close();

@@ -29,6 +29,7 @@ const API_HOST = "10.96.0.1";
 const API_PORT = "443";
 /** The service-account dir the kubelet mounts into every pod (lib/kube/client.ts reads it). */
 const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+const SA_TOKEN = "mcm-test-token";
 /** ENV of the image's base (debian:trixie-slim): what the container starts with. */
 const IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -195,7 +196,7 @@ async function nodeFilesystem(hostRoot: string, podSpec: IPodSpec, container: IC
 async function serviceAccount(dir: string, caCert: string): Promise<string> {
   await Deno.mkdir(dir);
   await Deno.copyFile(caCert, join(dir, "ca.crt"));
-  await Deno.writeTextFile(join(dir, "token"), "mcm-test-token\n");
+  await Deno.writeTextFile(join(dir, "token"), `${SA_TOKEN}\n`);
   await Deno.writeTextFile(join(dir, "namespace"), "kube-system");
   return dir;
 }
@@ -268,20 +269,26 @@ Deno.test({
   await mnt.tmpfs("/root");
   await mountImage(mnt, join(tmp, "image"), invocation.argv[0]);
   for (const m of mounts) await mnt.bind(m.host, m.mountPath, { readOnly: m.readOnly });
-  await mnt.bind(await serviceAccount(join(tmp, "sa"), certs.caCert), SA_DIR, { readOnly: true });
+  const sa = await serviceAccount(join(tmp, "sa"), certs.caCert);
+  await mnt.bind(sa, SA_DIR, { readOnly: true });
 
-  // The API server, on the node's network (as the control plane's is, hostNetwork), over TLS.
+  // The API server, on the node's network (as the control plane's is, hostNetwork), over TLS,
+  // answering only requests that carry the service account's token.
   await using api = fakeApiServer(ns, {
     listen: `${API_HOST}:${API_PORT}`,
     tls: { cert: certs.serverCert, key: certs.serverKey },
+    tokenFile: join(sa, "token"),
   });
   const apiUrl = `https://${API_HOST}:${API_PORT}`;
   const tlsCurl = ["--cacert", certs.caCert];
+  const authCurl = [...tlsCurl, "-H", `Authorization: Bearer ${SA_TOKEN}`];
   await waitFor(
     "the fake API server",
-    async () => (await curl(ns, `${apiUrl}/api/v1/nodes`, { args: tlsCurl })).code === 200,
+    async () => (await curl(ns, `${apiUrl}/api/v1/nodes`, { args: authCurl })).code === 200,
     { proc: api, ms: 15_000 },
   );
+  // Without the token the server refuses, so a synced agent proves it sent the token.
+  assertEquals((await curl(ns, `${apiUrl}/api/v1/nodes`, { args: tlsCurl })).code, 401);
   for (const n of NODES) {
     const { code } = await curl(ns, `${apiUrl}/_test/nodes/${n.name}`, {
       method: "PUT",
