@@ -18,6 +18,8 @@ import { createNodeSync, type NodeSync } from "./sync.ts";
 
 /** Datapath re-check (routes someone deleted come back) even when no node changed, as flannel. */
 const RESYNC_MS = 10_000;
+/** A reconcile that failed (an `ip` or `iptables` error) is retried sooner: 0.5 s, doubling. */
+const RETRY_FIRST_MS = 500;
 
 /** The outside world the agent is given. */
 export interface AgentContext {
@@ -122,32 +124,50 @@ async function runOnce(opts: AgentOptions, sync: NodeSync, log: Logger): Promise
 
 /**
  * Coalesces reconcile requests: one runs at a time, and the requests that arrive meanwhile
- * become one more run over the newest node list.
+ * become one more run over the newest node list. A failed run is retried with backoff (0.5 s
+ * doubling up to the resync period) until one succeeds.
  */
 function createScheduler(sync: NodeSync) {
   let nodes: ReadonlyMap<string, NodeInfo> | undefined;
   let full = false;
   let again = false;
   let running: Promise<void> | undefined;
+  let retryMs = 0;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  const retryLater = (ok: boolean) => {
+    clearTimeout(retryTimer);
+    retryTimer = undefined;
+    if (ok) {
+      retryMs = 0;
+      return;
+    }
+    retryMs = retryMs === 0 ? RETRY_FIRST_MS : Math.min(retryMs * 2, RESYNC_MS);
+    retryTimer = setTimeout(() => request(undefined, true), retryMs);
+  };
   const loop = async () => {
     do {
       again = false;
       const snapshot = new Map(nodes!);
       const f = full;
       full = false;
-      await sync.run(snapshot, f);
+      retryLater(await sync.run(snapshot, f));
     } while (again);
     running = undefined;
   };
+  function request(next: ReadonlyMap<string, NodeInfo> | undefined, isFull: boolean) {
+    if (next) nodes = next;
+    full ||= isFull;
+    if (!nodes) return; // nothing listed yet: never reconcile from an empty guess
+    if (running) again = true;
+    else running = loop();
+  }
   return {
-    request(next: ReadonlyMap<string, NodeInfo> | undefined, isFull: boolean) {
-      if (next) nodes = next;
-      full ||= isFull;
-      if (!nodes) return; // nothing listed yet: never reconcile from an empty guess
-      if (running) again = true;
-      else running = loop();
+    request,
+    /** Waits for the running reconcile and cancels a pending retry (shutdown). */
+    async idle() {
+      await (running ?? Promise.resolve());
+      clearTimeout(retryTimer);
     },
-    idle: () => running ?? Promise.resolve(),
   };
 }
 
