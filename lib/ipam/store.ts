@@ -143,7 +143,8 @@ export class DiskStore implements Store, Disposable {
   }
 
   setLastReserved(range: number, ip: string): void {
-    this.writeAtomic(`last_reserved_ip.${range}`, ip);
+    // In place, as host-local writes it: a torn write only moves the round-robin start.
+    Deno.writeTextFileSync(join(this.dir, `last_reserved_ip.${range}`), ip, { mode: 0o600 });
   }
 
   attachmentIps(owner: Owner): string[] {
