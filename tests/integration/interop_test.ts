@@ -1,12 +1,14 @@
-// Real CNI clients drive the plugin (issue 5): containerd's CRI plugin (the kubelet path), podman
-// with its CNI backend and a libcni driver (CHECK through a chain), each on two simulated nodes,
-// first with the reference bridge + host-local, then with mycni, and the two compared side by side.
-// Runtimes run inside node namespaces made here; notes/real-runtimes.md has the recipes.
+// Real CNI clients drive the plugin (issue 5): containerd's CRI plugin (the kubelet path), `ctr run
+// --cni`, podman with its CNI backend and a libcni driver (CHECK through a chain), each on two
+// simulated dual-stack nodes, first with the reference bridge + host-local, then with mycni, and
+// the two compared side by side. Runtimes run inside node namespaces made here;
+// notes/real-runtimes.md has the recipes.
 import {
   deepStrictEqual as assertEquals,
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
+import { cidrContains, parseCidr, parseIp } from "../../lib/ipam/cidr.ts";
 import { run, runOutput } from "../../lib/net/run.ts";
 import { canRunPrivileged, tempNetns, uniqueName } from "../harness/netns.ts";
 import {
@@ -26,6 +28,7 @@ import {
   waitNetworkReady,
 } from "../harness/interop/containerd.ts";
 import type { CriMessage } from "../harness/interop/cri_client.ts";
+import { ctrWithCni } from "../harness/interop/ctr.ts";
 import { buildCnitool, cnitool } from "../harness/interop/cnitool.ts";
 import {
   hostLeftovers,
@@ -57,6 +60,8 @@ const HTTP_GET = "GET / HTTP/1.0\r\n\r\n";
 const KINDS: readonly PluginKind[] = ["reference", "mycni"];
 /** The plugin each kind's pods go through first (the one whose DELs we count). */
 const MAIN_PLUGIN: Record<PluginKind, string> = { reference: "bridge", mycni: "mycni" };
+/** The containerd namespace `ctr run --cni` uses: its CNI_CONTAINERID is `mci-<id>`. */
+const CTR_NAMESPACE = "mci";
 
 /** What one kind did, printed side by side at the end. */
 interface Report {
@@ -92,10 +97,16 @@ function note(ctx: Ctx, line: string) {
 }
 
 function inCidr(ip: string, cidr: string): boolean {
-  const toInt = (a: string) => a.split(".").reduce((n, o) => n * 256 + Number(o), 0);
-  const [net, len] = cidr.split("/");
-  const size = 2 ** (32 - Number(len));
-  return Math.floor(toInt(ip) / size) === Math.floor(toInt(net) / size);
+  return cidrContains(parseCidr(cidr), parseIp(ip));
+}
+
+/** Exactly one of `ips` in each of the node's podCIDRs (one per family), and nothing else. */
+function assertPodIps(what: string, ips: readonly string[], node: SimNode) {
+  const perCidr = node.spec.podCIDRs.map((c) => ips.filter((ip) => inCidr(ip, c)).length);
+  assert(
+    ips.length === node.spec.podCIDRs.length && perCidr.every((n) => n === 1),
+    `${what} IPs [${ips}] do not match ${node.spec.name}'s podCIDRs [${node.spec.podCIDRs}]`,
+  );
 }
 
 /** What a node holds for pods: allocations, veths and rules added since `baseRules`. */
@@ -131,7 +142,7 @@ function sandboxConfig(ctx: Ctx, name: string, ports: readonly number[]): CriMes
   };
 }
 
-/** RunPodSandbox + a busybox httpd container; returns ids, the pod IP and its netns path. */
+/** RunPodSandbox + a busybox httpd container; returns ids, the pod IPs and its netns path. */
 async function startPod(ctx: Ctx, i: number, ports: readonly number[]) {
   const { cri } = ctx.containerds[i];
   const config = sandboxConfig(ctx, `${ctx.kind}-pod${i}`, ports);
@@ -155,7 +166,11 @@ async function startPod(ctx: Ctx, i: number, ports: readonly number[]) {
     sandbox_config: config,
   });
   await cri.call("StartContainer", { container_id: cid });
-  return { id, cid, ip: status.status.network.ip as string, netns };
+  // CRI: `ip` is the primary (containerd picks IPv4 first), other families in additional_ips.
+  const network = status.status.network ?? {};
+  const ips: string[] = [network.ip, ...(network.additional_ips ?? []).map((a: CriMessage) => a.ip)]
+    .filter((ip) => ip);
+  return { id, cid, ip: network.ip as string, ips, netns };
 }
 
 async function execIn(ctx: Ctx, i: number, cid: string, cmd: string[]) {
@@ -176,41 +191,62 @@ async function criLifecycle(ctx: Ctx) {
   const from = await logSize(ctx.shimLog);
   const pods = [await startPod(ctx, 0, [HOST_PORT]), await startPod(ctx, 1, [])];
   pods.forEach((p, i) => {
-    note(ctx, `CRI pod on ${nodes[i].spec.name}: ip ${p.ip} netns ${p.netns}`);
-    assert(
-      inCidr(p.ip, nodes[i].spec.podCIDR),
-      `pod IP ${p.ip} is outside ${nodes[i].spec.podCIDR}`,
+    note(
+      ctx,
+      `CRI pod on ${nodes[i].spec.name}: PodSandboxStatus ip ${p.ip} additional_ips [${
+        p.ips.slice(1).join(" ")
+      }] netns ${p.netns}`,
     );
+    assertPodIps("PodSandboxStatus", p.ips, nodes[i]);
   });
 
   for (const [i, j] of [[0, 1], [1, 0]]) {
-    const r = await execIn(ctx, i, pods[i].cid, ["ping", "-c", "2", "-W", "2", pods[j].ip]);
-    assertEquals(r.code, 0, `pod on ${nodes[i].spec.name} cannot ping ${pods[j].ip}: ${r.out}`);
+    for (const dst of pods[j].ips) {
+      const r = await execIn(ctx, i, pods[i].cid, ["ping", "-c", "2", "-W", "2", dst]);
+      assertEquals(r.code, 0, `pod on ${nodes[i].spec.name} cannot ping ${dst}: ${r.out}`);
+    }
   }
-  // hostPort: node 2 asks node 1's underlay address; portmap DNATs to the pod's httpd.
-  // (busybox-static's wget segfaults here: nc speaks the HTTP instead.)
-  const direct = await runOutput(nodes[0].ns.exec(["busybox", "nc", "-w", "2", pods[0].ip, "80"]), {
-    stdin: HTTP_GET,
-  });
-  assert(direct.stdout.endsWith(POD_PAGE), `node 1 cannot reach its pod's httpd: ${direct.stderr}`);
-  await waitFor(`hostPort ${nodes[0].spec.ip}:${HOST_PORT}`, 6_000, async () => {
-    const argv = nodes[1].ns.exec([
-      "busybox",
-      "nc",
-      "-w",
-      "2",
-      nodes[0].spec.ip,
-      String(HOST_PORT),
-    ]);
-    return (await runOutput(argv, { stdin: HTTP_GET })).stdout.endsWith(POD_PAGE);
-  }).catch(async (err) => {
-    const nat = await run(nodes[0].ns.exec(["iptables-save", "-t", "nat"]));
-    const filter = await run(nodes[0].ns.exec(["iptables-save", "-t", "filter"]));
-    throw new Error(`${err.message}\nnode 1 nat table:\n${nat}\nnode 1 filter table:\n${filter}`);
-  });
+  note(ctx, `cross-node pod pings both ways ok to ${pods.flatMap((p) => p.ips).join(", ")}`);
+  const routes = await Promise.all(
+    nodes[1].spec.podCIDRs.map((c) =>
+      run(nodes[0].ns.exec(["ip", c.includes(":") ? "-6" : "-4", "route", "show", c]))
+    ),
+  );
+  note(
+    ctx,
+    `${nodes[0].spec.name}'s routes to ${nodes[1].spec.name}'s pods (${ctx.cluster.wiring}): ${
+      routes.map((r) => r.trim()).join("; ")
+    }`,
+  );
+  // hostPort, over each family: node 2 asks node 1's underlay address; portmap DNATs to the
+  // pod's httpd. (busybox-static's wget segfaults here: nc speaks the HTTP instead.)
+  for (const [k, podIp] of pods[0].ips.entries()) {
+    const nc = (host: string, port: number) =>
+      ["busybox", "nc", "-w", "2", host, String(port)] as const;
+    const direct = await runOutput(nodes[0].ns.exec(nc(podIp, 80)), { stdin: HTTP_GET });
+    assert(direct.stdout.endsWith(POD_PAGE), `node 1 cannot reach ${podIp}:80: ${direct.stderr}`);
+    const hostIp = nodes[0].spec.ips[k];
+    await waitFor(`hostPort ${hostIp} ${HOST_PORT}`, 6_000, async () => {
+      const argv = nodes[1].ns.exec(nc(hostIp, HOST_PORT));
+      return (await runOutput(argv, { stdin: HTTP_GET })).stdout.endsWith(POD_PAGE);
+    }).catch(async (err) => {
+      const save = hostIp.includes(":") ? "ip6tables-save" : "iptables-save";
+      const nat = await run(nodes[0].ns.exec([save, "-t", "nat"]));
+      const filter = await run(nodes[0].ns.exec([save, "-t", "filter"]));
+      throw new Error(`${err.message}\nnode 1 nat table:\n${nat}\nnode 1 filter table:\n${filter}`);
+    });
+  }
+  note(
+    ctx,
+    `hostPort ${HOST_PORT} reached from ${nodes[1].spec.name} via ${nodes[0].spec.ips.join(", ")}`,
+  );
   for (const [i, node] of nodes.entries()) {
     const live = await nodeResidue(node, baseRules[i]);
-    assertEquals(live.allocations.length, 1, `allocations while pod runs: ${live.allocations}`);
+    assertEquals(
+      live.allocations.length,
+      pods[i].ips.length,
+      `allocations while pod runs: ${live.allocations}`,
+    );
     assertEquals(live.veths.length, 1, `veths while pod runs: ${live.veths}`);
   }
 
@@ -228,8 +264,9 @@ async function criLifecycle(ctx: Ctx) {
       ctx,
       `after StopPodSandbox on ${nodes[i].spec.name}: allocations ${JSON.stringify(afterStop)}`,
     );
-    // The first DEL (netns and prevResult present) is the one that must release the IP.
-    assert(!afterStop.some((a) => a.endsWith(`/${pod.ip}`)), `StopPodSandbox kept ${pod.ip}`);
+    // The first DEL (netns and prevResult present) is the one that must release the IPs.
+    const kept = pod.ips.filter((ip) => afterStop.some((a) => a.endsWith(`/${ip}`)));
+    assertEquals(kept, [], `StopPodSandbox kept ${kept}`);
     await timed(
       ctx,
       "RemovePodSandbox",
@@ -289,6 +326,70 @@ async function criRollback(ctx: Ctx) {
   }
 }
 
+/**
+ * `ctr run --rm --cni` on node 1 (go-cni inside the CLI, hard-coded CNI paths): the container
+ * gets an address from each podCIDR and pings a CRI pod on node 2 over every family; ctr's DEL
+ * comes after the task exited, with CNI_NETNS="", and must still leave nothing behind.
+ */
+async function ctrRun(ctx: Ctx) {
+  const nodes = ctx.cluster.nodes;
+  const cd = ctx.containerds[0];
+  await waitNetworkReady(ctx.containerds[1].cri);
+  const baseRules = await Promise.all(nodes.map((n) => listRules(n.ns.path)));
+  const ctrBase = ["ctr", "-a", cd.socket, "-n", CTR_NAMESPACE];
+  await run([...ctrBase, "images", "import", ctx.images.busybox.tar]);
+  const target = await startPod(ctx, 1, []);
+  const id = uniqueName("mcictr");
+  const from = await logSize(ctx.shimLog);
+  await using ctr = await ctrWithCni({
+    netns: nodes[0].ns.path,
+    socket: cd.socket,
+    namespace: CTR_NAMESPACE,
+    confDir: nodes[0].confDir,
+    binDir: ctx.shimDir,
+    scratch: `${ctx.tmp}/${ctx.kind}/ctr-scratch`,
+  });
+  const script = ["ip -o addr show dev eth0", ...target.ips.map((ip) => `ping -c 1 -W 2 ${ip}`)]
+    .join(" && ");
+  const out = await timed(ctx, "ctr run --rm --cni (cycle)", () =>
+    ctr.run([
+      "run",
+      "--rm",
+      "--cni",
+      // under the suite's cgroup parent, not ctr's default /<namespace>/<id>
+      "--cgroup",
+      `${ctx.cgroupParent}/${id}`,
+      ctx.images.busybox.ref,
+      id,
+      "sh",
+      "-c",
+      script,
+    ]));
+  const calls = callsFor(await readCalls(ctx.shimLog, from), [`${CTR_NAMESPACE}-${id}`]);
+  note(ctx, `ctr run --rm --cni CNI calls:\n      ${formatCalls(calls).join("\n      ")}`);
+  assertEquals(out.code, 0, `ctr run exited ${out.code}: ${out.stdout}${out.stderr}`);
+  const ips = [...out.stdout.matchAll(/\binet6? ([0-9a-f.:]+)\//g)].map((m) => m[1])
+    .filter((ip) => !ip.startsWith("fe80:"));
+  note(
+    ctx,
+    `ctr container on ${nodes[0].spec.name}: ips ${ips.join(" ")}; pinged ${
+      target.ips.join(", ")
+    } on ${nodes[1].spec.name}: ${out.stdout.match(/\d+ packets received/g)?.join(", ")}`,
+  );
+  assertPodIps("ctr container", ips, nodes[0]);
+  const main = calls.filter((c) => c.plugin === MAIN_PLUGIN[ctx.kind]);
+  assertEquals(main.map((c) => `${c.verb} rc=${c.code}`), ["ADD rc=0", "DEL rc=0"]);
+  assertMatch(main[0].netns, /^\/proc\/\d+\/ns\/net$/);
+  assertEquals(main[1].netns, "", 'ctr\'s DEL is expected with CNI_NETNS=""');
+  assertEquals((await run([...ctrBase, "containers", "ls", "-q"])).trim(), "");
+  await assertClean(ctx, "ctr run --rm", nodes[0], baseRules[0]);
+
+  await ctx.containerds[1].cri.call("StopContainer", { container_id: target.cid, timeout: 0 });
+  await ctx.containerds[1].cri.call("StopPodSandbox", { pod_sandbox_id: target.id });
+  await ctx.containerds[1].cri.call("RemovePodSandbox", { pod_sandbox_id: target.id });
+  await assertClean(ctx, "ctr's ping target", nodes[1], baseRules[1]);
+}
+
 async function podmanIp(ctx: Ctx, node: SimNode, name: string): Promise<string> {
   const [info] = JSON.parse(await ctx.podman.run(node.ns.path, node.confDir, ["inspect", name]));
   return info?.NetworkSettings?.Networks?.[NETWORK[ctx.kind]]?.IPAddress ?? "";
@@ -322,7 +423,7 @@ async function podmanLifecycle(ctx: Ctx) {
     const [ipA, ipB] = [await podmanIp(ctx, node, name("a")), await podmanIp(ctx, node, name("b"))];
     note(ctx, `podman containers: a ${ipA}, b ${ipB}`);
     assert(
-      inCidr(ipA, node.spec.podCIDR) && inCidr(ipB, node.spec.podCIDR),
+      inCidr(ipA, node.spec.podCIDRs[0]) && inCidr(ipB, node.spec.podCIDRs[0]),
       `podman IPs ${ipA} ${ipB}`,
     );
     for (const dst of [ipB, node.gateway]) {
@@ -340,7 +441,9 @@ async function podmanLifecycle(ctx: Ctx) {
     const ipC = await podmanIp(ctx, node, name("c")).catch(() => "");
     await waitFor("conmon cleanup of the exited container", 20_000, async () => {
       alloc = await listAllocations(node.dataDir);
-      return alloc.length === 1 && (await listVeths(node.ns.path)).length === 1;
+      // only b's are left: one address per family
+      return alloc.length === node.spec.podCIDRs.length &&
+        (await listVeths(node.ns.path)).length === 1;
     });
     note(ctx, `self-exited container (${ipC || "exited before inspect"}) released; left ${alloc}`);
 
@@ -434,9 +537,10 @@ async function libcniChain(ctx: Ctx) {
     // tuning ran last, on the result the chain handed it
     const somaxconn = await run(pod.exec(["sysctl", "-n", "net.core.somaxconn"]));
     assertEquals(somaxconn.trim(), "512");
-    // portmap 1.1.1's CHECK also looks for an IPv6 DNAT chain it never made for an IPv4-only
-    // pod ("could not check ipv6 dnat"): CHECK without port mappings so portmap skips; the
-    // full CHECK is run too, and must fail only there (libcni checks in chain order).
+    // portmap 1.1.1's CHECK looks in the IPv6 DNAT chain for the IPv4 address's rules (and for
+    // an IPv4-only pod, for a chain it never made): "could not check ipv6 dnat". CHECK without
+    // port mappings so portmap skips; the full CHECK is run too, and must fail only there
+    // (libcni checks in chain order).
     const { portMappings: _, ...noPorts } = call.capArgs;
     const check = await cnitool(ctx.cnitoolPath, "check", { ...call, capArgs: noPorts });
     note(ctx, `libcni CHECK (no port mappings): exit ${check.code} ${check.stderr.trim()}`);
@@ -502,7 +606,7 @@ function printSideBySide(reports: Record<PluginKind, Report>, calls: readonly Cn
 
 Deno.test({
   name:
-    "interop: containerd CRI, podman and libcni drive mycni and the reference bridge side by side",
+    "interop: containerd CRI, ctr, podman and libcni drive mycni and the reference bridge side by side",
   ignore: !canRunPrivileged,
   // grpc-js keeps its channel timers; each daemon is stopped by PID in finally.
   sanitizeOps: false,
@@ -550,6 +654,8 @@ Deno.test({
         kind,
         agent: (await exists(AGENT)) ? AGENT : undefined,
         agentBinDir: agentBin,
+        // IPv4 + IPv6 podCIDRs for both kinds (host-local: one range set per family)
+        dualStack: true,
       });
       console.log(`\n== ${kind}: nodes wired ${cluster.wiring}`);
       await using cd1 = await startContainerd({
@@ -593,6 +699,10 @@ Deno.test({
       await t.step(
         `${kind}: containerd CRI pod lifecycle across two nodes`,
         () => withPodCleanup(ctx, criLifecycle),
+      );
+      await t.step(
+        `${kind}: ctr run --rm --cni (fixed CNI paths, DEL with no netns)`,
+        () => withPodCleanup(ctx, ctrRun),
       );
       await t.step(
         `${kind}: containerd rolls back a failed chain ADD`,

@@ -1,18 +1,30 @@
 // Two simulated nodes for the runtimes: node namespaces on an underlay bridge in a "switch"
-// namespace (TEST-NET-1 addresses), routes between their podCIDRs, a conflist per node.
+// namespace (TEST-NET-1 and 2001:db8:: addresses), routes between their podCIDRs (IPv4, or
+// IPv4 + IPv6 for a dual-stack cluster), a conflist per node.
+import { formatIp, gatewayOf, parseCidr } from "../../../lib/ipam/cidr.ts";
 import { run, runOutput } from "../../../lib/net/run.ts";
 import { type TempNetns, tempNetns, uniqueName } from "../../harness/netns.ts";
 
-/** A node as the agent's `--nodes-file` describes it. */
+/** A node as the agent's `--nodes-file` describes it; one entry per family, IPv4 first. */
 export interface NodeSpec {
   readonly name: string;
-  readonly ip: string;
-  readonly podCIDR: string;
+  /** Underlay addresses (`ips[0]`, IPv4, is the hostPort target). */
+  readonly ips: readonly string[];
+  readonly podCIDRs: readonly string[];
 }
 
+/** The nodes, dual-stack; a cluster that is not keeps only the first (IPv4) of each list. */
 export const NODE_SPECS: readonly NodeSpec[] = [
-  { name: "n1", ip: "192.0.2.11", podCIDR: "10.244.1.0/24" },
-  { name: "n2", ip: "192.0.2.12", podCIDR: "10.244.2.0/24" },
+  {
+    name: "n1",
+    ips: ["192.0.2.11", "2001:db8::11"],
+    podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
+  },
+  {
+    name: "n2",
+    ips: ["192.0.2.12", "2001:db8::12"],
+    podCIDRs: ["10.244.2.0/24", "fd00:10:244:2::/64"],
+  },
 ];
 
 /** One node: its namespace and its private CNI dirs. */
@@ -23,7 +35,9 @@ export interface SimNode {
   readonly confDir: string;
   readonly dataDir: string;
   readonly logFile: string;
-  /** The pod gateway the plugin puts on the bridge: first address of the podCIDR. */
+  /** The pod gateways the plugin puts on the bridge: first address of each podCIDR. */
+  readonly gateways: readonly string[];
+  /** The IPv4 one. */
   readonly gateway: string;
 }
 
@@ -43,7 +57,7 @@ export function mycniConflist(node: SimNode, extra: readonly object[] = []): obj
       {
         type: "mycni",
         bridge: "cni0",
-        podCIDRs: [node.spec.podCIDR],
+        podCIDRs: node.spec.podCIDRs,
         dataDir: node.dataDir,
         logFile: node.logFile,
         mtu: 1500,
@@ -70,8 +84,9 @@ export function referenceConflist(node: SimNode, extra: readonly object[] = []):
         mtu: 1500,
         ipam: {
           type: "host-local",
-          ranges: [[{ subnet: node.spec.podCIDR, gateway: node.gateway }]],
-          routes: [{ dst: "0.0.0.0/0" }],
+          // One range set per family: host-local then hands out one address of each.
+          ranges: node.spec.podCIDRs.map((subnet, i) => [{ subnet, gateway: node.gateways[i] }]),
+          routes: node.spec.podCIDRs.map((c) => ({ dst: c.includes(":") ? "::/0" : "0.0.0.0/0" })),
           dataDir: node.dataDir,
         },
       },
@@ -101,13 +116,12 @@ export interface ClusterOptions {
   readonly agent?: string;
   /** Dir the agent installs the plugin into (what the shims call). */
   readonly agentBinDir?: string;
+  /** Give the nodes an IPv6 underlay address and podCIDR too. */
+  readonly dualStack?: boolean;
 }
 
-function gatewayOf(cidr: string): string {
-  const [net] = cidr.split("/");
-  const parts = net.split(".").map(Number);
-  parts[3] += 1;
-  return parts.join(".");
+function gatewayFor(cidr: string): string {
+  return formatIp(gatewayOf(parseCidr(cidr)));
 }
 
 /**
@@ -124,10 +138,17 @@ export async function createCluster(dir: string, opts: ClusterOptions): Promise<
   try {
     const sw = await tempNetns("mci");
     made.push(sw);
-    await run(["ip", "-n", sw.name, "link", "add", "br0", "type", "bridge"]);
+    // No MLD snooping: nothing queries, and NDP must simply flood.
+    await run(["ip", "-n", sw.name, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]);
     await run(["ip", "-n", sw.name, "link", "set", "br0", "up"]);
     const nodes: SimNode[] = [];
-    for (const spec of NODE_SPECS) {
+    const families = opts.dualStack ? 2 : 1;
+    for (const full of NODE_SPECS) {
+      const spec: NodeSpec = {
+        name: full.name,
+        ips: full.ips.slice(0, families),
+        podCIDRs: full.podCIDRs.slice(0, families),
+      };
       const ns = await tempNetns("mci");
       made.push(ns);
       const port = uniqueName("mcp");
@@ -147,9 +168,16 @@ export async function createCluster(dir: string, opts: ClusterOptions): Promise<
         ns.name,
       ]);
       await run(["ip", "-n", sw.name, "link", "set", port, "master", "br0", "up"]);
-      await run(["ip", "-n", ns.name, "addr", "add", `${spec.ip}/24`, "dev", "eth0"]);
+      for (const ip of spec.ips) {
+        // nodad: usable at once, not after ~2 s of duplicate address detection.
+        const addr = ip.includes(":")
+          ? [`${ip}/64`, "dev", "eth0", "nodad"]
+          : [`${ip}/24`, "dev", "eth0"];
+        await run(["ip", "-n", ns.name, "addr", "add", ...addr]);
+      }
       await run(["ip", "-n", ns.name, "link", "set", "eth0", "up"]);
       await run(ns.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]));
+      if (opts.dualStack) await run(ns.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]));
       const nodeDir = `${dir}/${spec.name}`;
       const node: SimNode = {
         spec,
@@ -158,7 +186,8 @@ export async function createCluster(dir: string, opts: ClusterOptions): Promise<
         confDir: `${nodeDir}/net.d`,
         dataDir: `${nodeDir}/ipam`,
         logFile: `${nodeDir}/mycni.log`,
-        gateway: gatewayOf(spec.podCIDR),
+        gateways: spec.podCIDRs.map(gatewayFor),
+        gateway: gatewayFor(spec.podCIDRs[0]),
       };
       await Deno.mkdir(node.confDir, { recursive: true });
       await Deno.mkdir(node.dataDir, { recursive: true });
@@ -171,16 +200,9 @@ export async function createCluster(dir: string, opts: ClusterOptions): Promise<
       for (const node of nodes) {
         for (const other of nodes) {
           if (other === node) continue;
-          await run([
-            "ip",
-            "-n",
-            node.ns.name,
-            "route",
-            "add",
-            other.spec.podCIDR,
-            "via",
-            other.spec.ip,
-          ]);
+          for (const [i, cidr] of other.spec.podCIDRs.entries()) {
+            await run(["ip", "-n", node.ns.name, "route", "add", cidr, "via", other.spec.ips[i]]);
+          }
         }
         const conf = opts.kind === "mycni" ? mycniConflist(node) : referenceConflist(node);
         await writeConflist(node.confDir, `10-${NETWORK[opts.kind]}.conflist`, conf);
@@ -204,7 +226,7 @@ async function wireWithAgent(
   await Deno.writeTextFile(
     nodesFile,
     JSON.stringify(
-      nodes.map(({ spec }) => ({ name: spec.name, ip: spec.ip, podCIDRs: [spec.podCIDR] })),
+      nodes.map(({ spec }) => ({ name: spec.name, ips: spec.ips, podCIDRs: spec.podCIDRs })),
     ),
   );
   for (const node of nodes) {

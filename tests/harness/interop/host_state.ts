@@ -73,6 +73,9 @@ const WATCHED = [
   "/var/lib/containers",
   "/var/lib/containers/cache",
   "/etc/cni/net.d",
+  // ctr's fixed plugin dir: the suite binds it only inside a private mount namespace
+  "/opt/cni",
+  "/opt/cni/bin",
 ];
 
 async function childrenOf(dir: string): Promise<string[]> {
@@ -108,7 +111,7 @@ export async function snapshotHost(): Promise<Set<string>> {
 // makes count as ours.
 const OURS = /^(cni-|netns-|mci|k8s\.io$|libpod_parent$)/;
 const RUNTIME_DIRS =
-  /^\/(run\/(containerd|containers|libpod|runc)|var\/lib\/(cni|containers)|etc\/cni)\b/;
+  /^\/(run\/(containerd|containers|libpod|runc)|var\/lib\/(cni|containers)|etc\/cni|opt\/cni)\b/;
 
 /** Paths that exist now and did not in `before`, limited to what runtimes and this suite make. */
 export async function hostLeftovers(before: ReadonlySet<string>): Promise<string[]> {
