@@ -2,6 +2,8 @@
 // not our own namespace (configuring the host as if it were a pod would break the node).
 import { CniError, ErrorCode } from "../cni/errors.ts";
 
+const NETNS_DIR = /^\/(var\/)?run\/netns\/[^/]+$/;
+
 /** Throws a CNI error naming CNI_NETNS when it cannot be a pod's network namespace. */
 export function checkPodNetns(path: string): void {
   let target: Deno.FileInfo, own: Deno.FileInfo;
@@ -29,7 +31,10 @@ export function checkPodNetns(path: string): void {
     );
   }
   // A mount or UTS namespace file is on nsfs too; caught here, it fails before IPAM is touched
-  // instead of as nsenter's "reassociate ... Invalid argument" half-way through ADD.
+  // instead of as nsenter's "reassociate ... Invalid argument" half-way through ADD. The
+  // netns directories hold only network namespaces (iproute2's and every runtime's
+  // convention), so the per-ADD cost of asking the kernel is paid only for other paths.
+  if (NETNS_DIR.test(path)) return;
   const type = namespaceType(path, target.ino);
   if (type !== undefined && type !== "net") {
     throw new CniError(
@@ -44,6 +49,12 @@ export function checkPodNetns(path: string): void {
  * /proc/self/fd link reads "<kind>:[<inode>]" (no process, no ioctl). Undefined when unknown.
  */
 function namespaceType(path: string, ino: number | null): string | undefined {
+  // /proc/PID/ns/* are magic links whose target names the type.
+  if (path.startsWith("/proc/")) {
+    try {
+      return /^([a-z_]+):\[/.exec(Deno.readLinkSync(path))?.[1];
+    } catch { /* not a link: a bind mount under /proc, ask the fd table */ }
+  }
   let file: Deno.FsFile;
   try {
     file = Deno.openSync(path);
