@@ -14,6 +14,7 @@ import type { NodeInfo } from "./node.ts";
 import { readNodesFile, watchNodesFile } from "./nodes_file.ts";
 import type { AgentOptions } from "./options.ts";
 import { checkTools } from "./preflight.ts";
+import { stepRunner } from "./steps.ts";
 import { createNodeSync, type NodeSync } from "./sync.ts";
 
 /** Datapath re-check (routes someone deleted come back) even when no node changed, as flannel. */
@@ -173,15 +174,8 @@ function createScheduler(sync: NodeSync) {
 
 /** `--uninstall`: the conflist, the plugin, our chains (both families), our routes. */
 async function uninstall(opts: AgentOptions, log: Logger): Promise<number> {
-  let ok = true;
-  const step = async (what: string, fn: () => Promise<void>) => {
-    try {
-      await fn();
-    } catch (err) {
-      ok = false;
-      log.error(`cannot ${what}`, { error: (err as Error).message });
-    }
-  };
+  const steps = stepRunner(log);
+  const { step } = steps;
   for (const path of [join(opts.cniConfDir, CONFLIST_NAME), join(opts.cniBinDir, PLUGIN_NAME)]) {
     await step(`remove ${path}`, async () => {
       if (await deleteFile(path)) log.info("file removed", { path });
@@ -200,5 +194,5 @@ async function uninstall(opts: AgentOptions, log: Logger): Promise<number> {
     const n = await flushOwnedRoutes();
     if (n > 0) log.info("routes removed", { count: n });
   });
-  return ok ? 0 : 1;
+  return steps.ok ? 0 : 1;
 }

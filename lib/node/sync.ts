@@ -26,6 +26,7 @@ import { desiredChains } from "./masq.ts";
 import type { NodeInfo } from "./node.ts";
 import type { AgentOptions } from "./options.ts";
 import { planRoutes } from "./route_plan.ts";
+import { stepRunner } from "./steps.ts";
 
 /** Rules unchanged in our memory are still re-checked against the kernel this often. */
 const RULES_RECHECK_MS = 60_000;
@@ -142,21 +143,16 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
   return {
     async run(nodes, full) {
       const started = performance.now();
-      let ok = true;
-      const step = async (what: string, fn: () => Promise<void>) => {
-        try {
-          await fn();
-        } catch (err) {
-          ok = false;
-          status.errors++;
-          status.lastError = `Cannot ${what}: ${(err as Error).message}`;
-          log.error(`cannot ${what}`, { error: (err as Error).message });
-        }
-      };
+      let selfKnown = true;
+      const steps = stepRunner(log, (message) => {
+        status.errors++;
+        status.lastError = message;
+      });
+      const { step } = steps;
       full ||= !initialDone;
       const own = nodes.get(opts.nodeName);
       if (!own) {
-        ok = false;
+        selfKnown = false;
         status.lastError =
           `Node ${opts.nodeName} is not in the node list (or has no podCIDR/address)`;
         if (!missingSelfLogged) {
@@ -172,6 +168,7 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
       status.nodesKnown = nodes.size;
       status.reconciles++;
       status.lastReconcileSeconds = (performance.now() - started) / 1000;
+      const ok = selfKnown && steps.ok;
       status.synced = ok;
       if (ok) {
         status.lastSyncTime = Date.now() / 1000;

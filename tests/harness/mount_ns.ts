@@ -112,7 +112,8 @@ export async function tempMountNs(netnsPath: string, scratch: string): Promise<T
   }
 }
 
-function exists(path: string): boolean {
+/** Whether `path` exists (a dangling link counts). */
+export function exists(path: string): boolean {
   try {
     Deno.lstatSync(path);
     return true;

@@ -15,7 +15,7 @@ import {
   waitFor,
 } from "../harness/agent_node.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
-import { type TempMountNs, tempMountNs } from "../harness/mount_ns.ts";
+import { exists, type TempMountNs, tempMountNs } from "../harness/mount_ns.ts";
 import { canRunPrivileged, type TempNetns, tempNetns } from "../harness/netns.ts";
 import { makeTestCerts } from "../harness/test_ca.ts";
 import { agentInvocation, agentPod } from "../unit/deploy/deploy_files.ts";
@@ -215,15 +215,6 @@ async function mountImage(mnt: TempMountNs, dir: string, agentPath: string): Pro
   await mnt.bind(dir, binDir);
   for (const [inImage, built] of files) {
     await mnt.bind(join(ROOT, built), inImage, { readOnly: true });
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
