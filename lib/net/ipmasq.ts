@@ -73,3 +73,17 @@ function comment(network: string, containerId: string): string {
 function tool(family: 4 | 6, verb: "save" | "restore"): string {
   return `${family === 4 ? "iptables" : "ip6tables"}-${verb}`;
 }
+
+/** Whether the attachment's chain exists in every family it has addresses in (for CHECK). */
+export async function hasIpMasq(
+  network: string,
+  containerId: string,
+  families: readonly (4 | 6)[],
+): Promise<boolean> {
+  const chain = masqChainName(network, containerId);
+  for (const family of families) {
+    const saved = await run([tool(family, "save"), "-t", "nat"]).catch(() => "");
+    if (!saved.includes(`-j ${chain}`)) return false;
+  }
+  return true;
+}

@@ -2,6 +2,7 @@
 // on both sides (host veth on the bridge, pod interface with its addresses and routes).
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Result } from "../cni/result.ts";
+import { hasIpMasq } from "../net/ipmasq.ts";
 import { checkPodNetns } from "../net/netns.ts";
 import { inNetns, run, runOutput } from "../net/run.ts";
 import { hostVethName } from "./plan.ts";
@@ -29,6 +30,13 @@ export async function check(req: Request): Promise<void> {
   const hostVeth = hostVethName(env.containerId, env.ifname);
   await checkHostSide(hostVeth, conf.bridge);
   await checkPodSide(env.netns, env.ifname, prev);
+  // Untracked resources count too (spec): the masquerade this attachment got at ADD.
+  const families = [
+    ...new Set((prev.ips ?? []).map((i) => i.address.includes(":") ? 6 : 4)),
+  ] as (4 | 6)[];
+  if (conf.ipMasq && !await hasIpMasq(conf.name, env.containerId, families)) {
+    fail(`masquerade chain for container ${env.containerId} is missing`);
+  }
 }
 
 async function checkHostSide(hostVeth: string, bridge: string): Promise<void> {

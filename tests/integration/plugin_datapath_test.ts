@@ -181,6 +181,34 @@ Deno.test({
   const rules = await nat();
   assertMatch(rules, /-A POSTROUTING -s 10\.250\.2\.2\/32 .*-j MYCNI-[0-9a-f]{20}/);
   assertMatch(rules, /-A MYCNI-[0-9a-f]{20} ! -d 224\.0\.0\.0\/4 -j MASQUERADE/);
+  const check = () =>
+    node.exec({
+      command: "CHECK",
+      containerId: "masq-1",
+      netns: pod.path,
+      conf: { ...conf, prevResult: r.json },
+    });
+  assertEquals((await check()).code, 0);
+  // CHECK notices the masquerade rule going missing (an untracked resource, per the spec).
+  const chain = /-j (MYCNI-[0-9a-f]{20})/.exec(rules)![1];
+  await runOutput(
+    node.netns.exec([
+      "iptables",
+      "-t",
+      "nat",
+      "-D",
+      "POSTROUTING",
+      "-s",
+      "10.250.2.2/32",
+      "-m",
+      "comment",
+      "--comment",
+      "mycni testnet masq-1",
+      "-j",
+      chain,
+    ]),
+  );
+  assertMatch(String((await check()).json?.msg), /masquerade chain/);
   const d = await node.exec({ command: "DEL", containerId: "masq-1", netns: "", conf });
   assertEquals(d.code, 0, d.stdout);
   assert(!(await nat()).includes("MYCNI-"), "masquerade chain left behind");
