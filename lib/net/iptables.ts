@@ -1,8 +1,17 @@
 // Our own iptables chains, per family, through iptables-save / iptables-restore: one restore per
 // change, nothing when the kernel already has exactly what we want.
 import type { Family } from "../ipam/cidr.ts";
-import type { OwnedChain } from "../node/masq.ts";
 import { run } from "./run.ts";
+
+/** One chain we own, the built-in chain that jumps to it, and its rules in iptables-save form. */
+export interface OwnedChain {
+  readonly table: "nat" | "filter";
+  readonly chain: string;
+  readonly hook: "POSTROUTING" | "FORWARD";
+  /** The jump rule, exactly as iptables-save prints it. */
+  readonly jump: string;
+  readonly rules: readonly string[];
+}
 
 /** Seconds iptables-restore waits for the xtables lock (shared with kube-proxy). */
 const XTABLES_WAIT = "5";

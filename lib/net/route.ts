@@ -1,7 +1,12 @@
 // Kernel routes the agent owns: marked with ROUTE_PROTO so listing, replacing and deleting only
 // ever sees our own routes, never the host's or another agent's.
-import type { CurrentRoute } from "../node/route_plan.ts";
 import { run, runOutput } from "./run.ts";
+
+/** A route of ours found in the kernel. */
+export interface CurrentRoute {
+  readonly dst: string;
+  readonly via?: string;
+}
 
 /**
  * The routing protocol number our routes carry (`ip route ... proto 77`). Unassigned in

@@ -2,22 +2,15 @@
 // The rule count depends on the cluster CIDRs, never on the number of nodes.
 import type { Family } from "../ipam/cidr.ts";
 import { type Cidr, cidrContains } from "../ipam/cidr.ts";
+import type { OwnedChain } from "../net/iptables.ts";
 import { canonicalCidr } from "./desired.ts";
+
+export type { OwnedChain };
 
 /** nat chain: pods -> outside the cluster are masqueraded, everything else keeps its source. */
 export const MASQ_CHAIN = "MYCNI-POSTRTG";
 /** filter chain: forwarded pod traffic is accepted even when FORWARD's policy is DROP (Docker). */
 export const FORWARD_CHAIN = "MYCNI-FWD";
-
-/** One chain we own, the built-in chain that jumps to it, and its rules in iptables-save form. */
-export interface OwnedChain {
-  readonly table: "nat" | "filter";
-  readonly chain: string;
-  readonly hook: "POSTROUTING" | "FORWARD";
-  /** The jump rule, exactly as iptables-save prints it. */
-  readonly jump: string;
-  readonly rules: readonly string[];
-}
 
 /** What the rules are computed from. */
 export interface MasqInput {

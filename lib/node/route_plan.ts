@@ -1,12 +1,9 @@
 // Pure route diff: what we want against what the kernel has under our proto, as `ip -batch`
 // lines. Only routes carrying our proto are ever listed here, so nothing else is touched.
 import { canonicalCidr, canonicalIp, type DesiredRoute } from "./desired.ts";
+import type { CurrentRoute } from "../net/route.ts";
 
-/** A route of ours found in the kernel. */
-export interface CurrentRoute {
-  readonly dst: string;
-  readonly via?: string;
-}
+export type { CurrentRoute };
 
 /** One change to make, and the `ip -batch` line that makes it. */
 export interface RouteChange {
