@@ -1,7 +1,20 @@
-// The pod datapath as `ip` commands: a veth pair made inside the pod netns with its peer pushed
-// into ours, the peer enslaved to the bridge. Two `ip -batch` runs on the fast path, one per side.
+// The pod datapath, as the `ip` commands it amounts to: a veth pair made inside the pod netns
+// with its peer pushed into ours, the peer enslaved to the bridge. Sent over rtnetlink (see
+// netlink.ts): no process is spawned on the fast path.
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { CommandError, inNetns, run, runOutput } from "./run.ts";
+import { EEXIST, NetlinkError, Rtnl } from "./netlink.ts";
+import {
+  addrAdd,
+  linkAddBridge,
+  linkAddVeth,
+  linkDel,
+  linkGet,
+  linkSet,
+  linkSetHairpin,
+  type LinkState,
+  routeAdd,
+} from "./rtnl.ts";
+import { runOutput } from "./run.ts";
 
 /** One address to put on the pod interface, with the gateway (bridge address) of its network. */
 export interface PodAddress {
@@ -42,68 +55,49 @@ export interface PodRoute {
  * IPv6 addresses get `nodad` and a fixed link-local, so ADD never returns with a tentative
  * address and never waits the ~2 s DAD costs (what the reference does with accept_dad=0).
  */
-export async function createPodInterface(plan: VethPlan): Promise<void> {
+export function createPodInterface(plan: VethPlan): void {
   const { ifname, mtu } = plan;
-  const v6 = plan.addresses.some((a) => a.family === 6);
-  const lines = [
-    `link add name ${ifname} address ${plan.podMac} mtu ${mtu} type veth peer name ${plan.hostVeth} address ${plan.hostMac} mtu ${mtu} netns ${Deno.pid}`,
-    "link set dev lo up",
-    ...(v6
-      ? [
-        `link set dev ${ifname} addrgenmode none`,
-        `addr add ${linkLocal(plan.podMac)}/64 dev ${ifname} nodad`,
-      ]
-      : []),
-    ...plan.addresses.map((a) =>
-      `addr add ${a.address} dev ${ifname}${a.family === 6 ? " nodad" : ""}`
-    ),
-    `link set dev ${ifname} up`,
-    ...plan.routes.map((r) => `route add ${r.dst} via ${r.via} dev ${ifname}`),
-  ];
-  await run(inNetns(plan.netns, ["ip", "-batch", "-"]), { stdin: lines.join("\n") + "\n" });
+  using pod = Rtnl.open(plan.netns);
+  linkAddVeth(pod, { name: ifname, mac: plan.podMac, mtu }, {
+    name: plan.hostVeth,
+    mac: plan.hostMac,
+    mtu,
+    netnsPid: Deno.pid,
+  });
+  linkSet(pod, "lo", { up: true });
+  const dev = linkGet(pod, ifname)!.index;
+  if (plan.addresses.some((a) => a.family === 6)) {
+    linkSet(pod, ifname, { noAddrGen: true });
+    addrAdd(pod, dev, `${linkLocal(plan.podMac)}/64`, { nodad: true });
+  }
+  for (const a of plan.addresses) addrAdd(pod, dev, a.address, { nodad: a.family === 6 });
+  linkSet(pod, ifname, { up: true });
+  for (const r of plan.routes) routeAdd(pod, { dst: r.dst, via: r.via, dev });
 }
 
 /**
- * Enslaves the host veth to the bridge and makes sure the bridge is up with its gateway
- * addresses; returns the bridge's MAC. `addr replace` is idempotent, so every ADD re-asserts
- * the gateway (a crash between creating the bridge and addressing it heals on the next pod).
+ * Enslaves the host veth to the bridge (creating the bridge on a node's first pod) and makes
+ * sure the bridge is up with its gateway addresses; returns the bridge's MAC. `addr replace` is
+ * idempotent, so every ADD re-asserts the gateway (a crash between creating the bridge and
+ * addressing it heals on the next pod).
  */
 export async function attachToBridge(plan: VethPlan): Promise<string> {
-  const lines = [
-    `link set dev ${plan.hostVeth} master ${plan.bridge}`,
-    ...(plan.hairpin ? [`link set dev ${plan.hostVeth} type bridge_slave hairpin on`] : []),
-    // A bridge port needs no IPv6 address of its own: no link-local, no DAD, no MLD noise.
-    `link set dev ${plan.hostVeth} addrgenmode none`,
-    `link set dev ${plan.hostVeth} up`,
-    ...plan.addresses.map((a) =>
-      `addr replace ${a.gatewayCidr} dev ${plan.bridge}${a.family === 6 ? " nodad" : ""}`
-    ),
-    `link set dev ${plan.bridge} up`,
-    `link show dev ${plan.bridge}`,
-  ].join("\n") + "\n";
-  let out = await runOutput(["ip", "-j", "-batch", "-"], { stdin: lines });
-  if (
-    out.code !== 0 && /Cannot find device|does not exist/.test(out.stderr) &&
-    out.stderr.includes(plan.bridge)
-  ) {
-    await createBridge(plan);
-    out = await runOutput(["ip", "-j", "-batch", "-"], { stdin: lines });
+  using node = Rtnl.open();
+  const bridge = linkGet(node, plan.bridge) ?? createBridge(node, plan);
+  if (bridge.kind !== "bridge") {
+    throw new CniError(ErrorCode.Internal, `"${plan.bridge}" already exists but is not a bridge`);
   }
-  if (out.code !== 0) {
-    throw new CommandError(
-      ["ip", "-batch", `(attach ${plan.hostVeth} to ${plan.bridge})`],
-      out.code,
-      out.stderr,
-    );
+  // A bridge port needs no IPv6 address of its own: no link-local, no DAD, no MLD noise.
+  linkSet(node, plan.hostVeth, { master: bridge.index, noAddrGen: true });
+  if (plan.hairpin) linkSetHairpin(node, plan.hostVeth);
+  linkSet(node, plan.hostVeth, { up: true });
+  for (const a of plan.addresses) {
+    addrAdd(node, bridge.index, a.gatewayCidr, { replace: true, nodad: a.family === 6 });
   }
-  let bridge = (JSON.parse(out.stdout.trim().split("\n").at(-1) ?? "[]") as IpLinkState[])[0];
-  if (bridge?.operstate !== "UP") bridge = await waitOperUp(plan.bridge);
-  return bridge?.address ?? plan.bridgeMac;
-}
-
-interface IpLinkState {
-  address?: string;
-  operstate?: string;
+  linkSet(node, plan.bridge, { up: true });
+  let now = linkGet(node, plan.bridge);
+  if (!now?.operUp) now = await waitOperUp(node, plan.bridge);
+  return now.mac || plan.bridgeMac;
 }
 
 // A new bridge reports carrier through linkwatch, which batches non-urgent events for up to a
@@ -111,16 +105,16 @@ interface IpLinkState {
 // for the port the same way (up to 2.55 s); this only happens for the first pod on a node.
 const OPER_UP_WAIT_MS = [5, 10, 20, 40, 80, 160, 320, 640, 1000];
 
-async function waitOperUp(name: string): Promise<IpLinkState> {
-  let link: IpLinkState | undefined;
+async function waitOperUp(node: Rtnl, name: string): Promise<LinkState> {
+  let link: LinkState | undefined;
   for (const ms of OPER_UP_WAIT_MS) {
     await new Promise((r) => setTimeout(r, ms));
-    link = (JSON.parse(await run(["ip", "-j", "link", "show", "dev", name])) as IpLinkState[])[0];
-    if (link?.operstate === "UP") return link;
+    link = linkGet(node, name);
+    if (link?.operUp) return link;
   }
   throw new CniError(
     ErrorCode.Internal,
-    `Bridge ${name} did not come up within 2.3 s (operstate ${link?.operstate})`,
+    `Bridge ${name} did not come up within 2.3 s (${link ? "no carrier" : "it is gone"})`,
   );
 }
 
@@ -128,26 +122,11 @@ async function waitOperUp(name: string): Promise<IpLinkState> {
  * Creates the bridge with a fixed MAC (so it does not change as ports come and go). Two ADDs
  * racing on a new node both try: "File exists" is success (plugins#366).
  */
-async function createBridge(plan: VethPlan): Promise<void> {
-  const out = await runOutput([
-    "ip",
-    "link",
-    "add",
-    "name",
-    plan.bridge,
-    "address",
-    plan.bridgeMac,
-    "mtu",
-    String(plan.mtu),
-    "type",
-    "bridge",
-  ]);
-  if (out.code !== 0 && !/File exists/.test(out.stderr)) {
-    throw new CommandError(
-      ["ip", "link", "add", plan.bridge, "type", "bridge"],
-      out.code,
-      out.stderr,
-    );
+function createBridge(node: Rtnl, plan: VethPlan): LinkState {
+  try {
+    linkAddBridge(node, { name: plan.bridge, mac: plan.bridgeMac, mtu: plan.mtu });
+  } catch (err) {
+    if (!(err instanceof NetlinkError && err.errno === EEXIST)) throw err;
   }
   // The bridge's IPv6 link-local would sit in DAD for ~2 s after it comes up, and until then
   // the node cannot resolve pod neighbours over IPv6 (forwarded traffic to a new node's first
@@ -155,23 +134,20 @@ async function createBridge(plan: VethPlan): Promise<void> {
   try {
     Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${plan.bridge}/accept_dad`, "0");
   } catch { /* IPv6 disabled on this node */ }
-  const kind = JSON.parse(await run(["ip", "-j", "-d", "link", "show", "dev", plan.bridge])) as {
-    linkinfo?: { info_kind?: string };
-  }[];
-  if (kind[0]?.linkinfo?.info_kind !== "bridge") {
-    throw new CniError(ErrorCode.Internal, `"${plan.bridge}" already exists but is not a bridge`);
+  const bridge = linkGet(node, plan.bridge);
+  if (!bridge) {
+    throw new CniError(ErrorCode.Internal, `Bridge ${plan.bridge} vanished after creation`);
   }
+  return bridge;
 }
 
 /** Deletes a link in our netns; already gone is success. Deleting one end of a veth removes both. */
-export async function deleteLink(name: string): Promise<boolean> {
+export function deleteLink(name: string): boolean {
   // Most DELs repeat one that already removed the veth (containerd calls DEL twice): procfs
-  // answers "no such link" without spawning ip. /proc/sys/net is per the reader's netns.
+  // answers "no such link" without a netlink round trip. /proc/sys/net is per the reader's netns.
   if (!linkInProcfs(name)) return false;
-  const out = await runOutput(["ip", "link", "del", "dev", name]);
-  if (out.code === 0) return true;
-  if (/Cannot find device|does not exist/.test(out.stderr)) return false;
-  throw new CommandError(["ip", "link", "del", "dev", name], out.code, out.stderr);
+  using node = Rtnl.open();
+  return linkDel(node, name);
 }
 
 /** Whether a link named `name` exists in our netns, read from procfs (no process spawned). */

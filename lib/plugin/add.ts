@@ -14,7 +14,7 @@ import {
 } from "../net/link.ts";
 import { defaultRouteMtu } from "../net/mtu.ts";
 import { checkPodNetns } from "../net/netns.ts";
-import { CommandError } from "../net/run.ts";
+import { EEXIST, NetlinkError } from "../net/netlink.ts";
 import { planVeth, podAddress } from "./plan.ts";
 import { ipamFor, type Request } from "./request.ts";
 import { stepTimer } from "./steps.ts";
@@ -44,7 +44,7 @@ export async function add(req: Request): Promise<Result> {
       routes: podRoutes(ipamResult.routes ?? [], addresses),
     });
     lap("plan");
-    await createVeth(plan);
+    createVeth(plan);
     lap("pod");
     undo.push("delete veth", () => deleteLink(plan.hostVeth));
     const bridgeMac = await attachToBridge(plan);
@@ -66,19 +66,19 @@ export async function add(req: Request): Promise<Result> {
 }
 
 /** Creates the veth; a stale host end left by a crashed ADD of this attachment is replaced once. */
-async function createVeth(plan: VethPlan): Promise<void> {
+function createVeth(plan: VethPlan): void {
   try {
-    await createPodInterface(plan);
+    createPodInterface(plan);
   } catch (err) {
-    if (!(err instanceof CommandError && /File exists/.test(err.stderr))) throw err;
-    if (!await deleteLink(plan.hostVeth)) {
+    if (!(err instanceof NetlinkError && err.errno === EEXIST)) throw err;
+    if (!deleteLink(plan.hostVeth)) {
       throw new CniError(
         ErrorCode.Internal,
         `Cannot create ${plan.ifname} in ${plan.netns}: an interface named ${plan.ifname} already exists there`,
         err.message,
       );
     }
-    await createPodInterface(plan);
+    createPodInterface(plan);
   }
 }
 

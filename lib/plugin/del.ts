@@ -11,7 +11,7 @@ export async function del(req: Request): Promise<void> {
   const { env, conf } = req;
   const lap = stepTimer(req.log);
   const hostVeth = hostVethName(env.containerId, env.ifname);
-  req.log.vethDeleted = await deleteLink(hostVeth);
+  req.log.vethDeleted = deleteLink(hostVeth);
   lap("veth");
   if (conf.ipMasq) await teardownIpMasq(conf.name, env.containerId);
   // Released after the veth is gone, so the address is never on two live interfaces.

@@ -32,7 +32,11 @@ export async function gc(req: Request): Promise<void> {
     }
   }
   for (const veth of stale) {
-    await deleteLink(veth).catch((err) => errors.push((err as Error).message));
+    try {
+      deleteLink(veth);
+    } catch (err) {
+      errors.push((err as Error).message);
+    }
   }
   req.log.released = released.length;
   req.log.vethsDeleted = stale.size;

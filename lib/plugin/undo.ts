@@ -3,9 +3,9 @@
 
 /** Reverse-order cleanup actions. */
 export class UndoStack {
-  private readonly steps: { what: string; fn: () => Promise<unknown> }[] = [];
+  private readonly steps: { what: string; fn: () => unknown }[] = [];
 
-  push(what: string, fn: () => Promise<unknown>): void {
+  push(what: string, fn: () => unknown): void {
     this.steps.push({ what, fn });
   }
 

@@ -1,0 +1,245 @@
+// rtnetlink, the kernel interface `ip` itself speaks: a socket in one network namespace, a
+// request with an ack, and the attribute encoding. The plugin talks to it directly on its hot
+// path (ADD, DEL), as the reference plugins do through vishvananda/netlink, instead of
+// spawning `nsenter` + `ip` per pod. lib/net/rtnl.ts builds the messages `ip` would send.
+import { check, cString, errnoText, lastErrno, libcSymbols, SyscallError } from "./libc.ts";
+
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0x80000;
+const NETLINK_ROUTE = 0;
+const SOL_NETLINK = 270;
+const NETLINK_CAP_ACK = 10;
+const NETLINK_EXT_ACK = 11;
+const O_RDONLY_CLOEXEC = 0x80000;
+const CLONE_NEWNET = 0x40000000;
+
+const NLMSG_HDRLEN = 16;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
+const NLM_F_ACK_TLVS = 0x200;
+const NLMSGERR_ATTR_MSG = 1;
+
+/** Request flags (linux/netlink.h). */
+export const NLM_F_REPLACE = 0x100;
+export const NLM_F_EXCL = 0x200;
+export const NLM_F_CREATE = 0x400;
+
+/** errno values the callers tell apart. */
+export const ENOENT = 2;
+export const ENODEV = 19;
+export const EEXIST = 17;
+
+/** A request the kernel refused: what we asked (as the `ip` command), where, and why. */
+export class NetlinkError extends Error {
+  constructor(
+    readonly what: string,
+    readonly netns: string,
+    readonly errno: number,
+    readonly extack = "",
+  ) {
+    super(`${what} (netlink, in ${netns}): ${errnoText(errno)}${extack ? ` (${extack})` : ""}`);
+    this.name = "NetlinkError";
+  }
+}
+
+/** One reply message: its type and its payload after the netlink header. */
+export interface NlReply {
+  readonly type: number;
+  readonly body: Uint8Array;
+}
+
+/** An rtnetlink socket bound to the network namespace it was opened in. */
+export class Rtnl implements Disposable {
+  #seq = 0;
+  #buf = new Uint8Array(65536);
+
+  private constructor(private fd: number, readonly netns: string) {}
+
+  /**
+   * Opens a socket in the netns at `netns` (a netns file path), or in ours when omitted. The
+   * thread enters the netns only for the socket() call: a socket stays in the netns it was made
+   * in, whatever the thread does next.
+   */
+  static open(netns?: string): Rtnl {
+    if (stranded) throw new Error(stranded);
+    if (netns === undefined) return new Rtnl(netlinkSocket(), "the node netns");
+    const c = libcSymbols();
+    const here = check(
+      "open our netns",
+      c.open(cString("/proc/thread-self/ns/net"), O_RDONLY_CLOEXEC),
+    );
+    try {
+      enterNetns(netns);
+      let fd = -1, failure: unknown;
+      try {
+        fd = netlinkSocket();
+      } catch (err) {
+        failure = err;
+      }
+      // Never leave the JS thread in the pod: every later spawn and socket would land there.
+      if (c.setns(here, CLONE_NEWNET) < 0) {
+        stranded = `cannot return to our netns after entering ${netns}: ${errnoText(lastErrno())}`;
+        throw new Error(stranded);
+      }
+      if (failure) throw failure;
+      return new Rtnl(fd, netns);
+    } finally {
+      c.close(here);
+    }
+  }
+
+  /**
+   * Sends one request and waits for its ack; returns the replies before the ack (a GET's answer).
+   * `what` names the request as the equivalent `ip` command, for errors.
+   */
+  request(type: number, flags: number, body: Uint8Array, what: string): NlReply[] {
+    const seq = ++this.#seq;
+    const msg = new Uint8Array(NLMSG_HDRLEN + body.length);
+    const h = new DataView(msg.buffer);
+    h.setUint32(0, msg.length, true);
+    h.setUint16(4, type, true);
+    h.setUint16(6, flags | NLM_F_REQUEST | NLM_F_ACK, true);
+    h.setUint32(8, seq, true);
+    msg.set(body, NLMSG_HDRLEN);
+    const c = libcSymbols();
+    check(`netlink send (${what})`, c.send(this.fd, msg, BigInt(msg.length), 0));
+    const replies: NlReply[] = [];
+    for (;;) {
+      const n = check(
+        `netlink recv (${what})`,
+        c.recv(this.fd, this.#buf, BigInt(this.#buf.length), 0),
+      );
+      const v = new DataView(this.#buf.buffer, 0, n);
+      for (let off = 0; off + NLMSG_HDRLEN <= n;) {
+        const len = v.getUint32(off, true);
+        if (len < NLMSG_HDRLEN || off + len > n) break;
+        const mtype = v.getUint16(off + 4, true);
+        if (v.getUint32(off + 8, true) === seq) {
+          if (mtype === NLMSG_DONE) return replies;
+          if (mtype === NLMSG_ERROR) {
+            const err = -v.getInt32(off + NLMSG_HDRLEN, true);
+            if (err === 0) return replies;
+            const mflags = v.getUint16(off + 6, true);
+            throw new NetlinkError(
+              what,
+              this.netns,
+              err,
+              extackMessage(this.#buf, off, len, mflags),
+            );
+          }
+          replies.push({ type: mtype, body: this.#buf.slice(off + NLMSG_HDRLEN, off + len) });
+        }
+        off += align4(len);
+      }
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) libcSymbols().close(this.fd);
+    this.fd = -1;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+// Set when this thread could not get back from a pod's netns: nothing more may be done here.
+let stranded = "";
+
+function enterNetns(netns: string): void {
+  const c = libcSymbols();
+  const fd = c.open(cString(netns), O_RDONLY_CLOEXEC);
+  if (fd < 0) throw new SyscallError(`open netns ${netns}`, lastErrno());
+  try {
+    check(`setns ${netns}`, c.setns(fd, CLONE_NEWNET));
+  } finally {
+    c.close(fd);
+  }
+}
+
+function netlinkSocket(): number {
+  const c = libcSymbols();
+  const fd = check("netlink socket", c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  const one = new Uint8Array(new Int32Array([1]).buffer);
+  // Errors carry the kernel's own explanation ("Invalid MTU"), and acks not the whole request.
+  c.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, one, 4);
+  c.setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, one, 4);
+  return fd;
+}
+
+/** The kernel's extended-ack text, when it sent one (NETLINK_EXT_ACK with CAP_ACK). */
+function extackMessage(buf: Uint8Array, off: number, len: number, flags: number): string {
+  if (!(flags & NLM_F_ACK_TLVS)) return "";
+  // nlmsghdr, then nlmsgerr: error (4) + the request's header (16, capped), then TLVs.
+  const tlvs = buf.subarray(off + NLMSG_HDRLEN + 4 + NLMSG_HDRLEN, off + len);
+  const msg = parseAttrs(tlvs).get(NLMSGERR_ATTR_MSG);
+  return msg ? decodeCString(msg) : "";
+}
+
+function align4(n: number): number {
+  return (n + 3) & ~3;
+}
+
+/** One rtattr: length, type, payload, padded to 4 bytes. */
+export function attr(type: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(align4(4 + payload.length));
+  const v = new DataView(out.buffer);
+  v.setUint16(0, 4 + payload.length, true);
+  v.setUint16(2, type, true);
+  out.set(payload, 4);
+  return out;
+}
+
+/** An attribute holding other attributes (IFLA_LINKINFO, IFLA_AF_SPEC, ...). */
+export function nested(type: number, ...attrs: Uint8Array[]): Uint8Array {
+  return attr(type, concat(attrs));
+}
+
+export function u8Attr(type: number, value: number): Uint8Array {
+  return attr(type, Uint8Array.of(value));
+}
+
+export function u32Attr(type: number, value: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, value, true);
+  return attr(type, b);
+}
+
+/** A NUL-terminated string attribute (IFLA_IFNAME, IFLA_INFO_KIND). */
+export function strAttr(type: number, value: string): Uint8Array {
+  return attr(type, new TextEncoder().encode(value + "\0"));
+}
+
+/** Byte strings one after the other. */
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Attributes by type (the last one wins); nested payloads can be parsed again. */
+export function parseAttrs(bytes: Uint8Array): Map<number, Uint8Array> {
+  const out = new Map<number, Uint8Array>();
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let off = 0; off + 4 <= bytes.length;) {
+    const len = v.getUint16(off, true);
+    if (len < 4 || off + len > bytes.length) break;
+    out.set(v.getUint16(off + 2, true) & 0x3fff, bytes.subarray(off + 4, off + len));
+    off += align4(len);
+  }
+  return out;
+}
+
+/** A C string payload without its NUL. */
+export function decodeCString(bytes: Uint8Array): string {
+  const end = bytes.indexOf(0);
+  return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
+}

@@ -1,0 +1,41 @@
+import {
+  attr,
+  concat,
+  decodeCString,
+  nested,
+  parseAttrs,
+  Rtnl,
+  strAttr,
+  u32Attr,
+} from "../../../lib/net/netlink.ts";
+import { ipBytes, linkGet } from "../../../lib/net/rtnl.ts";
+import { assertEquals } from "../../harness/assert.ts";
+
+Deno.test("attributes are length-prefixed, padded to 4 bytes, and parse back, nested too", () => {
+  const name = strAttr(3, "eth0");
+  assertEquals([...name], [9, 0, 3, 0, 101, 116, 104, 48, 0, 0, 0, 0]);
+  const info = nested(18, strAttr(1, "veth"), u32Attr(4, 1500));
+  const top = parseAttrs(concat([name, info, attr(1, Uint8Array.of(2, 0, 0, 0, 0, 1))]));
+  assertEquals(decodeCString(top.get(3)!), "eth0");
+  assertEquals([...top.get(1)!], [2, 0, 0, 0, 0, 1]);
+  const inner = parseAttrs(top.get(18)!);
+  assertEquals(decodeCString(inner.get(1)!), "veth");
+  assertEquals(
+    new DataView(inner.get(4)!.buffer, inner.get(4)!.byteOffset).getUint32(0, true),
+    1500,
+  );
+});
+
+Deno.test("addresses go on the wire in network byte order", () => {
+  assertEquals([...ipBytes("10.244.1.5")], [10, 244, 1, 5]);
+  assertEquals([...ipBytes("fd00::1:2")], [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2]);
+});
+
+// Read-only requests in the test's own netns: no privileges needed, nothing changed.
+Deno.test("an rtnetlink socket answers GETLINK for lo and reports a missing link as absent", () => {
+  using nl = Rtnl.open();
+  const lo = linkGet(nl, "lo");
+  assertEquals(lo?.index, 1);
+  assertEquals(lo?.mac, "00:00:00:00:00:00");
+  assertEquals(linkGet(nl, "mycni-nosuch"), undefined);
+});
