@@ -2,7 +2,7 @@
 // request with an ack, and the attribute encoding. The plugin talks to it directly on its hot
 // path (ADD, DEL), as the reference plugins do through vishvananda/netlink, instead of
 // spawning `nsenter` + `ip` per pod. lib/net/rtnl.ts builds the messages `ip` would send.
-import { check, cString, errnoText, lastErrno, libcSymbols, SyscallError } from "./libc.ts";
+import { bytes, errnoText, openReadOnly, sys } from "./libc.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -11,7 +11,6 @@ const NETLINK_ROUTE = 0;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
-const O_RDONLY_CLOEXEC = 0x80000;
 const CLONE_NEWNET = 0x40000000;
 
 const NLMSG_HDRLEN = 16;
@@ -54,7 +53,7 @@ export interface NlReply {
 /** An rtnetlink socket bound to the network namespace it was opened in. */
 export class Rtnl implements Disposable {
   #seq = 0;
-  #buf = new Uint8Array(65536);
+  #buf = bytes(65536);
 
   private constructor(private fd: number, readonly netns: string) {}
 
@@ -66,11 +65,7 @@ export class Rtnl implements Disposable {
   static open(netns?: string): Rtnl {
     if (stranded) throw new Error(stranded);
     if (netns === undefined) return new Rtnl(netlinkSocket(), "the node netns");
-    const c = libcSymbols();
-    const here = check(
-      "open our netns",
-      c.open(cString("/proc/thread-self/ns/net"), O_RDONLY_CLOEXEC),
-    );
+    const here = openReadOnly("/proc/thread-self/ns/net", "open our netns");
     try {
       enterNetns(netns);
       let fd = -1, failure: unknown;
@@ -80,14 +75,16 @@ export class Rtnl implements Disposable {
         failure = err;
       }
       // Never leave the JS thread in the pod: every later spawn and socket would land there.
-      if (c.setns(here, CLONE_NEWNET) < 0) {
-        stranded = `cannot return to our netns after entering ${netns}: ${errnoText(lastErrno())}`;
+      try {
+        sys("setns", "setns back to our netns", here, CLONE_NEWNET);
+      } catch (err) {
+        stranded = `cannot return to our netns after entering ${netns}: ${(err as Error).message}`;
         throw new Error(stranded);
       }
       if (failure) throw failure;
       return new Rtnl(fd, netns);
     } finally {
-      c.close(here);
+      closeFd(here);
     }
   }
 
@@ -97,21 +94,17 @@ export class Rtnl implements Disposable {
    */
   request(type: number, flags: number, body: Uint8Array, what: string): NlReply[] {
     const seq = ++this.#seq;
-    const msg = new Uint8Array(NLMSG_HDRLEN + body.length);
+    const msg = bytes(NLMSG_HDRLEN + body.length);
     const h = new DataView(msg.buffer);
     h.setUint32(0, msg.length, true);
     h.setUint16(4, type, true);
     h.setUint16(6, flags | NLM_F_REQUEST | NLM_F_ACK, true);
     h.setUint32(8, seq, true);
     msg.set(body, NLMSG_HDRLEN);
-    const c = libcSymbols();
-    check(`netlink send (${what})`, c.send(this.fd, msg, BigInt(msg.length), 0));
+    sys("sendto", `netlink send (${what})`, this.fd, msg, msg.length, 0);
     const replies: NlReply[] = [];
     for (;;) {
-      const n = check(
-        `netlink recv (${what})`,
-        c.recv(this.fd, this.#buf, BigInt(this.#buf.length), 0),
-      );
+      const n = sys("recvfrom", `netlink recv (${what})`, this.fd, this.#buf, this.#buf.length, 0);
       const v = new DataView(this.#buf.buffer, 0, n);
       for (let off = 0; off + NLMSG_HDRLEN <= n;) {
         const len = v.getUint32(off, true);
@@ -138,7 +131,7 @@ export class Rtnl implements Disposable {
   }
 
   close(): void {
-    if (this.fd >= 0) libcSymbols().close(this.fd);
+    if (this.fd >= 0) closeFd(this.fd);
     this.fd = -1;
   }
 
@@ -151,23 +144,30 @@ export class Rtnl implements Disposable {
 let stranded = "";
 
 function enterNetns(netns: string): void {
-  const c = libcSymbols();
-  const fd = c.open(cString(netns), O_RDONLY_CLOEXEC);
-  if (fd < 0) throw new SyscallError(`open netns ${netns}`, lastErrno());
+  const fd = openReadOnly(netns, `open netns ${netns}`);
   try {
-    check(`setns ${netns}`, c.setns(fd, CLONE_NEWNET));
+    sys("setns", `setns ${netns}`, fd, CLONE_NEWNET);
   } finally {
-    c.close(fd);
+    closeFd(fd);
   }
 }
 
+function closeFd(fd: number): void {
+  try {
+    sys("close", "close", fd);
+  } catch { /* nothing to do about it */ }
+}
+
 function netlinkSocket(): number {
-  const c = libcSymbols();
-  const fd = check("netlink socket", c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  const one = new Uint8Array(new Int32Array([1]).buffer);
+  const fd = sys("socket", "netlink socket", AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  const one = bytes(4);
+  one[0] = 1;
   // Errors carry the kernel's own explanation ("Invalid MTU"), and acks not the whole request.
-  c.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, one, 4);
-  c.setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, one, 4);
+  for (const opt of [NETLINK_EXT_ACK, NETLINK_CAP_ACK]) {
+    try {
+      sys("setsockopt", "setsockopt", fd, SOL_NETLINK, opt, one, 4);
+    } catch { /* older kernel: plain errors */ }
+  }
   return fd;
 }
 
@@ -216,7 +216,7 @@ export function strAttr(type: number, value: string): Uint8Array {
 
 /** Byte strings one after the other. */
 export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  const out = bytes(parts.reduce((n, p) => n + p.length, 0));
   let off = 0;
   for (const p of parts) {
     out.set(p, off);
