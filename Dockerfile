@@ -14,7 +14,7 @@ ARG RUNTIME_IMAGE=debian:trixie-slim
 FROM ${DENO_IMAGE} AS build
 WORKDIR /src
 # Only what the build reads: scripts/build.sh compiles with --no-config, so deno.json is not used.
-COPY scripts/build.sh scripts/build.sh
+COPY scripts/build.sh scripts/eager_functions.ts scripts/
 COPY mycni.ts init.ts ./
 COPY lib lib
 # One source of truth for the build flags: the very script `make build` runs. Here deno compile

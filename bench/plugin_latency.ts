@@ -20,14 +20,16 @@ const podBatch = (i: number, pid: number) =>
   `addr add 10.254.${i >> 8}.${i & 255}/16 dev eth1\nlink set dev eth1 up\n`;
 const nodeBatch = (i: number) => `link set dev ipw${i} master ipwbr\nlink set dev ipw${i} up\n`;
 
+// Deno.exit() is the quickest way out of a small script (no runtime teardown).
 const FLOOR_JS = [
   "const buf = new Uint8Array(65536); let s = 0;",
   "for (let n = Deno.stdin.readSync(buf); n !== null; n = Deno.stdin.readSync(buf)) s += n;",
   'console.log(JSON.stringify({ cniVersion: "1.0.0", n: s }));',
+  "Deno.exit(0);",
 ].join("\n");
 
 // A Deno plugin that does nothing but the least ip work: the limit, measured as one process.
-const MINIMAL_JS = FLOOR_JS.replace(/console\.log.*$/, "") + `
+const MINIMAL_JS = FLOOR_JS.replace(/console\.log[^]*$/, "") + `
 const env = Deno.env.toObject(), i = Number(env.CNI_CONTAINERID.slice(1));
 async function ip(argv, stdin) {
   const c = new Deno.Command(argv[0], { args: argv.slice(1), stdin: stdin ? "piped" : "null", stdout: "piped", stderr: "piped" }).spawn();
@@ -41,6 +43,7 @@ if (env.CNI_COMMAND === "ADD") {
   await ip(["ip", "link", "del", "ipw" + i]);
 }
 console.log(JSON.stringify({ cniVersion: "1.0.0" }));
+Deno.exit(0);
 `;
 
 await using node = await tempNetns("mcbn");
@@ -49,13 +52,14 @@ const pods: TempNetns[] = [];
 let sleeper: Deno.ChildProcess | undefined;
 try {
   for (let i = 0; i < N + 1; i++) pods.push(await tempNetns("mcbp"));
-  await Deno.writeTextFile(`${dir}/floor.js`, FLOOR_JS + "\n");
-  await Deno.writeTextFile(`${dir}/minimal.js`, MINIMAL_JS);
-  // The same interpreter line the build gives bin/mycni, so the baselines pay what it pays.
-  const shebang = (await Deno.readTextFile(PLUGIN)).split("\n")[0];
-  const deno = shebang.startsWith("#!/usr/bin/env -S ")
-    ? shebang.slice("#!/usr/bin/env -S ".length).split(" ")
-    : ["deno", "run", "-A"];
+  // The baselines are launched exactly as bin/mycni is: executable files with its interpreter
+  // line (`env -S deno run ...` for a bundle), so they pay what it pays to start.
+  const firstLine = (await Deno.readTextFile(PLUGIN)).split("\n")[0];
+  const shebang = firstLine.startsWith("#!")
+    ? firstLine
+    : `#!/usr/bin/env -S ${Deno.execPath()} run --allow-all --no-config --no-lock --no-prompt`;
+  const floor = [await writeExecutable(`${dir}/floor.js`, `${shebang}\n${FLOOR_JS}\n`)];
+  const minimal = [await writeExecutable(`${dir}/minimal.js`, `${shebang}\n${MINIMAL_JS}`)];
   // A process living in the node netns, to name as the veth peer's namespace from a warm process.
   sleeper = new Deno.Command("nsenter", {
     args: [`--net=${node.path}`, "--", "sleep", "600"],
@@ -74,9 +78,9 @@ try {
     "bridge",
   ]);
   await run(["nsenter", `--net=${node.path}`, "--", "ip", "link", "set", "ipwbr", "up"]);
-  const cols = await measure({ dir, node, pods, deno, sleeperPid: sleeper.pid });
+  const cols = await measure({ dir, node, pods, floor, minimal, sleeperPid: sleeper.pid });
   report(cols);
-  await burst(node, dir, deno);
+  await burst(node, dir, floor, minimal);
 } finally {
   sleeper?.kill();
   await sleeper?.status;
@@ -98,7 +102,14 @@ type Cols = Record<
 >;
 
 async function measure(
-  ctx: { dir: string; node: TempNetns; pods: TempNetns[]; deno: string[]; sleeperPid: number },
+  ctx: {
+    dir: string;
+    node: TempNetns;
+    pods: TempNetns[];
+    floor: string[];
+    minimal: string[];
+    sleeperPid: number;
+  },
 ): Promise<Cols> {
   const { dir, node, pods } = ctx;
   const mycniConf = JSON.stringify({
@@ -155,16 +166,16 @@ async function measure(
   const w = pods[N].path;
   await timed([PLUGIN], mycniConf, env("ADD", "warm", w));
   await timed([REF], refConf, env("ADD", "warmref", w, "eth2"));
-  await timed([...ctx.deno, `${dir}/minimal.js`], "{}", env("ADD", "m9999", w));
+  await timed(ctx.minimal, "{}", env("ADD", "m9999", w));
   // Each pod gets one interface per column: eth0 mycni, eth1 ip work, eth2 reference.
   for (let i = 0; i < N; i++) {
     const p = pods[i].path;
     cols.mycniAdd.push(await timed([PLUGIN], mycniConf, env("ADD", `m${i}`, p)));
     cols.refAdd.push(await timed([REF], refConf, env("ADD", `r${i}`, p, "eth2")));
-    cols.floor.push(await timed([...ctx.deno, `${dir}/floor.js`], mycniConf));
+    cols.floor.push(await timed(ctx.floor, mycniConf));
     if (i % 2 === 0) {
       cols.minimalAdd.push(
-        await timed([...ctx.deno, `${dir}/minimal.js`], mycniConf, env("ADD", `m${i}`, p)),
+        await timed(ctx.minimal, mycniConf, env("ADD", `m${i}`, p)),
       );
     } else {
       cols.ipAdd.push(
@@ -181,7 +192,7 @@ async function measure(
     cols.refDel.push(await timed([REF], refConf, env("DEL", `r${i}`, p, "eth2")));
     if (i % 2 === 0) {
       cols.minimalDel.push(
-        await timed([...ctx.deno, `${dir}/minimal.js`], mycniConf, env("DEL", `m${i}`, p)),
+        await timed(ctx.minimal, mycniConf, env("DEL", `m${i}`, p)),
       );
     } else {
       cols.ipDel.push(await warmIp([[inNode(["ip", "link", "del", `ipw${i}`]), undefined]]));
@@ -217,7 +228,12 @@ function report(cols: Cols): void {
  * reference, and the ceilings a Deno plugin has on this machine (the bare floor process, and the
  * minimal Deno plugin doing the least ip work).
  */
-async function burst(node: TempNetns, dir: string, deno: string[]): Promise<void> {
+async function burst(
+  node: TempNetns,
+  dir: string,
+  floor: string[],
+  minimal: string[],
+): Promise<void> {
   const COUNT = 50, PARALLEL = 8;
   const pods: TempNetns[] = [];
   try {
@@ -242,8 +258,8 @@ async function burst(node: TempNetns, dir: string, deno: string[]): Promise<void
       ipam: { type: "host-local", ranges: [[{ subnet: "10.251.0.0/16" }]], dataDir: `${dir}/ipam` },
     });
     const runs = [
-      { name: "floor", argv: [...deno, `${dir}/floor.js`], ifname: "eth9", conf: mycniConf },
-      { name: "minimal", argv: [...deno, `${dir}/minimal.js`], ifname: "eth1", conf: mycniConf },
+      { name: "floor", argv: floor, ifname: "eth9", conf: mycniConf },
+      { name: "minimal", argv: minimal, ifname: "eth1", conf: mycniConf },
       { name: "mycni", argv: [PLUGIN], ifname: "eth0", conf: mycniConf },
       { name: "reference", argv: [REF], ifname: "eth2", conf: refConf },
     ];
@@ -282,4 +298,9 @@ async function burst(node: TempNetns, dir: string, deno: string[]): Promise<void
   } finally {
     for (const p of pods) await p[Symbol.asyncDispose]();
   }
+}
+
+async function writeExecutable(path: string, text: string): Promise<string> {
+  await Deno.writeTextFile(path, text, { mode: 0o755 });
+  return path;
 }

@@ -2,7 +2,7 @@
 // request with an ack, and the attribute encoding. The plugin talks to it directly on its hot
 // path (ADD, DEL), as the reference plugins do through vishvananda/netlink, instead of
 // spawning `nsenter` + `ip` per pod. lib/net/rtnl.ts builds the messages `ip` would send.
-import { bytes, errnoText, openReadOnly, sys } from "./libc.ts";
+import { AT_FDCWD, bytes, cString, Errno, errnoText, sys } from "./syscall.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -12,6 +12,7 @@ const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
 const CLONE_NEWNET = 0x40000000;
+const O_RDONLY_CLOEXEC = 0o2000000;
 
 const NLMSG_HDRLEN = 16;
 const NLMSG_ERROR = 2;
@@ -27,9 +28,7 @@ export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
 
 /** errno values the callers tell apart. */
-export const ENOENT = 2;
-export const ENODEV = 19;
-export const EEXIST = 17;
+export const { ENODEV, EEXIST } = Errno;
 
 /** A request the kernel refused: what we asked (as the `ip` command), where, and why. */
 export class NetlinkError extends Error {
@@ -65,7 +64,7 @@ export class Rtnl implements Disposable {
   static open(netns?: string): Rtnl {
     if (stranded) throw new Error(stranded);
     if (netns === undefined) return new Rtnl(netlinkSocket(), "the node netns");
-    const here = openReadOnly("/proc/thread-self/ns/net", "open our netns");
+    const here = openNetns("/proc/thread-self/ns/net");
     try {
       enterNetns(netns);
       let fd = -1, failure: unknown;
@@ -144,12 +143,16 @@ export class Rtnl implements Disposable {
 let stranded = "";
 
 function enterNetns(netns: string): void {
-  const fd = openReadOnly(netns, `open netns ${netns}`);
+  const fd = openNetns(netns);
   try {
     sys("setns", `setns ${netns}`, fd, CLONE_NEWNET);
   } finally {
     closeFd(fd);
   }
+}
+
+function openNetns(path: string): number {
+  return sys("openat", `open netns ${path}`, AT_FDCWD, cString(path), O_RDONLY_CLOEXEC);
 }
 
 function closeFd(fd: number): void {

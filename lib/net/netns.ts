@@ -81,14 +81,3 @@ function namespaceType(path: string, ino: number | null): string | undefined {
     file.close();
   }
 }
-
-/** Whether a netns path still exists (DEL after the runtime removed it, or after a reboot). */
-export function netnsExists(path: string): boolean {
-  if (path === "") return false;
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -63,6 +63,15 @@ Deno.test("Dockerfile build stage runs scripts/build.sh and no deno compile of i
   assert.ok(argsOf(build, "COPY").some((c) => c.includes("scripts/build.sh")));
 });
 
+Deno.test("Dockerfile build stage copies every script scripts/build.sh runs", () => {
+  const [build] = stages(parseDockerfile());
+  const copied = argsOf(build, "COPY").flatMap((c) => c.split(/\s+/).slice(0, -1));
+  const used = [...readRepoFile("scripts/build.sh").matchAll(/scripts\/[\w.-]+\.(?:ts|sh)/g)]
+    .map((m) => m[0]);
+  assert.ok(used.includes("scripts/eager_functions.ts"));
+  for (const script of used) assert.ok(copied.includes(script), `${script} is not copied`);
+});
+
 Deno.test("Dockerfile ships both binaries in the directory of the DaemonSet's command", () => {
   const df = parseDockerfile();
   const final = stages(df).at(-1)!;

@@ -1,0 +1,145 @@
+// System calls made directly, through Deno's FFI to libc's syscall(2): the plugin's netlink
+// socket inside a pod's netns (setns on this thread, socket, setns back). Spawning `nsenter ip`
+// for the same work costs a fresh process per pod; these calls cost microseconds.
+//
+// One FFI symbol for every call: Deno builds a trampoline per symbol (~0.3 ms each).
+
+const SYMBOLS = {
+  syscall: {
+    parameters: ["i64", "usize", "usize", "usize", "usize", "usize", "usize"],
+    result: "i64",
+  },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+/** System call numbers: asm/unistd_64.h on x86_64, the generic table on arm64. */
+const NR = {
+  x86_64: {
+    close: 3,
+    socket: 41,
+    sendto: 44,
+    recvfrom: 45,
+    setsockopt: 54,
+    openat: 257,
+    setns: 308,
+  },
+  aarch64: {
+    close: 57,
+    socket: 198,
+    sendto: 206,
+    recvfrom: 207,
+    setsockopt: 208,
+    openat: 56,
+    setns: 268,
+  },
+} as const;
+
+/** A system call this module knows the number of. */
+export type Call = keyof typeof NR.x86_64;
+
+/** errno values callers tell apart. */
+export const Errno = {
+  ENOENT: 2,
+  EINTR: 4,
+  EEXIST: 17,
+  ENODEV: 19,
+} as const;
+
+/** The "current directory" fd for the *at() calls. */
+export const AT_FDCWD = -100;
+
+let libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | undefined;
+
+function symbols() {
+  return libc ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+}
+
+/** A failed system call: what we were doing, and errno. */
+export class SyscallError extends Error {
+  constructor(readonly what: string, readonly errno: number) {
+    super(`${what}: ${errnoText(errno)}`);
+    this.name = "SyscallError";
+  }
+}
+
+/** An argument: a number, or bytes passed by address (see {@linkcode bytes}). */
+export type Arg = number | Uint8Array<ArrayBuffer>;
+
+/**
+ * syscall(2): returns the result, or throws {@linkcode SyscallError} naming `what`. Retried
+ * when a signal interrupts it (flock waits for the lock). Byte arguments must sit in an
+ * ArrayBuffer of their own so V8 never moves them while the kernel reads or writes them.
+ */
+export function sys(call: Call, what: string, ...args: Arg[]): number {
+  const nr = BigInt((NR[Deno.build.arch as keyof typeof NR] ?? NR.x86_64)[call]);
+  const w = [0, 1, 2, 3, 4, 5].map((i) => word(args[i]));
+  for (;;) {
+    const ret = Number(symbols().syscall(nr, w[0], w[1], w[2], w[3], w[4], w[5]));
+    if (ret >= 0) return ret;
+    const errno = lastErrno();
+    if (errno !== Errno.EINTR || call === "close") throw new SyscallError(what, errno);
+  }
+}
+
+function word(arg: Arg | undefined): bigint {
+  if (arg === undefined) return 0n;
+  if (typeof arg === "number") return BigInt.asUintN(64, BigInt(arg));
+  return Deno.UnsafePointer.value(Deno.UnsafePointer.of(arg)) as bigint;
+}
+
+function lastErrno(): number {
+  const p = symbols().__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+/** `n` zero bytes in an ArrayBuffer of their own: V8 never moves it, so it can go by address. */
+export function bytes(n: number): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(new ArrayBuffer(n));
+}
+
+/** `s` as a NUL-terminated C string. */
+export function cString(s: string): Uint8Array<ArrayBuffer> {
+  const encoded = new TextEncoder().encode(s);
+  const out = bytes(encoded.length + 1);
+  out.set(encoded);
+  return out;
+}
+
+/** strerror(errno) for the errors we meet, else the number. */
+export function errnoText(errno: number): string {
+  return ERRNO_TEXT[errno] ?? `errno ${errno}`;
+}
+
+// glibc's strerror() texts, which `ip` prints too ("RTNETLINK answers: File exists").
+const ERRNO_TEXT: Record<number, string> = {
+  1: "Operation not permitted",
+  2: "No such file or directory",
+  4: "Interrupted system call",
+  5: "Input/output error",
+  9: "Bad file descriptor",
+  12: "Cannot allocate memory",
+  13: "Permission denied",
+  16: "Device or resource busy",
+  17: "File exists",
+  18: "Invalid cross-device link",
+  19: "No such device",
+  20: "Not a directory",
+  21: "Is a directory",
+  22: "Invalid argument",
+  23: "Too many open files in system",
+  24: "Too many open files",
+  28: "No space left on device",
+  30: "Read-only file system",
+  31: "Too many links",
+  34: "Numerical result out of range",
+  36: "File name too long",
+  40: "Too many levels of symbolic links",
+  61: "No data available",
+  93: "Protocol not supported",
+  95: "Operation not supported",
+  97: "Address family not supported by protocol",
+  99: "Cannot assign requested address",
+  101: "Network is unreachable",
+  105: "No buffer space available",
+  122: "Disk quota exceeded",
+};
