@@ -81,6 +81,7 @@ try {
   const cols = await measure({ dir, node, pods, floor, minimal, sleeperPid: sleeper.pid });
   report(cols);
   await burst(node, dir, floor, minimal);
+  await firstPod(dir);
 } finally {
   sleeper?.kill();
   await sleeper?.status;
@@ -303,4 +304,57 @@ async function burst(
 async function writeExecutable(path: string, text: string): Promise<string> {
   await Deno.writeTextFile(path, text, { mode: 0o755 });
   return path;
+}
+
+/**
+ * The first pod on a new node, where the bridge is created: mycni and the reference, each on a
+ * fresh node netns left idle for a moment first (as a real node is), then the pod's gateway
+ * must answer at once.
+ */
+async function firstPod(dir: string): Promise<void> {
+  const confs = {
+    mycni: {
+      argv: [PLUGIN],
+      conf: { type: "mycni", podCIDRs: ["10.249.0.0/24"], dataDir: `${dir}/first` },
+    },
+    reference: {
+      argv: [REF],
+      conf: {
+        type: "bridge",
+        isGateway: true,
+        ipam: {
+          type: "host-local",
+          ranges: [[{ subnet: "10.249.0.0/24" }]],
+          dataDir: `${dir}/first`,
+        },
+      },
+    },
+  };
+  const out: string[] = [];
+  for (const [name, { argv, conf }] of Object.entries(confs)) {
+    await using node = await tempNetns("mcfn");
+    await using pod = await tempNetns("mcfp");
+    await new Promise((r) => setTimeout(r, 1500));
+    const t = performance.now();
+    const res = await runOutput(node.exec(argv), {
+      stdin: JSON.stringify({
+        cniVersion: "1.0.0",
+        name: `first${name}`,
+        bridge: "first0",
+        ...conf,
+      }),
+      env: {
+        CNI_COMMAND: "ADD",
+        CNI_CONTAINERID: `first${name}`,
+        CNI_NETNS: pod.path,
+        CNI_IFNAME: "eth0",
+        CNI_PATH: "/usr/lib/cni",
+      },
+    });
+    const ms = performance.now() - t;
+    if (res.code !== 0) throw new Error(`first pod: ${name} ADD failed: ${res.stdout}`);
+    const ping = await runOutput(pod.exec(["ping", "-c1", "-W1", "10.249.0.1"]));
+    out.push(`${name} ${ms.toFixed(0)} ms (gateway ${ping.code === 0 ? "answers" : "SILENT"})`);
+  }
+  console.log(`first pod on a new node (bridge created): ${out.join(", ")}`);
 }

@@ -76,17 +76,28 @@ export function createPodInterface(plan: VethPlan): void {
 }
 
 /**
- * Enslaves the host veth to the bridge (creating the bridge on a node's first pod) and makes
- * sure the bridge is up with its gateway addresses; returns the bridge's MAC. `addr replace` is
- * idempotent, so every ADD re-asserts the gateway (a crash between creating the bridge and
- * addressing it heals on the next pod).
+ * The node's bridge, created (up, with its fixed MAC, no ports yet) on the node's first pod.
+ * Made before the pod's veth so that, in a new node netns, the host end does not get ifindex 2,
+ * the pod end's: a veth whose ifindex equals its peer's looks like a plain device to the
+ * kernel's linkwatch, which then reports its carrier up to a second late, and the bridge does
+ * not forward for it until then.
  */
-export async function attachToBridge(plan: VethPlan): Promise<string> {
+export function ensureBridge(plan: VethPlan): LinkState {
   using node = Rtnl.open();
   const bridge = linkGet(node, plan.bridge) ?? createBridge(node, plan);
   if (bridge.kind !== "bridge") {
     throw new CniError(ErrorCode.Internal, `"${plan.bridge}" already exists but is not a bridge`);
   }
+  return bridge;
+}
+
+/**
+ * Enslaves the host veth to the bridge and makes sure the bridge is up with its gateway
+ * addresses; returns the bridge's MAC. `addr replace` is idempotent, so every ADD re-asserts
+ * the gateway (a crash between creating the bridge and addressing it heals on the next pod).
+ */
+export async function attachToBridge(plan: VethPlan, bridge: LinkState): Promise<string> {
+  using node = Rtnl.open();
   // A bridge port needs no IPv6 address of its own: no link-local, no DAD, no MLD noise.
   linkSet(node, plan.hostVeth, { master: bridge.index, noAddrGen: true });
   if (plan.hairpin) linkSetHairpin(node, plan.hostVeth);
@@ -100,9 +111,9 @@ export async function attachToBridge(plan: VethPlan): Promise<string> {
   return now.mac || plan.bridgeMac;
 }
 
-// A new bridge reports carrier through linkwatch, which batches non-urgent events for up to a
-// second; until then the pod's first ARP to the gateway is lost. The reference bridge waits
-// for the port the same way (up to 2.55 s); this only happens for the first pod on a node.
+// The bridge's carrier comes through linkwatch, which can batch an event for up to a second
+// (ensureBridge() and createBridge() say how we avoid that); until the bridge is up the
+// gateway cannot answer the pod's ARP, so ADD waits for it rather than return too early.
 const OPER_UP_WAIT_MS = [5, 10, 20, 40, 80, 160, 320, 640, 1000];
 
 async function waitOperUp(node: Rtnl, name: string): Promise<LinkState> {
@@ -134,6 +145,11 @@ function createBridge(node: Rtnl, plan: VethPlan): LinkState {
   try {
     Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${plan.bridge}/accept_dad`, "0");
   } catch { /* IPv6 disabled on this node */ }
+  // Up before any port joins. A bridge that comes up without carrier has its qdisc ready and
+  // waiting, so the carrier its first port brings is an urgent link event, handled at once.
+  // Brought up after a port is forwarding, the same event waits for linkwatch's next batch: up
+  // to a second in which the gateway cannot answer the first pod's ARP.
+  linkSet(node, plan.bridge, { up: true });
   const bridge = linkGet(node, plan.bridge);
   if (!bridge) {
     throw new CniError(ErrorCode.Internal, `Bridge ${plan.bridge} vanished after creation`);

@@ -8,6 +8,7 @@ import {
   attachToBridge,
   createPodInterface,
   deleteLink,
+  ensureBridge,
   type PodAddress,
   type PodRoute,
   type VethPlan,
@@ -44,11 +45,13 @@ export async function add(req: Request): Promise<Result> {
       routes: podRoutes(ipamResult.routes ?? [], addresses),
     });
     lap("plan");
+    const bridge = ensureBridge(plan);
+    lap("bridge");
     createVeth(plan);
     lap("pod");
     undo.push("delete veth", () => deleteLink(plan.hostVeth));
-    const bridgeMac = await attachToBridge(plan);
-    lap("bridge");
+    const bridgeMac = await attachToBridge(plan, bridge);
+    lap("attach");
     if (conf.ipMasq) {
       undo.push("remove masquerade", () => teardownIpMasq(conf.name, env.containerId));
       await setupIpMasq({

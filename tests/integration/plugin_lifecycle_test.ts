@@ -190,7 +190,13 @@ Deno.test({
   assertEquals(r.code, 1);
   assertMatch(String(r.json?.msg), /eth0 already exists/);
   assertEquals(await node.allocations(), []);
-  assertEquals(await node.links(), links);
+  // The node's bridge is made before the veth and stays, as the reference bridge's does: it is
+  // the node's, not the pod's. Nothing of the pod's is left.
+  const bridge = String(node.conf().bridge ?? "cni0");
+  assertEquals((await node.links()).filter((l) => l !== bridge), links);
+  // The pod's own eth0, which made ADD fail, is left alone.
+  const own = await runOutput(pod.exec(["ip", "-o", "link", "show", "eth0"]));
+  assertMatch(own.stdout, /eth0@other0/);
 });
 
 Deno.test({
