@@ -3,13 +3,14 @@ import {
   concat,
   decodeCString,
   nested,
+  NetlinkError,
   parseAttrs,
   Rtnl,
   strAttr,
   u32Attr,
 } from "../../../lib/net/netlink.ts";
 import { ipBytes, linkGet } from "../../../lib/net/rtnl.ts";
-import { assertEquals } from "../../harness/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../../harness/assert.ts";
 
 Deno.test("attributes are length-prefixed, padded to 4 bytes, and parse back, nested too", () => {
   const name = strAttr(3, "eth0");
@@ -38,4 +39,13 @@ Deno.test("an rtnetlink socket answers GETLINK for lo and reports a missing link
   assertEquals(lo?.index, 1);
   assertEquals(lo?.mac, "00:00:00:00:00:00");
   assertEquals(linkGet(nl, "mycni-nosuch"), undefined);
+});
+
+Deno.test("a request the kernel refuses names the ip command, errno's text and the kernel's reason", () => {
+  using nl = Rtnl.open();
+  const err = assertThrows(() => linkGet(nl, "x".repeat(40)));
+  assert(err instanceof NetlinkError);
+  assertEquals(err.errno, 34);
+  assertMatch(err.message, /^ip link show dev x{40} \(netlink, in the node netns\): /);
+  assertMatch(err.message, /Numerical result out of range \(.+\)$/);
 });
