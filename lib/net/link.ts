@@ -9,12 +9,12 @@ import {
   linkAddVeth,
   linkDel,
   linkGet,
+  linkList,
   linkSet,
   linkSetHairpin,
   type LinkState,
   routeAdd,
 } from "./rtnl.ts";
-import { runOutput } from "./run.ts";
 
 /** One address to put on the pod interface, with the gateway (bridge address) of its network. */
 export interface PodAddress {
@@ -177,10 +177,11 @@ export function linkInProcfs(name: string): boolean {
 }
 
 /** Links enslaved to `bridge` in our netns ([] when the bridge does not exist). */
-export async function listBridgePorts(bridge: string): Promise<string[]> {
-  const out = await runOutput(["ip", "-j", "link", "show", "master", bridge]);
-  if (out.code !== 0) return [];
-  return (JSON.parse(out.stdout || "[]") as { ifname: string }[]).map((l) => l.ifname);
+export function listBridgePorts(bridge: string): string[] {
+  using node = Rtnl.open();
+  const links = linkList(node);
+  const br = links.find((l) => l.name === bridge);
+  return br ? links.filter((l) => l.master === br.index).map((l) => l.name) : [];
 }
 
 /** The EUI-64 link-local address for a MAC (RFC 4291 appendix A). */

@@ -1,6 +1,7 @@
 // The MTU of the node's default-route interface, read from procfs of our own netns (no process
 // spawned on the plugin's hot path; /sys/class/net would show the root netns, not ours).
-import { run } from "./run.ts";
+import { Rtnl } from "./netlink.ts";
+import { linkGet } from "./rtnl.ts";
 
 const FALLBACK_MTU = 1500;
 
@@ -13,10 +14,8 @@ export async function defaultRouteMtu(): Promise<number> {
     const mtu = Number((await Deno.readTextFile(`/proc/sys/net/ipv6/conf/${dev}/mtu`)).trim());
     if (Number.isInteger(mtu) && mtu >= 68) return mtu;
   } catch { /* IPv6 disabled on the device */ }
-  const link = JSON.parse(await run(["ip", "-j", "link", "show", "dev", dev])) as {
-    mtu?: number;
-  }[];
-  return link[0]?.mtu ?? FALLBACK_MTU;
+  using node = Rtnl.open();
+  return linkGet(node, dev)?.mtu || FALLBACK_MTU;
 }
 
 async function defaultRouteDevice(): Promise<string | undefined> {

@@ -26,6 +26,8 @@ const NLMSGERR_ATTR_MSG = 1;
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
+/** A GET for every object of the kind (NLM_F_ROOT | NLM_F_MATCH). */
+export const NLM_F_DUMP = 0x300;
 
 /** errno values the callers tell apart. */
 export const { ENODEV, EEXIST } = Errno;
@@ -110,7 +112,12 @@ export class Rtnl implements Disposable {
         if (len < NLMSG_HDRLEN || off + len > n) break;
         const mtype = v.getUint16(off + 4, true);
         if (v.getUint32(off + 8, true) === seq) {
-          if (mtype === NLMSG_DONE) return replies;
+          if (mtype === NLMSG_DONE) {
+            // A dump that failed part-way says so in DONE's payload.
+            const err = len >= NLMSG_HDRLEN + 4 ? -v.getInt32(off + NLMSG_HDRLEN, true) : 0;
+            if (err > 0) throw new NetlinkError(what, this.netns, err);
+            return replies;
+          }
           if (mtype === NLMSG_ERROR) {
             const err = -v.getInt32(off + NLMSG_HDRLEN, true);
             if (err === 0) return replies;

@@ -1,6 +1,6 @@
 // The `ip` commands the plugin's hot path needs, as the rtnetlink messages `ip` sends for them.
 // Each function names its command; it runs on an Rtnl socket, so the netns is the socket's.
-import { familyBits, parseIp } from "../ipam/cidr.ts";
+import { familyBits, formatIp, parseIp } from "../ipam/cidr.ts";
 import {
   attr,
   concat,
@@ -9,6 +9,7 @@ import {
   nested,
   NetlinkError,
   NLM_F_CREATE,
+  NLM_F_DUMP,
   NLM_F_EXCL,
   NLM_F_REPLACE,
   parseAttrs,
@@ -22,7 +23,9 @@ const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
 const RTM_GETLINK = 18;
 const RTM_NEWADDR = 20;
+const RTM_GETADDR = 22;
 const RTM_NEWROUTE = 24;
+const RTM_GETROUTE = 26;
 
 const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
@@ -55,17 +58,37 @@ const RT_SCOPE_LINK = 253;
 const RTA_DST = 1;
 const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
+const RTA_TABLE = 15;
 const RT_TABLE_MAIN = 254;
 const RTPROT_BOOT = 3;
 const RTN_UNICAST = 1;
 
-/** What `ip link show dev NAME` tells us about a link. */
+/** What `ip link show` tells us about a link. */
 export interface LinkState {
   readonly index: number;
+  readonly name: string;
   readonly mac: string;
+  readonly mtu: number;
   readonly operUp: boolean;
   /** "bridge", "veth", ... (undefined for a link without a kind, such as a physical NIC). */
   readonly kind?: string;
+  /** The ifindex of the bridge (or bond) this link is a port of. */
+  readonly master?: number;
+}
+
+/** An address on a link, as `ip addr show` lists it. */
+export interface AddrState {
+  readonly index: number;
+  /** "10.244.1.5/24" */
+  readonly address: string;
+}
+
+/** A route, as `ip route show table all` lists it. */
+export interface RouteState {
+  /** "0.0.0.0/0", "10.96.0.0/12" */
+  readonly dst: string;
+  readonly gateway?: string;
+  readonly table: number;
 }
 
 /** A link to create: one end of a veth pair, or a bridge. */
@@ -102,15 +125,66 @@ export function linkGet(nl: Rtnl, name: string): LinkState | undefined {
     throw err;
   }
   const body = replies.find((r) => r.type === RTM_NEWLINK)?.body;
-  if (!body) return undefined;
+  return body && parseLink(body);
+}
+
+/** `ip link show`: every link in the socket's netns. */
+export function linkList(nl: Rtnl): LinkState[] {
+  const replies = nl.request(
+    RTM_GETLINK,
+    NLM_F_DUMP,
+    concat([ifinfomsg(0), u32Attr(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]),
+    "ip link show",
+  );
+  return replies.filter((r) => r.type === RTM_NEWLINK).map((r) => parseLink(r.body));
+}
+
+/** `ip addr show`: every address in the socket's netns. */
+export function addrList(nl: Rtnl): AddrState[] {
+  const replies = nl.request(RTM_GETADDR, NLM_F_DUMP, new Uint8Array(8), "ip addr show");
+  return replies.filter((r) => r.type === RTM_NEWADDR).map(({ body }) => {
+    const v = new DataView(body.buffer, body.byteOffset);
+    const attrs = parseAttrs(body.subarray(8));
+    const ip = attrs.get(IFA_LOCAL) ?? attrs.get(IFA_ADDRESS);
+    return { index: v.getUint32(4, true), address: `${ipText(ip)}/${body[1]}` };
+  });
+}
+
+/** `ip -4|-6 route show table all`: every route of the family in the socket's netns. */
+export function routeList(nl: Rtnl, family: 4 | 6): RouteState[] {
+  const msg = new Uint8Array(12);
+  msg[0] = family === 4 ? AF_INET : AF_INET6;
+  const replies = nl.request(RTM_GETROUTE, NLM_F_DUMP, msg, `ip -${family} route show table all`);
+  return replies.filter((r) => r.type === RTM_NEWROUTE).map(({ body }) => {
+    const attrs = parseAttrs(body.subarray(12));
+    const dst = attrs.get(RTA_DST) ?? new Uint8Array(family === 4 ? 4 : 16);
+    const table = attrs.get(RTA_TABLE);
+    const gateway = attrs.get(RTA_GATEWAY);
+    return {
+      dst: `${ipText(dst)}/${body[1]}`,
+      table: table ? new DataView(table.buffer, table.byteOffset).getUint32(0, true) : body[4],
+      ...(gateway ? { gateway: ipText(gateway) } : {}),
+    };
+  });
+}
+
+function parseLink(body: Uint8Array): LinkState {
   const attrs = parseAttrs(body.subarray(16));
+  const u32 = (type: number) => {
+    const a = attrs.get(type);
+    return a && new DataView(a.buffer, a.byteOffset).getUint32(0, true);
+  };
   const kind = attrs.get(IFLA_LINKINFO) &&
     parseAttrs(attrs.get(IFLA_LINKINFO)!).get(IFLA_INFO_KIND);
+  const master = u32(IFLA_MASTER);
   return {
     index: new DataView(body.buffer, body.byteOffset).getInt32(4, true),
+    name: decodeCString(attrs.get(IFLA_IFNAME) ?? new Uint8Array()),
     mac: formatMac(attrs.get(IFLA_ADDRESS)),
+    mtu: u32(IFLA_MTU) ?? 0,
     operUp: attrs.get(IFLA_OPERSTATE)?.[0] === IF_OPER_UP,
     ...(kind ? { kind: decodeCString(kind) } : {}),
+    ...(master ? { master } : {}),
   };
 }
 
@@ -270,6 +344,14 @@ export function ipBytes(text: string): Uint8Array {
   let v = ip.value;
   for (let i = out.length - 1; i >= 0; i--, v >>= 8n) out[i] = Number(v & 0xffn);
   return out;
+}
+
+/** Text of an address in network byte order (4 or 16 bytes). */
+function ipText(bytes: Uint8Array | undefined): string {
+  if (!bytes) return "";
+  let value = 0n;
+  for (const b of bytes) value = (value << 8n) | BigInt(b);
+  return formatIp({ family: bytes.length === 4 ? 4 : 6, value });
 }
 
 function macBytes(mac: string): Uint8Array {

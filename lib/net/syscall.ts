@@ -71,7 +71,10 @@ export type Arg = number | Uint8Array<ArrayBuffer>;
  * ArrayBuffer of their own so V8 never moves them while the kernel reads or writes them.
  */
 export function sys(call: Call, what: string, ...args: Arg[]): number {
-  const nr = BigInt((NR[Deno.build.arch as keyof typeof NR] ?? NR.x86_64)[call]);
+  const table = NR[Deno.build.arch as keyof typeof NR];
+  // Deno ships Linux builds for these two; anywhere else the numbers would be another call's.
+  if (!table) throw new Error(`no system call numbers for ${Deno.build.arch} (${what})`);
+  const nr = BigInt(table[call]);
   const w = [0, 1, 2, 3, 4, 5].map((i) => word(args[i]));
   for (;;) {
     const ret = Number(symbols().syscall(nr, w[0], w[1], w[2], w[3], w[4], w[5]));

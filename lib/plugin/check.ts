@@ -1,24 +1,17 @@
 // CHECK: what ADD made must still be there. prevResult says what that was; the kernel is asked
-// on both sides (host veth on the bridge, pod interface with its addresses and routes).
+// over netlink on both sides (host veth on the bridge, pod interface with its addresses and
+// routes), as `ip link`, `ip addr` and `ip route show` would.
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Result } from "../cni/result.ts";
 import { hasIpMasq } from "../net/ipmasq.ts";
 import { checkPodNetns } from "../net/netns.ts";
-import { inNetns, run, runOutput } from "../net/run.ts";
+import { Rtnl } from "../net/netlink.ts";
+import { addrList, linkGet, linkList, routeList } from "../net/rtnl.ts";
+import { formatCidr, formatIp, parseCidr, parseIp, parseIpWithPrefix } from "../ipam/cidr.ts";
 import { hostVethName } from "./plan.ts";
 import { ipamFor, type Request } from "./request.ts";
 
-interface IpLink {
-  ifname: string;
-  address?: string;
-  master?: string;
-  operstate?: string;
-  addr_info?: { local: string; prefixlen: number }[];
-}
-interface IpRoute {
-  dst: string;
-  gateway?: string;
-}
+const RT_TABLE_MAIN = 254;
 
 /** Throws a CNI error naming the first thing that is missing or wrong. */
 export async function check(req: Request): Promise<void> {
@@ -28,8 +21,8 @@ export async function check(req: Request): Promise<void> {
   checkPodNetns(env.netns);
   await ipamFor(req).check();
   const hostVeth = hostVethName(env.containerId, env.ifname);
-  await checkHostSide(hostVeth, conf.bridge);
-  await checkPodSide(env.netns, env.ifname, prev);
+  checkHostSide(hostVeth, conf.bridge);
+  checkPodSide(env.netns, env.ifname, prev);
   // Untracked resources count too (spec): the masquerade this attachment got at ADD.
   const families = [
     ...new Set((prev.ips ?? []).map((i) => i.address.includes(":") ? 6 : 4)),
@@ -39,43 +32,50 @@ export async function check(req: Request): Promise<void> {
   }
 }
 
-async function checkHostSide(hostVeth: string, bridge: string): Promise<void> {
-  const out = await runOutput(["ip", "-j", "link", "show", "dev", hostVeth]);
-  if (out.code !== 0) fail(`host veth ${hostVeth} is missing`);
-  const link = (JSON.parse(out.stdout) as IpLink[])[0];
-  if (link.master !== bridge) {
-    fail(`host veth ${hostVeth} is not on bridge ${bridge} (master: ${link.master ?? "none"})`);
+function checkHostSide(hostVeth: string, bridge: string): void {
+  using node = Rtnl.open();
+  const links = linkList(node);
+  const veth = links.find((l) => l.name === hostVeth);
+  if (!veth) fail(`host veth ${hostVeth} is missing`);
+  const master = links.find((l) => l.index === veth.master)?.name;
+  if (master !== bridge) {
+    fail(`host veth ${hostVeth} is not on bridge ${bridge} (master: ${master ?? "none"})`);
   }
 }
 
-async function checkPodSide(netns: string, ifname: string, prev: Result): Promise<void> {
-  const out = await runOutput(inNetns(netns, ["ip", "-j", "addr", "show", "dev", ifname]));
-  if (out.code !== 0) fail(`interface ${ifname} is missing in ${netns}: ${out.stderr.trim()}`);
-  const link = (JSON.parse(out.stdout) as IpLink[])[0];
+function checkPodSide(netns: string, ifname: string, prev: Result): void {
+  using pod = Rtnl.open(netns);
+  const link = linkGet(pod, ifname);
+  if (!link) fail(`interface ${ifname} is missing in ${netns}`);
   const want = prev.interfaces?.find((i) => i.name === ifname && i.sandbox !== undefined);
-  if (want?.mac && link.address !== want.mac) {
-    fail(`${ifname} in ${netns} has MAC ${link.address}, prevResult says ${want.mac}`);
+  if (want?.mac && link.mac !== want.mac.toLowerCase()) {
+    fail(`${ifname} in ${netns} has MAC ${link.mac}, prevResult says ${want.mac}`);
   }
-  const have = (link.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`);
+  const have = addrList(pod).filter((a) => a.index === link.index).map((a) => a.address);
   for (const ip of prev.ips ?? []) {
-    if (!have.includes(ip.address)) {
+    if (!have.includes(canonicalAddress(ip.address))) {
       fail(`address ${ip.address} is missing on ${ifname} in ${netns}`);
     }
   }
-  for (const family of ["-4", "-6"]) {
-    const routes = (prev.routes ?? []).filter((r) => r.dst.includes(":") === (family === "-6"));
-    if (!routes.length) continue;
-    // One batch per family (ip cannot switch family per batch line); each route by exact prefix.
-    const batch = routes.map((r) => `route show ${r.dst}`).join("\n") + "\n";
-    const lines = (await run(inNetns(netns, ["ip", family, "-j", "-batch", "-"]), { stdin: batch }))
-      .trim().split("\n");
-    routes.forEach((r, i) => {
-      const found = JSON.parse(lines[i] || "[]") as IpRoute[];
-      if (!found.some((have) => !r.gw || have.gateway === r.gw)) {
+  for (const family of [4, 6] as const) {
+    const wanted = (prev.routes ?? []).filter((r) => r.dst.includes(":") === (family === 6));
+    if (!wanted.length) continue;
+    // What `ip route show DST` answers: the main table, the exact prefix.
+    const routes = routeList(pod, family).filter((r) => r.table === RT_TABLE_MAIN);
+    for (const r of wanted) {
+      const dst = formatCidr(parseCidr(r.dst));
+      const gw = r.gw && formatIp(parseIp(r.gw));
+      if (!routes.some((have) => have.dst === dst && (!gw || have.gateway === gw))) {
         fail(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ""} is missing in ${netns}`);
       }
-    });
+    }
   }
+}
+
+/** "fd00:0::5/64" as the kernel reports it: "fd00::5/64". */
+function canonicalAddress(text: string): string {
+  const { ip, cidr } = parseIpWithPrefix(text);
+  return `${formatIp(ip)}/${cidr.prefix}`;
 }
 
 function fail(what: string): never {

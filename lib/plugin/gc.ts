@@ -20,7 +20,7 @@ export async function gc(req: Request): Promise<void> {
   });
   const keep = new Set(valid.map((v) => hostVethName(v.containerID, v.ifname)));
   const stale = new Set(
-    (await listBridgePorts(conf.bridge)).filter((p) => isHostVethName(p) && !keep.has(p)),
+    listBridgePorts(conf.bridge).filter((p) => isHostVethName(p) && !keep.has(p)),
   );
   for (const a of released) {
     const veth = hostVethName(a.containerID, a.ifname);

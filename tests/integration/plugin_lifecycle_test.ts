@@ -80,6 +80,37 @@ Deno.test({
 });
 
 Deno.test({
+  name: "CHECK names a missing default route and a host veth taken off the bridge",
+  ignore,
+}, async () => {
+  await using node = await testNode();
+  const pod = await node.pod();
+  const add = await node.exec({
+    command: "ADD",
+    containerId: "c2",
+    netns: pod.path,
+    conf: node.conf(),
+  });
+  assertEquals(add.code, 0, add.stdout);
+  const conf = node.conf({ prevResult: add.json });
+  const check = async () =>
+    String(
+      (await node.exec({ command: "CHECK", containerId: "c2", netns: pod.path, conf })).json?.msg,
+    );
+  await runOutput(pod.exec(["ip", "-6", "route", "del", "default"]));
+  assertMatch(await check(), /route ::\/0 via fd00:250:1::1 is missing/);
+  await runOutput(
+    pod.exec(["ip", "-6", "route", "add", "default", "via", "fd00:250:1::1", "dev", "eth0"]),
+  );
+  const hostVeth = String((add.json?.interfaces as { name: string }[])[1].name);
+  await runOutput(node.netns.exec(["ip", "link", "set", "dev", hostVeth, "nomaster"]));
+  assertMatch(
+    await check(),
+    new RegExp(`host veth ${hostVeth} is not on bridge cni0 \\(master: none\\)`),
+  );
+});
+
+Deno.test({
   name: "GC frees only the attachments not in cni.dev/valid-attachments, veths included",
   ignore,
 }, async () => {
@@ -249,18 +280,42 @@ Deno.test(
 );
 
 Deno.test(
-  { name: "STATUS reports 50 when ip or nsenter is missing from the node's PATH", ignore },
+  {
+    name: "ADD, CHECK, DEL and STATUS need nothing on PATH; ipMasq's STATUS needs iptables",
+    ignore,
+  },
   async () => {
     await using node = await testNode();
+    const pod = await node.pod();
     const empty = await Deno.makeTempDir();
     try {
-      const r = await node.exec({
-        command: "STATUS",
-        conf: node.conf(),
-        env: { CNI_COMMAND: "STATUS", CNI_PATH: "/usr/lib/cni", PATH: empty },
-      });
-      assertEquals(r.json?.code, 50);
-      assertMatch(String(r.json?.msg), /Missing on this node: ip, nsenter/);
+      // The runtime's env with an empty PATH: the plugin may exec nothing.
+      const call = (command: string, conf: Record<string, unknown>) =>
+        node.exec({
+          command,
+          conf,
+          env: {
+            CNI_COMMAND: command,
+            CNI_CONTAINERID: "nopath1",
+            CNI_NETNS: pod.path,
+            CNI_IFNAME: "eth0",
+            CNI_PATH: "/usr/lib/cni",
+            PATH: empty,
+          },
+        });
+      const add = await call("ADD", node.conf());
+      assertEquals(add.code, 0, add.stdout);
+      const check = await call("CHECK", node.conf({ prevResult: add.json }));
+      assertEquals([check.code, check.stdout], [0, ""]);
+      assertEquals((await call("STATUS", node.conf())).code, 0);
+      assertEquals((await call("DEL", node.conf())).code, 0);
+      assertEquals(await node.allocations(), []);
+      const masq = await call("STATUS", node.conf({ ipMasq: true }));
+      assertEquals(masq.json?.code, 50);
+      assertMatch(
+        String(masq.json?.msg),
+        /Missing on this node: iptables-restore, iptables-save, ip6tables-restore, ip6tables-save/,
+      );
     } finally {
       await Deno.remove(empty);
     }

@@ -9,7 +9,7 @@ import {
   strAttr,
   u32Attr,
 } from "../../../lib/net/netlink.ts";
-import { ipBytes, linkGet } from "../../../lib/net/rtnl.ts";
+import { addrList, ipBytes, linkGet, linkList, routeList } from "../../../lib/net/rtnl.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../../harness/assert.ts";
 
 Deno.test("attributes are length-prefixed, padded to 4 bytes, and parse back, nested too", () => {
@@ -48,4 +48,12 @@ Deno.test("a request the kernel refuses names the ip command, errno's text and t
   assertEquals(err.errno, 34);
   assertMatch(err.message, /^ip link show dev x{40} \(netlink, in the node netns\): /);
   assertMatch(err.message, /Numerical result out of range \(.+\)$/);
+});
+
+Deno.test("dumps list links, addresses and routes as ip shows them (read-only, our netns)", () => {
+  using nl = Rtnl.open();
+  const lo = linkList(nl).find((l) => l.name === "lo");
+  assertEquals([lo?.index, lo?.mtu], [1, 65536]);
+  assert(addrList(nl).some((a) => a.index === 1 && a.address === "127.0.0.1/8"));
+  assert(routeList(nl, 4).some((r) => r.dst === "127.0.0.0/8" && r.table === 255));
 });
