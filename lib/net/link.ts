@@ -50,12 +50,10 @@ export interface PodRoute {
 }
 
 /**
- * Creates the pair from inside the pod netns (so the pod end never exists in the host netns
- * under a clashing name) and configures the pod side: lo, addresses, default routes.
- * IPv6 addresses get `nodad` and a fixed link-local, so ADD never returns with a tentative
- * address and never waits the ~2 s DAD costs (what the reference does with accept_dad=0).
+ * `ip link add ifname type veth peer name hostVeth netns <ours>`, made from inside the pod netns
+ * so the pod end never exists in the host netns under a clashing name.
  */
-export function createPodInterface(plan: VethPlan): void {
+export function createVethPair(plan: VethPlan): void {
   const { ifname, mtu } = plan;
   using pod = Rtnl.open(plan.netns);
   linkAddVeth(pod, { name: ifname, mac: plan.podMac, mtu }, {
@@ -64,8 +62,19 @@ export function createPodInterface(plan: VethPlan): void {
     mtu,
     netnsPid: Deno.pid,
   });
+}
+
+/**
+ * Configures the pod side of a new pair: lo, addresses, default routes. IPv6 addresses get
+ * `nodad` and a fixed link-local, so ADD never returns with a tentative address and never waits
+ * the ~2 s DAD costs (what the reference does with accept_dad=0).
+ */
+export function configurePodInterface(plan: VethPlan): void {
+  const { ifname } = plan;
+  using pod = Rtnl.open(plan.netns);
   linkSet(pod, "lo", { up: true });
-  const dev = linkGet(pod, ifname)!.index;
+  const dev = linkGet(pod, ifname);
+  if (!dev) throw new CniError(ErrorCode.Internal, `${ifname} is gone from ${plan.netns}`);
   if (plan.addresses.some((a) => a.family === 6)) {
     linkSet(pod, ifname, { noAddrGen: true });
     addrAdd(pod, dev, `${linkLocal(plan.podMac)}/64`, { nodad: true });
@@ -103,7 +112,7 @@ export async function attachToBridge(plan: VethPlan, bridge: LinkState): Promise
   if (plan.hairpin) linkSetHairpin(node, plan.hostVeth);
   linkSet(node, plan.hostVeth, { up: true });
   for (const a of plan.addresses) {
-    addrAdd(node, bridge.index, a.gatewayCidr, { replace: true, nodad: a.family === 6 });
+    addrAdd(node, bridge, a.gatewayCidr, { replace: true, nodad: a.family === 6 });
   }
   linkSet(node, plan.bridge, { up: true });
   let now = linkGet(node, plan.bridge);

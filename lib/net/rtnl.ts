@@ -265,10 +265,16 @@ export function linkDel(nl: Rtnl, name: string): boolean {
   }
 }
 
-/** `ip addr add|replace ADDRESS/PREFIX dev IDX [nodad]`. */
+/** A link to address or route through: its index, and its name for messages. */
+export interface Dev {
+  readonly index: number;
+  readonly name: string;
+}
+
+/** `ip addr add|replace ADDRESS/PREFIX dev DEV [nodad]`. */
 export function addrAdd(
   nl: Rtnl,
-  index: number,
+  dev: Dev,
   cidr: string,
   opts: { nodad?: boolean; replace?: boolean } = {},
 ): void {
@@ -280,19 +286,19 @@ export function addrAdd(
   v.setUint8(1, Number(prefix));
   v.setUint8(2, opts.nodad ? IFA_F_NODAD : 0);
   v.setUint8(3, /^fe80:/i.test(text) ? RT_SCOPE_LINK : 0);
-  v.setUint32(4, index, true);
+  v.setUint32(4, dev.index, true);
   nl.request(
     RTM_NEWADDR,
     NLM_F_CREATE | (opts.replace ? NLM_F_REPLACE : NLM_F_EXCL),
     concat([msg, attr(IFA_LOCAL, ip), attr(IFA_ADDRESS, ip)]),
-    `ip addr ${opts.replace ? "replace" : "add"} ${cidr} dev if${index}${
+    `ip addr ${opts.replace ? "replace" : "add"} ${cidr} dev ${dev.name}${
       opts.nodad ? " nodad" : ""
     }`,
   );
 }
 
-/** `ip route add DST via GW dev IDX` (main table, proto boot, as `ip` defaults). */
-export function routeAdd(nl: Rtnl, route: { dst: string; via: string; dev: number }): void {
+/** `ip route add DST via GW dev DEV` (main table, proto boot, as `ip` defaults). */
+export function routeAdd(nl: Rtnl, route: { dst: string; via: string; dev: Dev }): void {
   const [net, prefixText] = route.dst.split("/");
   const dst = ipBytes(net);
   const prefix = Number(prefixText ?? dst.length * 8);
@@ -314,9 +320,9 @@ export function routeAdd(nl: Rtnl, route: { dst: string; via: string; dev: numbe
       msg,
       ...(prefix > 0 ? [attr(RTA_DST, dst)] : []),
       attr(RTA_GATEWAY, ipBytes(route.via)),
-      u32Attr(RTA_OIF, route.dev),
+      u32Attr(RTA_OIF, route.dev.index),
     ]),
-    `ip route add ${route.dst} via ${route.via} dev if${route.dev}`,
+    `ip route add ${route.dst} via ${route.via} dev ${route.dev.name}`,
   );
 }
 

@@ -6,7 +6,8 @@ import { type Cidr, formatIp, gatewayOf, type Ip, parseIpWithPrefix } from "../i
 import { setupIpMasq, teardownIpMasq } from "../net/ipmasq.ts";
 import {
   attachToBridge,
-  createPodInterface,
+  configurePodInterface,
+  createVethPair,
   deleteLink,
   ensureBridge,
   type PodAddress,
@@ -48,8 +49,9 @@ export async function add(req: Request): Promise<Result> {
     const bridge = ensureBridge(plan);
     lap("bridge");
     createVeth(plan);
-    lap("pod");
     undo.push("delete veth", () => deleteLink(plan.hostVeth));
+    configurePodInterface(plan);
+    lap("pod");
     const bridgeMac = await attachToBridge(plan, bridge);
     lap("attach");
     if (conf.ipMasq) {
@@ -71,7 +73,7 @@ export async function add(req: Request): Promise<Result> {
 /** Creates the veth; a stale host end left by a crashed ADD of this attachment is replaced once. */
 function createVeth(plan: VethPlan): void {
   try {
-    createPodInterface(plan);
+    createVethPair(plan);
   } catch (err) {
     if (!(err instanceof NetlinkError && err.errno === EEXIST)) throw err;
     if (!deleteLink(plan.hostVeth)) {
@@ -81,7 +83,7 @@ function createVeth(plan: VethPlan): void {
         err.message,
       );
     }
-    createPodInterface(plan);
+    createVethPair(plan);
   }
 }
 

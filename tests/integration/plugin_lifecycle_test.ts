@@ -231,6 +231,36 @@ Deno.test({
 });
 
 Deno.test({
+  name: "ADD that fails after the veth exists (a second default route) removes the veth too",
+  ignore,
+}, async () => {
+  await using node = await testNode();
+  const pod = await node.pod();
+  const first = await node.exec({
+    command: "ADD",
+    containerId: "rb2",
+    netns: pod.path,
+    conf: node.conf(),
+  });
+  assertEquals(first.code, 0, first.stdout);
+  const links = await node.links();
+  const podLinks = await runOutput(pod.exec(["ip", "-o", "link", "show"]));
+  // A second interface of the same network in the same pod: its default route already exists.
+  const second = await node.exec({
+    command: "ADD",
+    containerId: "rb2",
+    ifname: "net1",
+    netns: pod.path,
+    conf: node.conf(),
+  });
+  assertEquals(second.code, 1);
+  assertMatch(String(second.json?.msg), /ip route add \S+ via \S+ dev net1 .*File exists/);
+  assertEquals(await node.links(), links);
+  assertEquals((await runOutput(pod.exec(["ip", "-o", "link", "show"]))).stdout, podLinks.stdout);
+  assertEquals((await node.allocations()).length, 2, "only the first interface's two addresses");
+});
+
+Deno.test({
   name: "Every invocation logs one JSON line to logFile and nothing but the protocol to stdout",
   ignore,
 }, async () => {
