@@ -63,6 +63,8 @@ export interface TestNode extends AsyncDisposable {
   pod(): Promise<TempNetns>;
   /** Runs the plugin on this node. */
   exec(inv: Invocation): Promise<PluginRun>;
+  /** A fresh pod with one successful ADD (the default config, eth0); throws if ADD fails. */
+  addedPod(containerId: string): Promise<{ pod: TempNetns; add: PluginRun }>;
   /** Files in the network's IPAM dir that are IP reservations. */
   allocations(network?: string): Promise<string[]>;
   /** Names of links in the node namespace. */
@@ -76,7 +78,7 @@ export async function testNode(opts: { podCIDRs?: string[] } = {}): Promise<Test
   const pods: TempNetns[] = [];
   const dataDir = `${dir}/ipam`, logFile = `${dir}/mycni.log`;
   const podCIDRs = opts.podCIDRs ?? ["10.250.1.0/24", "fd00:250:1::/64"];
-  return {
+  const node: TestNode = {
     netns,
     dataDir,
     logFile,
@@ -96,6 +98,17 @@ export async function testNode(opts: { podCIDRs?: string[] } = {}): Promise<Test
       return p;
     },
     exec: (inv) => execPlugin(netns.path, inv),
+    async addedPod(containerId) {
+      const pod = await node.pod();
+      const add = await node.exec({
+        command: "ADD",
+        containerId,
+        netns: pod.path,
+        conf: node.conf(),
+      });
+      if (add.code !== 0) throw new Error(`ADD ${containerId} failed: ${add.stdout} ${add.stderr}`);
+      return { pod, add };
+    },
     async allocations(network = "testnet") {
       const out: string[] = [];
       try {
@@ -117,6 +130,7 @@ export async function testNode(opts: { podCIDRs?: string[] } = {}): Promise<Test
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
+  return node;
 }
 
 /** The pod addresses an ADD result reports. */

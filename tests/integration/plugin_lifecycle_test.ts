@@ -47,14 +47,7 @@ Deno.test({
   ignore,
 }, async () => {
   await using node = await testNode();
-  const pod = await node.pod();
-  const add = await node.exec({
-    command: "ADD",
-    containerId: "c1",
-    netns: pod.path,
-    conf: node.conf(),
-  });
-  assertEquals(add.code, 0, add.stdout);
+  const { pod, add } = await node.addedPod("c1");
   const conf = node.conf({ prevResult: add.json });
   const ok = await node.exec({ command: "CHECK", containerId: "c1", netns: pod.path, conf });
   assertEquals([ok.code, ok.stdout], [0, ""]);
@@ -84,14 +77,7 @@ Deno.test({
   ignore,
 }, async () => {
   await using node = await testNode();
-  const pod = await node.pod();
-  const add = await node.exec({
-    command: "ADD",
-    containerId: "c2",
-    netns: pod.path,
-    conf: node.conf(),
-  });
-  assertEquals(add.code, 0, add.stdout);
+  const { pod, add } = await node.addedPod("c2");
   const conf = node.conf({ prevResult: add.json });
   const check = async () =>
     String(
@@ -235,14 +221,7 @@ Deno.test({
   ignore,
 }, async () => {
   await using node = await testNode();
-  const pod = await node.pod();
-  const first = await node.exec({
-    command: "ADD",
-    containerId: "rb2",
-    netns: pod.path,
-    conf: node.conf(),
-  });
-  assertEquals(first.code, 0, first.stdout);
+  const { pod } = await node.addedPod("rb2");
   const links = await node.links();
   const podLinks = await runOutput(pod.exec(["ip", "-o", "link", "show"]));
   // A second interface of the same network in the same pod: its default route already exists.
