@@ -33,19 +33,18 @@ RUN DENO="$(command -v deno)" bash scripts/build.sh \
 #   iproute2  `ip`: routes to other nodes' podCIDRs
 #   iptables  masquerade and forward rules, nft backend (what current kube-proxy and kind use;
 #             rules written with iptables-legacy would sit in tables the nft kernel path ignores)
-#   util-linux (nsenter) is Essential in Debian, so it is already there.
 #
 # What the PLUGIN needs on the node: the plugin is not run in this container. The agent copies
 # bin/mycni to the node's /opt/cni/bin and the container runtime (containerd, CRI-O) execs it there,
-# on the host, once per pod. So the node itself must have: `ip` (iproute2) and `nsenter`
-# (util-linux), glibc (deno compile executables link it dynamically), and `iptables` only for a
-# conflist that sets "ipMasq": true. kind's node images and every common distro have all of them.
+# on the host, once per pod. It speaks rtnetlink itself and execs nothing, so the node needs only
+# glibc (deno compile executables link it dynamically, and the plugin's netlink calls go through
+# libc.so.6), plus `iptables` for a conflist that sets "ipMasq": true. kind's node images and
+# every common distro have both.
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
   && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 iptables \
   && update-alternatives --set iptables /usr/sbin/iptables-nft \
   && update-alternatives --set ip6tables /usr/sbin/ip6tables-nft \
-  && command -v nsenter \
   && rm -rf /var/lib/apt/lists/*
 # Both binaries in one directory: the agent installs the plugin found next to its own executable.
 COPY --from=build /src/bin/mycni /src/bin/mycni-init /usr/local/bin/

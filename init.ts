@@ -1,6 +1,6 @@
 // mycni node agent entry: flags and env in, one call, exit code out.
 import { runAgent } from "./lib/node/agent.ts";
-import { createLogger } from "./lib/node/log.ts";
+import { createLogger } from "./lib/log/logger.ts";
 import { parseAgentArgs, USAGE, UsageError } from "./lib/node/options.ts";
 
 const log = createLogger();

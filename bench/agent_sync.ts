@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { listOwnedRoutes, ROUTE_PROTO } from "../lib/net/route.ts";
-import { run } from "../lib/net/run.ts";
+import { run } from "../lib/process/run.ts";
 import { AGENT, agentArgv, ROOT, spawnLogged, uninstallArgv } from "../tests/harness/agent_node.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
 import { tempNetns } from "../tests/harness/netns.ts";

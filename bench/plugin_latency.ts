@@ -7,7 +7,7 @@
 // interleaved in one run so machine noise hits them alike. Prints medians and ratios.
 //   make bench   (or: deno run -A bench/plugin_latency.ts [pods])
 import { fileURLToPath } from "node:url";
-import { run, runOutput } from "../lib/net/run.ts";
+import { run, runOutput } from "../lib/process/run.ts";
 import { type TempNetns, tempNetns } from "../tests/harness/netns.ts";
 
 const N = Number(Deno.args[0] ?? 30);

@@ -5,7 +5,7 @@
 //
 //   deno run -A --no-lock bench/throughput.ts [--runs 3] [--seconds 3] [--json]
 import { parseArgs } from "node:util";
-import { inNetns, run } from "../lib/net/run.ts";
+import { inNetns, run } from "../lib/process/run.ts";
 import { spawnChild } from "../tests/harness/child.ts";
 import { type Cluster, type Host, startCluster } from "../tests/harness/cluster.ts";
 import { canRunPrivileged } from "../tests/harness/netns.ts";

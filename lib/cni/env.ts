@@ -46,11 +46,10 @@ export function parseVerb(env: Readonly<Record<string, string>>): Verb | undefin
   return cmd as Verb;
 }
 
-/** Validates the environment for `verb`; throws CniError code 3 or 4 naming the variable. */
+/** Validates the environment for `verb`; throws CniError code 4 naming the variable. */
 export function parseCniEnv(verb: Verb, env: Readonly<Record<string, string>>): CniEnv {
-  const missing = REQUIRED[verb].filter((k) =>
-    env[k] === undefined || (env[k] === "" && k !== "CNI_CONTAINERID")
-  );
+  // Empty counts as missing, as in skel.go: "required env variables [CNI_CONTAINERID] missing".
+  const missing = REQUIRED[verb].filter((k) => env[k] === undefined || env[k] === "");
   if (missing.length) {
     throw new CniError(
       ErrorCode.InvalidEnv,
@@ -76,7 +75,9 @@ export function parseCniEnv(verb: Verb, env: Readonly<Record<string, string>>): 
 
 /** Container IDs name state files: only the skeleton's characters, and not too long. */
 export function validateContainerId(id: string): void {
-  if (id === "") throw new CniError(ErrorCode.UnknownContainer, "Missing containerID");
+  if (id === "") {
+    throw new CniError(ErrorCode.InvalidEnv, "Required env variables [CNI_CONTAINERID] missing");
+  }
   if (id.length > MAX_CONTAINER_ID) {
     throw new CniError(
       ErrorCode.InvalidEnv,

@@ -1,6 +1,6 @@
 // The plugin's network configuration (DESIGN.md "Plugin contract — config"), parsed once at the
 // boundary: every wrong type is error 7 naming the field; unknown fields are ignored (spec).
-import { type Cidr, cidrsOverlap, formatCidr, isTooSmall, parseCidr } from "../ipam/cidr.ts";
+import { type Cidr, cidrsOverlap, formatCidr, isTooSmall, parseCidr } from "../ip/cidr.ts";
 import { CniError, ErrorCode } from "./errors.ts";
 import { parseResult, type Result } from "./result.ts";
 import { type CniVersion, isSupportedVersion, SUPPORTED_VERSIONS } from "./version.ts";

@@ -10,7 +10,7 @@ import {
   hostRange,
   type Ip,
   parseIp,
-} from "./cidr.ts";
+} from "../ip/cidr.ts";
 import { type Owner, type Store } from "./store.ts";
 
 /** One pool: a podCIDR and the gateway that is never handed out. */

@@ -3,7 +3,14 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Attachment, NetConf } from "../cni/netconf.ts";
 import type { Result } from "../cni/result.ts";
 import { allocate, heldBy, poolOf, release } from "./allocator.ts";
-import { cidrContains, formatIp, hostRange, type Ip, parseIp, parseIpWithPrefix } from "./cidr.ts";
+import {
+  cidrContains,
+  formatIp,
+  hostRange,
+  type Ip,
+  parseIp,
+  parseIpWithPrefix,
+} from "../ip/cidr.ts";
 import type { Ipam } from "./ipam.ts";
 import { DiskStore, type Owner, sameAttachment } from "./store.ts";
 

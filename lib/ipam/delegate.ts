@@ -4,7 +4,7 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Attachment, NetConf } from "../cni/netconf.ts";
 import { parseResult, type Result } from "../cni/result.ts";
 import { versionAtLeast } from "../cni/version.ts";
-import { runOutput } from "../net/run.ts";
+import { runOutput } from "../process/run.ts";
 import type { Ipam } from "./ipam.ts";
 
 /** IPAM delegated to the plugin `conf.ipam.type`, found in `cniPath`. */

@@ -1,5 +1,13 @@
 // v1.Node JSON -> the agent's NodeInfo: podCIDRs from spec, the address from status.
-import type { NodeInfo } from "../node/node.ts";
+
+/** A node as the agent needs it: its name, its addresses and the pod networks it owns. */
+export interface NodeInfo {
+  readonly name: string;
+  /** Node addresses (InternalIP), at most one per family is used, the first one wins. */
+  readonly ips: readonly string[];
+  /** podCIDRs, as written in `spec.podCIDRs` or the nodes file. */
+  readonly podCIDRs: readonly string[];
+}
 
 /** A node we can route to, or why we cannot. */
 export type ParsedNode =

@@ -1,8 +1,8 @@
 // List + watch of nodes, kept as a map: list, watch from the list's resourceVersion, re-list on
 // 410 Gone and on a timer, reconnect with backoff when the stream breaks. The caller is told
 // about every change that matters to routing and about whether the watch is healthy.
-import type { NodeInfo } from "../node/node.ts";
-import type { Logger } from "../node/log.ts";
+import type { NodeInfo } from "./node.ts";
+import type { Logger } from "../log/logger.ts";
 import type { KubeClient } from "./client.ts";
 import { nameOf, parseKubeNode, resourceVersionOf } from "./node.ts";
 import { GoneError } from "./watch.ts";

@@ -2,7 +2,7 @@
 // normally masquerades node-wide). The chain name derives from (network, container ID), so DEL
 // removes it even when the netns and prevResult are gone (the reference leaks it: plugins#810).
 import { nameDigest } from "./digest.ts";
-import { run } from "./run.ts";
+import { run } from "../process/run.ts";
 
 /** The addresses of one attachment and the networks they sit in. */
 export interface MasqTarget {
@@ -48,7 +48,7 @@ export async function setupIpMasq(t: MasqTarget): Promise<void> {
 export async function teardownIpMasq(network: string, containerId: string): Promise<void> {
   const chain = masqChainName(network, containerId);
   for (const family of [4, 6] as const) {
-    const saved = await run([tool(family, "save"), "-t", "nat"]).catch(() => "");
+    const saved = await saveNat(family);
     if (!saved.includes(`:${chain} `)) continue;
     const jumps = saved.split("\n").filter((l) =>
       l.startsWith("-A POSTROUTING ") && l.endsWith(`-j ${chain}`)
@@ -70,6 +70,25 @@ function comment(network: string, containerId: string): string {
   return `mycni ${network} ${containerId}`.slice(0, 255);
 }
 
+/**
+ * The nat table as `iptables-save` prints it. A kernel without IPv6 has no ip6tables rules to
+ * find (empty); any other failure is thrown: a teardown that cannot read the rules must say so,
+ * not report success while the chain stays behind.
+ */
+async function saveNat(family: 4 | 6): Promise<string> {
+  if (family === 6 && !ipv6Present()) return "";
+  return await run([tool(family, "save"), "-t", "nat"]);
+}
+
+function ipv6Present(): boolean {
+  try {
+    Deno.statSync("/proc/sys/net/ipv6");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function tool(family: 4 | 6, verb: "save" | "restore"): string {
   return `${family === 4 ? "iptables" : "ip6tables"}-${verb}`;
 }
@@ -82,8 +101,7 @@ export async function hasIpMasq(
 ): Promise<boolean> {
   const chain = masqChainName(network, containerId);
   for (const family of families) {
-    const saved = await run([tool(family, "save"), "-t", "nat"]).catch(() => "");
-    if (!saved.includes(`-j ${chain}`)) return false;
+    if (!(await saveNat(family)).includes(`-j ${chain}`)) return false;
   }
   return true;
 }

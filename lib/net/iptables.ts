@@ -1,7 +1,7 @@
 // Our own iptables chains, per family, through iptables-save / iptables-restore: one restore per
 // change, nothing when the kernel already has exactly what we want.
-import type { Family } from "../ipam/cidr.ts";
-import { run } from "./run.ts";
+import type { Family } from "../ip/cidr.ts";
+import { run } from "../process/run.ts";
 
 /** One chain we own, the built-in chain that jumps to it, and its rules in iptables-save form. */
 export interface OwnedChain {

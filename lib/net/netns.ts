@@ -18,7 +18,7 @@ export function checkPodNetns(path: string): void {
   try {
     own = Deno.statSync("/proc/self/ns/net");
   } catch {
-    return; // no procfs to compare with: nsenter will judge the path
+    return; // no procfs to compare with: setns will judge the path when ADD enters it
   }
   // Every namespace file (/proc/PID/ns/net or a bind mount of one) lives on nsfs.
   if (target.dev !== own.dev) {
@@ -31,7 +31,7 @@ export function checkPodNetns(path: string): void {
     );
   }
   // A mount or UTS namespace file is on nsfs too; caught here, it fails before IPAM is touched
-  // instead of as nsenter's "reassociate ... Invalid argument" half-way through ADD. The
+  // instead of as setns' "Invalid argument" half-way through ADD. The
   // netns directories hold only network namespaces (iproute2's and every runtime's
   // convention), so the per-ADD cost of asking the kernel is paid only for other paths.
   if (NETNS_DIR.test(path)) return;

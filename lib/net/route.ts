@@ -1,6 +1,6 @@
 // Kernel routes the agent owns: marked with ROUTE_PROTO so listing, replacing and deleting only
 // ever sees our own routes, never the host's or another agent's.
-import { run, runOutput } from "./run.ts";
+import { run, runOutput } from "../process/run.ts";
 
 /** A route of ours found in the kernel. */
 export interface CurrentRoute {

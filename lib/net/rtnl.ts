@@ -1,6 +1,6 @@
 // The `ip` commands the plugin's hot path needs, as the rtnetlink messages `ip` sends for them.
 // Each function names its command; it runs on an Rtnl socket, so the netns is the socket's.
-import { familyBits, formatIp, parseIp } from "../ipam/cidr.ts";
+import { familyBits, formatIp, parseIp } from "../ip/cidr.ts";
 import {
   attr,
   concat,

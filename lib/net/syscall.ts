@@ -1,6 +1,6 @@
-// System calls made directly, through Deno's FFI to libc's syscall(2): the plugin's netlink
-// socket inside a pod's netns (setns on this thread, socket, setns back). Spawning `nsenter ip`
-// for the same work costs a fresh process per pod; these calls cost microseconds.
+// System calls Deno has no API for, made through its FFI to libc's syscall(2): a netlink socket
+// and its sendto/recvfrom, and setns around the socket() call that places it in a pod's netns
+// (lib/net/netlink.ts).
 //
 // One FFI symbol for every call: Deno builds a trampoline per symbol (~0.3 ms each).
 
@@ -67,7 +67,7 @@ export type Arg = number | Uint8Array<ArrayBuffer>;
 
 /**
  * syscall(2): returns the result, or throws {@linkcode SyscallError} naming `what`. Retried
- * when a signal interrupts it (flock waits for the lock). Byte arguments must sit in an
+ * when a signal interrupts it (a blocking recvfrom can see EINTR). Byte arguments must sit in an
  * ArrayBuffer of their own so V8 never moves them while the kernel reads or writes them.
  */
 export function sys(call: Call, what: string, ...args: Arg[]): number {

@@ -1,16 +1,15 @@
 // The node agent: install, sync, then keep syncing as nodes come and go, until told to stop.
 import { join } from "node:path";
 import { KubeClient } from "../kube/client.ts";
-import { parseKubeNode } from "../kube/node.ts";
+import { type NodeInfo, parseKubeNode } from "../kube/node.ts";
 import { watchNodes } from "../kube/node_watch.ts";
 import { deleteChains } from "../net/iptables.ts";
 import { flushOwnedRoutes } from "../net/route.ts";
 import { CONFLIST_NAME } from "./desired.ts";
 import { healthHandler, newStatus } from "./health.ts";
 import { deleteFile, fileExists, PLUGIN_NAME } from "./install.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log/logger.ts";
 import { OWNED_CHAINS } from "./masq.ts";
-import type { NodeInfo } from "./node.ts";
 import { readNodesFile, watchNodesFile } from "./nodes_file.ts";
 import type { AgentOptions } from "./options.ts";
 import { checkTools } from "./preflight.ts";

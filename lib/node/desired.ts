@@ -9,8 +9,8 @@ import {
   formatIp,
   parseCidr,
   parseIp,
-} from "../ipam/cidr.ts";
-import type { NodeInfo } from "./node.ts";
+} from "../ip/cidr.ts";
+import type { NodeInfo } from "../kube/node.ts";
 
 /** A parsed podCIDR in canonical text, or why it is not one. */
 export type CanonicalCidr = { readonly cidr: Cidr; readonly text: string } | {

@@ -1,7 +1,7 @@
 // Pure masquerade and forward rules for one address family, as chains iptables-restore can load.
 // The rule count depends on the cluster CIDRs, never on the number of nodes.
-import type { Family } from "../ipam/cidr.ts";
-import { type Cidr, cidrContains } from "../ipam/cidr.ts";
+import type { Family } from "../ip/cidr.ts";
+import { type Cidr, cidrContains } from "../ip/cidr.ts";
 import type { OwnedChain } from "../net/iptables.ts";
 import { canonicalCidr } from "./desired.ts";
 

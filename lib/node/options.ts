@@ -1,6 +1,6 @@
 // The agent's command line (a contract: DESIGN.md "Node agent contract") turned into options.
 import { parseArgs } from "node:util";
-import { parseCidr } from "../ipam/cidr.ts";
+import { parseCidr } from "../ip/cidr.ts";
 import { inClusterConfig, type KubeConfig } from "../kube/client.ts";
 
 /** Everything the agent runs from. */

@@ -2,7 +2,7 @@
 // instead of a failed route or rule much later, and the agent refuses to run without the ones
 // it cannot work without. Only stats PATH entries: nothing is spawned.
 import { missingTools } from "../net/tools.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log/logger.ts";
 
 /** A program the agent (or the plugin it installs) runs, and what it is for. */
 export interface Tool {
@@ -19,9 +19,6 @@ export const AGENT_TOOLS: readonly Tool[] = [
   { name: "iptables-save", required: true, usedFor: "reading IPv4 rules before changing them" },
   { name: "ip6tables-restore", required: false, usedFor: "IPv6 masquerade and forward rules" },
   { name: "ip6tables-save", required: false, usedFor: "reading IPv6 rules before changing them" },
-  { name: "iptables", required: false, usedFor: "the plugin's ipMasq option" },
-  { name: "ip6tables", required: false, usedFor: "the plugin's ipMasq option over IPv6" },
-  { name: "nsenter", required: false, usedFor: "the plugin (it runs on the node)" },
 ];
 
 /**

@@ -1,6 +1,6 @@
 // Reconcile and uninstall run a list of independent steps: one failing must not stop the rest
 // (a broken iptables must not keep routes from being fixed), and each failure is logged once.
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log/logger.ts";
 
 /** Runs named steps, logging failures instead of stopping; `ok` says whether all succeeded. */
 export interface StepRunner {

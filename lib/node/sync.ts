@@ -2,7 +2,7 @@
 // masquerade/forward chains, routes. Level-triggered: it compares with what the kernel and the
 // disk hold and changes only the difference, so running it twice changes nothing the second time.
 import { join } from "node:path";
-import type { Family } from "../ipam/cidr.ts";
+import type { Family } from "../ip/cidr.ts";
 import { ensureChains } from "../net/iptables.ts";
 import { applyRouteBatch, defaultRouteMtu, listOwnedRoutes, ROUTE_PROTO } from "../net/route.ts";
 import { ensureSysctl, IPV4_FORWARD, IPV6_FORWARD } from "../net/sysctl.ts";
@@ -21,9 +21,9 @@ import {
   installPlugin,
   PLUGIN_NAME,
 } from "./install.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log/logger.ts";
 import { desiredChains } from "./masq.ts";
-import type { NodeInfo } from "./node.ts";
+import type { NodeInfo } from "../kube/node.ts";
 import type { AgentOptions } from "./options.ts";
 import { planRoutes } from "./route_plan.ts";
 import { stepRunner } from "./steps.ts";

@@ -2,7 +2,7 @@
 // that changes the node is undone, in reverse, if a later one fails.
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Result, Route } from "../cni/result.ts";
-import { type Cidr, formatIp, gatewayOf, type Ip, parseIpWithPrefix } from "../ipam/cidr.ts";
+import { type Cidr, formatIp, gatewayOf, type Ip, parseIpWithPrefix } from "../ip/cidr.ts";
 import { setupIpMasq, teardownIpMasq } from "../net/ipmasq.ts";
 import {
   attachToBridge,

@@ -7,7 +7,7 @@ import { hasIpMasq } from "../net/ipmasq.ts";
 import { checkPodNetns } from "../net/netns.ts";
 import { Rtnl } from "../net/netlink.ts";
 import { addrList, linkGet, linkList, routeList } from "../net/rtnl.ts";
-import { formatCidr, formatIp, parseCidr, parseIp, parseIpWithPrefix } from "../ipam/cidr.ts";
+import { formatCidr, formatIp, parseCidr, parseIp, parseIpWithPrefix } from "../ip/cidr.ts";
 import { hostVethName } from "./plan.ts";
 import { ipamFor, type Request } from "./request.ts";
 

@@ -1,6 +1,6 @@
 // Derived names and addresses for one attachment. Names are derived, never random, so DEL,
 // CHECK and GC find the host veth from (container ID, ifname) alone, even without a netns.
-import { type Cidr, formatCidr, formatIp, type Ip } from "../ipam/cidr.ts";
+import { type Cidr, formatIp, type Ip } from "../ip/cidr.ts";
 import { nameDigest } from "../net/digest.ts";
 import type { PodAddress, PodRoute, VethPlan } from "../net/link.ts";
 
@@ -58,9 +58,4 @@ export function planVeth(req: {
     addresses: req.addresses,
     routes: req.routes,
   };
-}
-
-/** Text form of a network, for logs. */
-export function describeCidrs(cidrs: readonly Cidr[]): string {
-  return cidrs.map(formatCidr).join(",");
 }

@@ -3,7 +3,7 @@ import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { CniEnv } from "../cni/env.ts";
 import type { NetConf } from "../cni/netconf.ts";
 import { builtinIpam } from "../ipam/builtin.ts";
-import { type Ip, parseIp } from "../ipam/cidr.ts";
+import { type Ip, parseIp } from "../ip/cidr.ts";
 import { delegatedIpam } from "../ipam/delegate.ts";
 import type { Ipam } from "../ipam/ipam.ts";
 import type { Owner } from "../ipam/store.ts";

@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { readLines } from "../../lib/kube/watch.ts";
 import { ROUTE_PROTO } from "../../lib/net/route.ts";
-import { run, runOutput } from "../../lib/net/run.ts";
+import { run, runOutput } from "../../lib/process/run.ts";
 import { type TempNetns, tempNetns } from "./netns.ts";
 
 /** The repository root. */

@@ -1,5 +1,5 @@
 // Long-running child processes for the test harness (agents, the fake API server, probes):
-// lib/net/run.ts runs commands to completion, these stay up until stopped or disposed.
+// lib/process/run.ts runs commands to completion, these stay up until stopped or disposed.
 
 /** Options for {@linkcode spawnChild}. */
 export interface ChildOptions {

@@ -5,8 +5,8 @@
 //
 //   await using cluster = await startCluster({ nodes: 3, podsPerNode: 2, dualStack: true, mode: "static" });
 //   await cluster.tcp(cluster.pods[0], cluster.pods[3].ips[0]); // { ok: true, seen: "10.244.1.2" }
-import { inNetns, run, runOutput } from "../../lib/net/run.ts";
-import { cidrContains, formatCidr, parseCidr, parseIp } from "../../lib/ipam/cidr.ts";
+import { inNetns, run, runOutput } from "../../lib/process/run.ts";
+import { cidrContains, formatCidr, parseCidr, parseIp } from "../../lib/ip/cidr.ts";
 import { ping as pingFrom, uniqueName } from "./netns.ts";
 import { type Child, spawnChild } from "./child.ts";
 import { type Probe, startProbe } from "./probe_client.ts";

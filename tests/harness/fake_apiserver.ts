@@ -9,7 +9,7 @@
 // Control: PUT /_test/nodes/<name> (a nodes-file entry or a v1.Node), DELETE /_test/nodes/<name>,
 // POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark.
 import { parseArgs } from "node:util";
-import { parseNodesFile, parseNodesFileEntry } from "../../lib/node/node.ts";
+import { parseNodesFile, parseNodesFileEntry } from "../../lib/node/nodes_file.ts";
 
 /** A nodes-file entry: `{"name","ip","ips"?,"podCIDRs"}`. */
 export interface NodeEntry {

@@ -1,6 +1,6 @@
 // The same datapath mycni builds, wired by hand with ip and sysctl (no plugin, no agent): the
 // baseline for the throughput bench, and a way to exercise the fixture without mycni.
-import { inNetns, run } from "../../lib/net/run.ts";
+import { inNetns, run } from "../../lib/process/run.ts";
 import { ipBatch, type NodePlan } from "./topology.ts";
 
 /** Bridge cni0 holding the gateways, forwarding on, optional masquerade of pod traffic. */

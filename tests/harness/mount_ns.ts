@@ -4,7 +4,7 @@
 // while nothing on the real host changes. The namespace lives as long as its processes: a
 // holder (`sleep`) keeps it, and disposing kills the holder.
 import { dirname, join } from "node:path";
-import { run } from "../../lib/net/run.ts";
+import { run } from "../../lib/process/run.ts";
 
 /** A private mount namespace, inside a network namespace. */
 export interface TempMountNs extends AsyncDisposable {

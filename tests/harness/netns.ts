@@ -1,5 +1,5 @@
 // Temporary network namespaces for tests: unique names, removed on dispose even when a test fails.
-import { run, runOutput } from "../../lib/net/run.ts";
+import { run, runOutput } from "../../lib/process/run.ts";
 
 /** Whether this process may create namespaces (root). CI always may; see canRunPrivileged. */
 export const isRoot = Deno.uid() === 0;

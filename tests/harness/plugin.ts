@@ -1,7 +1,7 @@
 // Runs the built plugin exactly as a runtime does: exec with CNI_* env and the config on stdin,
 // from inside a test "node" namespace (never the root namespace: the plugin makes cni0 there).
 import { fileURLToPath } from "node:url";
-import { runOutput } from "../../lib/net/run.ts";
+import { runOutput } from "../../lib/process/run.ts";
 import { type TempNetns, tempNetns } from "./netns.ts";
 
 /** The built plugin (make build / scripts/build.sh). */

@@ -1,6 +1,6 @@
 // Drives a probe (probe.ts) running inside a namespace: TCP connections that report the source
 // address the other side saw, and HTTP requests made from inside the namespace.
-import { inNetns } from "../../lib/net/run.ts";
+import { inNetns } from "../../lib/process/run.ts";
 import { type Child, spawnChild } from "./child.ts";
 import type { ProbeReply, ProbeRequest } from "./probe.ts";
 

@@ -1,7 +1,7 @@
 // A throwaway certificate authority and one server certificate from it, made with `openssl`, for
 // tests that need https the way a pod sees the API server (service-account ca.crt + server cert).
 import { join } from "node:path";
-import { run } from "../../lib/net/run.ts";
+import { run } from "../../lib/process/run.ts";
 
 /** PEM files written into a directory. */
 export interface TestCerts {

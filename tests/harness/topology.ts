@@ -1,7 +1,7 @@
 // The simulated cluster's address plan and underlay wiring: a "switch" namespace holding the
 // underlay bridge, nodes and the external host hanging off it through veths. Documentation
 // ranges only (RFC 5737 TEST-NET, RFC 3849 2001:db8::/32, ULA), so nothing can leak anywhere.
-import { inNetns, run, runOutput } from "../../lib/net/run.ts";
+import { inNetns, run, runOutput } from "../../lib/process/run.ts";
 
 /** Underlay networks (the "LAN" between nodes). */
 export const UNDERLAY = { v4: "192.0.2.0/24", v6: "fd00:192:0:2::/64" } as const;

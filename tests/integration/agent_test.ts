@@ -2,7 +2,7 @@
 // simulated cluster runs it: --once, watching a nodes file, and watching the fake API server.
 // Everything kernel-side happens inside the namespace the test creates.
 import { join } from "node:path";
-import { run } from "../../lib/net/run.ts";
+import { run } from "../../lib/process/run.ts";
 import {
   agentArgv,
   curl,

@@ -2,7 +2,7 @@
 // and pods made by the built plugin, once with a nodes file and once against the fake API
 // server. One 3-node dual-stack cluster per mode; each acceptance point is a step.
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert";
-import { runOutput } from "../../lib/net/run.ts";
+import { runOutput } from "../../lib/process/run.ts";
 import { canRunPrivileged } from "../harness/netns.ts";
 import {
   type ClusterMode,

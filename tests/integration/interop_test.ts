@@ -8,8 +8,8 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
-import { cidrContains, parseCidr, parseIp } from "../../lib/ipam/cidr.ts";
-import { run, runOutput } from "../../lib/net/run.ts";
+import { cidrContains, parseCidr, parseIp } from "../../lib/ip/cidr.ts";
+import { run, runOutput } from "../../lib/process/run.ts";
 import { canRunPrivileged, tempNetns, uniqueName } from "../harness/netns.ts";
 import {
   type Cluster,

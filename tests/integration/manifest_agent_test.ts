@@ -4,7 +4,7 @@
 // node network namespace (hostNetwork) where a TLS fake API server answers at the kubelet-injected
 // KUBERNETES_SERVICE_HOST/PORT. A rename in the manifest or in the agent breaks this test.
 import { basename, dirname, join } from "node:path";
-import { run } from "../../lib/net/run.ts";
+import { run } from "../../lib/process/run.ts";
 import { OWNED_CHAINS } from "../../lib/node/masq.ts";
 import {
   curl,

@@ -1,7 +1,7 @@
 // The plugin's datapath, exec'd like a runtime does, in real namespaces: addresses really
 // configured, pings that really cross, results in every supported version.
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
-import { runOutput } from "../../lib/net/run.ts";
+import { runOutput } from "../../lib/process/run.ts";
 import { SUPPORTED_VERSIONS } from "../../lib/cni/version.ts";
 import { canRunPrivileged, ping } from "../harness/netns.ts";
 import { bare, resultIps, testNode } from "../harness/plugin.ts";

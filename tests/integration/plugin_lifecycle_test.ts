@@ -1,5 +1,5 @@
 // DEL, CHECK, GC and STATUS against real namespaces; concurrency, a full pool and rollback.
-import { runOutput } from "../../lib/net/run.ts";
+import { runOutput } from "../../lib/process/run.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { canRunPrivileged } from "../harness/netns.ts";
 import { bare, resultIps, testNode } from "../harness/plugin.ts";

@@ -4,7 +4,7 @@
 // The agent must keep the last good routes, retry with backoff, and say what is wrong in
 // /healthz and /metrics.
 import { join } from "node:path";
-import { run } from "../../lib/net/run.ts";
+import { run } from "../../lib/process/run.ts";
 import {
   agentArgv,
   curl,

@@ -82,7 +82,7 @@ const CASES: readonly Case[] = [
   { what: "unknown CNI_COMMAND", code: 4, env: { CNI_COMMAND: "DESTROY" } },
   { what: "lower-case CNI_COMMAND", code: 4, env: { CNI_COMMAND: "add" } },
   { what: "CNI_CONTAINERID missing", code: 4, env: { CNI_CONTAINERID: undefined } },
-  { what: "CNI_CONTAINERID empty", code: 3, env: { CNI_CONTAINERID: "" } },
+  { what: "CNI_CONTAINERID empty", code: 4, env: { CNI_CONTAINERID: "" } },
   { what: "CNI_CONTAINERID with ..", code: 4, env: { CNI_CONTAINERID: "../../etc/passwd" } },
   { what: "CNI_CONTAINERID is ..", code: 4, env: { CNI_CONTAINERID: ".." } },
   { what: "CNI_CONTAINERID with /", code: 4, env: { CNI_CONTAINERID: "abc/def" } },

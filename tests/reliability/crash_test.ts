@@ -2,7 +2,7 @@
 // OOM killer would, then check that a retried ADD succeeds without a duplicate, that DEL cleans
 // up, that GC with the live attachments removes every orphan, and that the IPAM lock never
 // wedges (flock is dropped by the kernel when the holder dies).
-import { runOutput } from "../../lib/net/run.ts";
+import { runOutput } from "../../lib/process/run.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import { hostVethName } from "../../lib/plugin/plan.ts";
 import { canRunPrivileged, ping, type TempNetns } from "../harness/netns.ts";

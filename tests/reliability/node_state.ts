@@ -2,7 +2,7 @@
 // routes (every table, both families), iptables rules and the IPAM state dir. Two snapshots
 // are compared as text, so a failure shows exactly what changed.
 import { join } from "node:path";
-import { runOutput } from "../../lib/net/run.ts";
+import { runOutput } from "../../lib/process/run.ts";
 
 /** One namespace's kernel state plus a state dir, normalised to stable text. */
 export interface NodeState {

@@ -1,7 +1,7 @@
 // Node reboot: the IPAM state dir survives while every netns, veth and the bridge vanish (the
 // node and pod namespaces are deleted, a new node namespace gets the same dataDir). GC with the
 // runtime's valid attachments after the reboot, then STATUS, must give back a clean pool.
-import { runOutput } from "../../lib/net/run.ts";
+import { runOutput } from "../../lib/process/run.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import { canRunPrivileged, ping, type TempNetns, tempNetns } from "../harness/netns.ts";
 import { bare, execPlugin, resultIps } from "../harness/plugin.ts";

@@ -2,7 +2,7 @@
 // between, for two rounds (the second wraps the pool onto addresses the first one freed).
 // Asserts no address is ever held twice, every pod has exactly what its ADD returned, and that
 // afterwards nothing is left: no veth, no allocation, no index entry, and the bridge still works.
-import { runOutput } from "../../lib/net/run.ts";
+import { runOutput } from "../../lib/process/run.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import { canRunPrivileged, ping, type TempNetns } from "../harness/netns.ts";
 import { bare, type PluginRun, resultIps, testNode } from "../harness/plugin.ts";

@@ -1,9 +1,9 @@
 // Two simulated nodes for the runtimes: node namespaces on an underlay bridge in a "switch"
 // namespace (TEST-NET-1 and 2001:db8:: addresses), routes between their podCIDRs (IPv4, or
 // IPv4 + IPv6 for a dual-stack cluster), a conflist per node.
-import { formatIp, gatewayOf, parseCidr } from "../../../lib/ipam/cidr.ts";
-import { run, runOutput } from "../../../lib/net/run.ts";
-import { type TempNetns, tempNetns, uniqueName } from "../../harness/netns.ts";
+import { formatIp, gatewayOf, parseCidr } from "../../../lib/ip/cidr.ts";
+import { run, runOutput } from "../../../lib/process/run.ts";
+import { type TempNetns, tempNetns, uniqueName } from "../netns.ts";
 
 /** A node as the agent's `--nodes-file` describes it; one entry per family, IPv4 first. */
 export interface NodeSpec {

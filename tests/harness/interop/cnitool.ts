@@ -1,6 +1,6 @@
 // Builds and drives mcicnitool (cnitool.go), the libcni client that exercises CHECK through a
 // chain. Built offline from Debian's golang-github-appc-cni-dev, in GOPATH mode.
-import { run, type RunOutput, runOutput } from "../../../lib/net/run.ts";
+import { run, type RunOutput, runOutput } from "../../../lib/process/run.ts";
 
 const SOURCE = new URL("./cnitool.go", import.meta.url).pathname;
 

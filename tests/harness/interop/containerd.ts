@@ -1,6 +1,6 @@
 // One containerd (CRI plugin) per simulated node, run inside the node's network namespace with
 // its own root, state and socket under the test's temp dir. Config per notes/real-runtimes.md.
-import { run, runOutput } from "../../../lib/net/run.ts";
+import { run, runOutput } from "../../../lib/process/run.ts";
 import { type CriClient, criConnect } from "./cri_client.ts";
 import { mountsUnder } from "./host_state.ts";
 

@@ -1,7 +1,7 @@
 // `ctr run --cni` against a node's containerd. ctr's own go-cni reads the fixed /etc/cni/net.d
 // and /opt/cni/bin (and caches results in /var/lib/cni): a private mount namespace in the node's
 // network namespace puts test dirs at those paths, so the real host's are never read or written.
-import { type RunOutput, runOutput } from "../../../lib/net/run.ts";
+import { type RunOutput, runOutput } from "../../../lib/process/run.ts";
 import { tempMountNs } from "../mount_ns.ts";
 
 /** Where ctr runs and what it should find at its hard-coded CNI paths. */

@@ -1,6 +1,6 @@
 // What a pod may leave on a node: IP allocations on disk, veths, iptables rules; and what a
 // runtime may leave on the machine outside our temp dir (cgroup dirs, netns mounts, caches).
-import { run, runOutput } from "../../../lib/net/run.ts";
+import { run, runOutput } from "../../../lib/process/run.ts";
 
 const IP_NAME = /^(\d{1,3}\.){3}\d{1,3}$|^[0-9a-f]*:[0-9a-f:]+$/i;
 

@@ -1,6 +1,6 @@
 // A tiny OCI image built from Debian's busybox-static, so containerd and podman need no registry:
 // one layer holding /bin/busybox, its applet links and a page for `httpd` to serve.
-import { run } from "../../../lib/net/run.ts";
+import { run } from "../../../lib/process/run.ts";
 
 /** The applets the suite's containers use. */
 const APPLETS = ["sh", "sleep", "ping", "ip", "httpd", "wget", "nc", "cat", "echo", "ls", "true"];

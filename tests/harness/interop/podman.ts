@@ -1,7 +1,7 @@
 // podman 4.3 with its CNI backend, private storage and config, run inside a node's namespace.
 // Config per notes/real-runtimes.md: runc (crun refuses this hybrid cgroup layout), explicit
 // ulimits (podman asks for more than the hard limit here), cgroupfs (no systemd).
-import { run, type RunOutput, runOutput } from "../../../lib/net/run.ts";
+import { run, type RunOutput, runOutput } from "../../../lib/process/run.ts";
 
 /** podman with its own root, runroot and containers.conf. */
 export interface Podman {

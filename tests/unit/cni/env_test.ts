@@ -36,12 +36,12 @@ Deno.test("parseCniEnv() allows an empty CNI_NETNS on DEL only", () => {
   assertEquals(code(() => parseCniEnv("ADD", { ...env, CNI_NETNS: "" })), 4);
 });
 
-Deno.test("parseCniEnv() codes: missing env 4, empty container ID 3, bad container ID or ifname 4", () => {
+Deno.test("parseCniEnv() codes: missing or empty env 4, bad container ID or ifname 4", () => {
   assertEquals(
     code(() => parseCniEnv("ADD", { ...env, CNI_PATH: undefined as unknown as string })),
     4,
   );
-  assertEquals(code(() => parseCniEnv("ADD", { ...env, CNI_CONTAINERID: "" })), 3);
+  assertEquals(code(() => parseCniEnv("ADD", { ...env, CNI_CONTAINERID: "" })), 4);
   for (const id of ["../x", "a/b", "a\nb", "-a", "x".repeat(4096)]) {
     assertEquals(
       code(() => parseCniEnv("ADD", { ...env, CNI_CONTAINERID: id })),

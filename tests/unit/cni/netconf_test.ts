@@ -1,6 +1,6 @@
 import { CniError } from "../../../lib/cni/errors.ts";
 import { parseNetConf } from "../../../lib/cni/netconf.ts";
-import { formatCidr } from "../../../lib/ipam/cidr.ts";
+import { formatCidr } from "../../../lib/ip/cidr.ts";
 import { assertEquals, assertMatch, assertThrows } from "../../harness/assert.ts";
 
 const base = { cniVersion: "1.1.0", name: "mycni", type: "mycni", podcidr: "10.244.1.0/24" };

@@ -2,7 +2,7 @@
 // is checked field by field against kind's v1alpha4 types, then against the rules kind's
 // validation applies and the cluster mycni needs (no default CNI, a pod subnet, two workers).
 import assert from "node:assert/strict";
-import { parseCidr } from "../../../lib/ipam/cidr.ts";
+import { parseCidr } from "../../../lib/ip/cidr.ts";
 import { parseYamlFile } from "./deploy_files.ts";
 
 /** The type of one config field, as kind's Go types declare it. */

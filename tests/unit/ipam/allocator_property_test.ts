@@ -14,7 +14,7 @@ import {
   hostRange,
   lastAddress,
   parseIp,
-} from "../../../lib/ipam/cidr.ts";
+} from "../../../lib/ip/cidr.ts";
 import { CniError, ErrorCode } from "../../../lib/cni/errors.ts";
 import type { Owner } from "../../../lib/ipam/store.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";

@@ -3,8 +3,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { KubeClient } from "../../../lib/kube/client.ts";
 import { watchNodes } from "../../../lib/kube/node_watch.ts";
-import { createLogger } from "../../../lib/node/log.ts";
-import type { NodeInfo } from "../../../lib/node/node.ts";
+import { createLogger } from "../../../lib/log/logger.ts";
+import type { NodeInfo } from "../../../lib/kube/node.ts";
 import { startFakeApiServer } from "../../harness/fake_apiserver.ts";
 
 const n = (i: number) => ({

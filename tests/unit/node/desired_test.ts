@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { parseCidr } from "../../../lib/ipam/cidr.ts";
+import { parseCidr } from "../../../lib/ip/cidr.ts";
 import {
   aggregateCidrs,
   clusterCidrs,
@@ -7,7 +7,7 @@ import {
   familiesOf,
   renderConflist,
 } from "../../../lib/node/desired.ts";
-import type { NodeInfo } from "../../../lib/node/node.ts";
+import type { NodeInfo } from "../../../lib/kube/node.ts";
 
 const nodes: NodeInfo[] = [
   {

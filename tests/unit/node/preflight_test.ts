@@ -1,7 +1,7 @@
 // The agent's start-up check of the programs it runs, against a fake PATH of temp directories.
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { join } from "node:path";
-import { createLogger } from "../../../lib/node/log.ts";
+import { createLogger } from "../../../lib/log/logger.ts";
 import { AGENT_TOOLS, checkTools, findMissingTools } from "../../../lib/node/preflight.ts";
 
 /** Two PATH directories holding executables named `names`, split between them. */
@@ -34,14 +34,14 @@ Deno.test("checkTools() logs nothing and passes when every tool is on PATH", asy
 });
 
 Deno.test("checkTools() warns once per missing optional tool and still passes", async () => {
-  await using fake = await fakePath(ALL.filter((n) => n !== "ip6tables" && n !== "nsenter"));
+  await using fake = await fakePath(ALL.filter((n) => !n.startsWith("ip6tables-")));
   const { lines, log } = capture();
   assertEquals(checkTools(fake.path, log), true);
   assertEquals(
     lines.map((l) => [l.level, l.msg, l.program]),
     [
-      ["warn", "program not found on PATH", "ip6tables"],
-      ["warn", "program not found on PATH", "nsenter"],
+      ["warn", "program not found on PATH", "ip6tables-restore"],
+      ["warn", "program not found on PATH", "ip6tables-save"],
     ],
   );
   assertEquals(lines[0].path, fake.path);
@@ -67,14 +67,14 @@ Deno.test("findMissingTools() skips a non-executable file and a directory of tha
   assertEquals(findMissingTools(fake.path).map((t) => t.name), ["ip", "iptables-save"]);
 });
 
-Deno.test("findMissingTools() follows symlinks, as iptables -> /etc/alternatives does", async () => {
-  await using fake = await fakePath(ALL.filter((n) => n !== "iptables"));
+Deno.test("findMissingTools() follows symlinks, as iptables-save -> /etc/alternatives does", async () => {
+  await using fake = await fakePath(ALL.filter((n) => n !== "iptables-save"));
   const dir = fake.path.split(":").at(-1)!;
   await Deno.writeTextFile(join(dir, "xtables-nft-multi"), "#!/bin/true\n", { mode: 0o755 });
-  await Deno.symlink(join(dir, "xtables-nft-multi"), join(dir, "iptables"));
+  await Deno.symlink(join(dir, "xtables-nft-multi"), join(dir, "iptables-save"));
   assertEquals(findMissingTools(fake.path), []);
   await Deno.remove(join(dir, "xtables-nft-multi")); // now a dangling link: not a program
-  assertEquals(findMissingTools(fake.path).map((t) => t.name), ["iptables"]);
+  assertEquals(findMissingTools(fake.path).map((t) => t.name), ["iptables-save"]);
 });
 
 Deno.test("findMissingTools() finds everything missing on an empty PATH", () => {

@@ -8,7 +8,7 @@ import {
   isTooSmall,
   parseCidr,
   parseIp,
-} from "../../../lib/ipam/cidr.ts";
+} from "../../../lib/ip/cidr.ts";
 import { assertEquals, assertThrows } from "../../harness/assert.ts";
 
 Deno.test("formatIp() writes IPv6 the way Go's net.IP.String() does", () => {

@@ -1,4 +1,4 @@
-// Property-based tests of the CIDR math (lib/ipam/cidr.ts) and of the pod-network checks
+// Property-based tests of the CIDR math (lib/ip/cidr.ts) and of the pod-network checks
 // parseNetConf builds on it, over random IPv4 and IPv6 addresses and prefixes.
 // deno-lint-ignore-file no-import-prefix -- test-only npm package, pinned where it is used
 import fc from "npm:fast-check@4.10.2";
@@ -17,7 +17,7 @@ import {
   lastAddress,
   parseCidr,
   parseIp,
-} from "../../../lib/ipam/cidr.ts";
+} from "../../../lib/ip/cidr.ts";
 import { CniError, ErrorCode } from "../../../lib/cni/errors.ts";
 import { parseNetConf } from "../../../lib/cni/netconf.ts";
 import { assert, assertEquals, assertThrows } from "../../harness/assert.ts";

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
-import { parseNodesFile } from "../../../lib/node/node.ts";
+import { parseNodesFile } from "../../../lib/node/nodes_file.ts";
 
 Deno.test("parseNodesFile() reads ip, optional ips and podCIDRs", () => {
   assertEquals(
