@@ -1,13 +1,25 @@
 // mycni node agent entry: flags and env in, one call, exit code out.
 import { runAgent } from "./lib/node/agent.ts";
 import { createLogger } from "./lib/log/logger.ts";
-import { parseAgentArgs, USAGE, UsageError } from "./lib/node/options.ts";
+import { runExplain } from "./lib/node/explain_cli.ts";
+import { parseAgentArgs, parseExplainArgs, USAGE, UsageError } from "./lib/node/options.ts";
 
 const log = createLogger();
 const env = Deno.env.toObject();
 if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
   console.log(USAGE);
   Deno.exit(0);
+}
+if (Deno.args[0] === "explain") {
+  let args;
+  try {
+    args = parseExplainArgs(Deno.args.slice(1));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`mycni-init explain: ${err.message}\n${USAGE}`);
+    Deno.exit(2);
+  }
+  Deno.exit(await runExplain(args, console.log));
 }
 let opts;
 try {

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 declare -A PKGS=(
   [ip]=iproute2
   [iptables]=iptables
+  [nft]=nftables
   [ping]=iputils-ping
   [iperf3]=iperf3
   [nsenter]=util-linux

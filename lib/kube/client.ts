@@ -1,5 +1,6 @@
-// A minimal Kubernetes API client: list and watch /api/v1/nodes over fetch, with a bearer token
-// and a CA bundle. Enough for the agent, nothing more.
+// A minimal Kubernetes API client: list and watch a collection (nodes, pods, namespaces,
+// networkpolicies) over fetch, with a bearer token and a CA bundle. Read-only: the agent never
+// writes to the API. Enough for the agent, nothing more.
 import { GoneError, parseWatchEvent, readLines, type WatchEvent } from "./watch.ts";
 
 /** Where the API server is and how to authenticate. */
@@ -61,13 +62,23 @@ export class KubeClient implements Disposable {
   }
 
   /** Lists all nodes, following `continue` pages. */
-  async listNodes(signal?: AbortSignal): Promise<ListResult> {
+  listNodes(signal?: AbortSignal): Promise<ListResult> {
+    return this.list("/api/v1/nodes", signal);
+  }
+
+  /**
+   * Lists the collection at `path` (e.g. `/api/v1/pods`), following `continue` pages.
+   *
+   * @example
+   * const { items, resourceVersion } = await client.list("/api/v1/namespaces");
+   */
+  async list(path: string, signal?: AbortSignal): Promise<ListResult> {
     const items: unknown[] = [];
     let cont = "";
     for (;;) {
       const q = new URLSearchParams({ limit: String(LIST_LIMIT) });
       if (cont) q.set("continue", cont);
-      const res = await this.#get(`/api/v1/nodes?${q}`, signal);
+      const res = await this.#get(`${path}?${q}`, signal);
       const body = await res.json() as {
         items?: unknown[];
         metadata?: { resourceVersion?: string; continue?: string };
@@ -79,10 +90,12 @@ export class KubeClient implements Disposable {
   }
 
   /**
-   * Watches nodes from `resourceVersion`, yielding events until the server ends the stream.
-   * A 410 (as an HTTP status or as an ERROR event) throws {@linkcode GoneError}.
+   * Watches the collection at `path` from `resourceVersion`, yielding events until the server
+   * ends the stream. A 410 (as an HTTP status or as an ERROR event) throws
+   * {@linkcode GoneError}.
    */
-  async *watchNodes(
+  async *watch(
+    path: string,
     resourceVersion: string,
     opts: { signal?: AbortSignal; timeoutSeconds?: number; onOpen?: () => void } = {},
   ): AsyncGenerator<WatchEvent> {
@@ -92,14 +105,14 @@ export class KubeClient implements Disposable {
       allowWatchBookmarks: "true",
       timeoutSeconds: String(opts.timeoutSeconds ?? 300),
     });
-    const res = await this.#get(`/api/v1/nodes?${q}`, opts.signal);
-    if (!res.body) throw new Error("Watch of /api/v1/nodes returned no body");
+    const res = await this.#get(`${path}?${q}`, opts.signal);
+    if (!res.body) throw new Error(`Watch of ${path} returned no body`);
     opts.onOpen?.();
     for await (const line of readLines(res.body)) {
       const ev = parseWatchEvent(line);
       if (ev.type === "ERROR") {
         if (ev.code === 410) throw new GoneError(ev.message);
-        throw new Error(`Watch of /api/v1/nodes got an error event: ${ev.code} ${ev.message}`);
+        throw new Error(`Watch of ${path} got an error event: ${ev.code} ${ev.message}`);
       }
       yield ev;
     }

@@ -49,18 +49,6 @@ export function parseKubeNode(obj: unknown): ParsedNode {
   return { ok: true, node: { name, ips, podCIDRs } };
 }
 
-/** `metadata.resourceVersion` of any object, or "" */
-export function resourceVersionOf(obj: unknown): string {
-  const rv = asRecord(asRecord(obj).metadata).resourceVersion;
-  return typeof rv === "string" ? rv : "";
-}
-
-/** `metadata.name` of any object, or "" */
-export function nameOf(obj: unknown): string {
-  const name = asRecord(asRecord(obj).metadata).name;
-  return typeof name === "string" ? name : "";
-}
-
 function asRecord(v: unknown): Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v)
     ? v as Record<string, unknown>

@@ -1,24 +1,32 @@
-// The node agent: install, sync, then keep syncing as nodes come and go, until told to stop.
+// The node agent: install, sync, then keep syncing as nodes, pods, namespaces and policies
+// change, until told to stop.
 import { join } from "node:path";
 import { KubeClient } from "../kube/client.ts";
+import { nameOf, namespacedKeyOf, type Parsed, runInformer } from "../kube/informer.ts";
+import { parseNamespace } from "../kube/namespace.ts";
+import { parseNetworkPolicy } from "../kube/network_policy.ts";
 import { type NodeInfo, parseKubeNode } from "../kube/node.ts";
 import { watchNodes } from "../kube/node_watch.ts";
+import { parsePod } from "../kube/pod.ts";
+import type { NamespaceInfo, PodInfo, PolicyEntry } from "../kube/policy_objects.ts";
+import type { Logger } from "../log/logger.ts";
 import { deleteChains } from "../net/iptables.ts";
+import { deleteTable } from "../net/nft.ts";
 import { flushOwnedRoutes } from "../net/route.ts";
 import { CONFLIST_NAME } from "./desired.ts";
 import { healthHandler, newStatus } from "./health.ts";
-import { deleteFile, fileExists, PLUGIN_NAME } from "./install.ts";
-import type { Logger } from "../log/logger.ts";
+import { deleteFile, fileExists, PLUGIN_NAME, PLUGIN_RUNTIME_NAME } from "./install.ts";
 import { OWNED_CHAINS } from "./masq.ts";
+import { NFT_TABLE } from "./nft_table.ts";
 import { readNodesFile, watchNodesFile } from "./nodes_file.ts";
 import type { AgentOptions } from "./options.ts";
 import { checkTools } from "./preflight.ts";
 import { stepRunner } from "./steps.ts";
-import { createNodeSync, type NodeSync } from "./sync.ts";
+import { type ClusterState, createNodeSync, type NodeSync } from "./sync.ts";
 
 /** Datapath re-check (routes someone deleted come back) even when no node changed, as flannel. */
 const RESYNC_MS = 10_000;
-/** A reconcile that failed (an `ip` or `iptables` error) is retried sooner: 0.5 s, doubling. */
+/** A reconcile that failed (an `ip`, `nft` or `iptables` error) is retried sooner: 0.5 s, doubling. */
 const RETRY_FIRST_MS = 500;
 
 /** The outside world the agent is given. */
@@ -27,6 +35,13 @@ export interface AgentContext {
   /** Aborted on SIGTERM/SIGINT. */
   readonly signal: AbortSignal;
   readonly env: Readonly<Record<string, string>>;
+}
+
+/** The collections NetworkPolicy is computed from, as the informers hold them. */
+interface PolicySources {
+  pods?: ReadonlyMap<string, PodInfo>;
+  namespaces?: ReadonlyMap<string, NamespaceInfo>;
+  policies?: ReadonlyMap<string, PolicyEntry>;
 }
 
 /**
@@ -40,17 +55,27 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
   if (!checkTools(ctx.env.PATH ?? "", ctx.log)) return 1;
   if (opts.uninstall) return await uninstall(opts, ctx.log);
   const status = newStatus();
+  status.policyEnabled = opts.networkPolicy && !opts.nodesFile;
+  if (opts.networkPolicy && opts.nodesFile) {
+    ctx.log.info("NetworkPolicy needs the Kubernetes API: a nodes file enforces none");
+  }
   const sync = createNodeSync(opts, status, ctx.log);
-  if (opts.once) return await runOnce(opts, sync, ctx.log);
+  if (opts.once) return await runOnce(opts, sync, status.policyEnabled, ctx.log);
 
   let server: Deno.HttpServer;
   try {
-    server = Deno.serve({
-      hostname: opts.healthAddr.hostname,
-      port: opts.healthAddr.port,
-      signal: ctx.signal,
-      onListen: () => {},
-    }, healthHandler(status));
+    server = Deno.serve(
+      {
+        hostname: opts.healthAddr.hostname,
+        port: opts.healthAddr.port,
+        signal: ctx.signal,
+        onListen: () => {},
+      },
+      healthHandler(status, {
+        drops: () => sync.drops(),
+        explain: status.policyEnabled ? (q) => sync.explain(q) : undefined,
+      }),
+    );
   } catch (err) {
     ctx.log.error("cannot serve /healthz", {
       addr: opts.healthAddr,
@@ -59,28 +84,21 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
     return 1;
   }
   const schedule = createScheduler(sync);
-  let lastSourceError = "";
-  const onState = (state: { watching: boolean; error?: string }) => {
-    status.watching = state.watching;
-    if (state.error === undefined) {
-      lastSourceError = "";
-      return;
+  const sources = sourceHealth(ctx.log, (watching, error) => {
+    status.watching = watching;
+    if (error !== undefined) {
+      status.errors++;
+      status.lastError = error;
     }
-    status.errors++;
-    status.lastError = state.error;
-    if (state.error !== lastSourceError) {
-      ctx.log.error("node source failed", { error: state.error });
-    }
-    lastSourceError = state.error;
-  };
+  });
   const source = opts.nodesFile
     ? watchNodesFile(opts.nodesFile, {
       signal: ctx.signal,
-      onState,
-      onChange: (n) => schedule.request(n, false),
+      onState: sources.reporter("nodes"),
+      onChange: (n) => schedule.nodes(n, false),
     })
-    : watchApi(opts, ctx, { onState, onChange: (n, full) => schedule.request(n, full) });
-  const timer = setInterval(() => schedule.request(undefined, true), RESYNC_MS);
+    : watchApi(opts, ctx, status.policyEnabled, schedule, sources);
+  const timer = setInterval(() => schedule.resync(), RESYNC_MS);
   await source;
   clearInterval(timer);
   await schedule.idle();
@@ -89,47 +107,172 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
   return 0;
 }
 
+type Scheduler = ReturnType<typeof createScheduler>;
+
 async function watchApi(
   opts: AgentOptions,
   ctx: AgentContext,
-  cb: {
-    onState: (s: { watching: boolean; error?: string }) => void;
-    onChange: (n: ReadonlyMap<string, NodeInfo>, full: boolean) => void;
-  },
+  policy: boolean,
+  schedule: Scheduler,
+  sources: ReturnType<typeof sourceHealth>,
 ): Promise<void> {
   using client = await KubeClient.create(opts.kube!);
-  await watchNodes(client, { signal: ctx.signal, log: ctx.log, ...cb });
+  const common = { signal: ctx.signal, log: ctx.log };
+  const watches = [
+    watchNodes(client, {
+      ...common,
+      onState: sources.reporter("nodes"),
+      onChange: (n, full) => schedule.nodes(n, full),
+    }),
+  ];
+  if (policy) {
+    watches.push(
+      runInformer(client, {
+        ...common,
+        ...POD_INFORMER,
+        onState: sources.reporter("pods"),
+        onChange: (pods) => schedule.policy({ pods }),
+      }),
+      runInformer(client, {
+        ...common,
+        ...NAMESPACE_INFORMER,
+        onState: sources.reporter("namespaces"),
+        onChange: (namespaces) => schedule.policy({ namespaces }),
+      }),
+      runInformer(client, {
+        ...common,
+        ...POLICY_INFORMER,
+        onState: sources.reporter("networkpolicies"),
+        onChange: (policies) => schedule.policy({ policies }),
+      }),
+    );
+  }
+  await Promise.all(watches);
 }
 
-async function runOnce(opts: AgentOptions, sync: NodeSync, log: Logger): Promise<number> {
-  let nodes: Map<string, NodeInfo>;
+const POD_INFORMER = {
+  path: "/api/v1/pods",
+  what: "pods",
+  parse: (obj: unknown): Parsed<PodInfo> => {
+    const p = parsePod(obj);
+    return p.ok ? { ok: true, key: `${p.pod.namespace}/${p.pod.name}`, value: p.pod } : p;
+  },
+  keyOf: namespacedKeyOf,
+  same: (a: PodInfo, b: PodInfo) => JSON.stringify(a) === JSON.stringify(b),
+};
+
+const NAMESPACE_INFORMER = {
+  path: "/api/v1/namespaces",
+  what: "namespaces",
+  parse: (obj: unknown): Parsed<NamespaceInfo> => {
+    const p = parseNamespace(obj);
+    return p.ok ? { ok: true, key: p.namespace.name, value: p.namespace } : p;
+  },
+  keyOf: nameOf,
+  same: (a: NamespaceInfo, b: NamespaceInfo) => JSON.stringify(a) === JSON.stringify(b),
+};
+
+const POLICY_INFORMER = {
+  path: "/apis/networking.k8s.io/v1/networkpolicies",
+  what: "networkpolicies",
+  parse: (obj: unknown): Parsed<PolicyEntry> => {
+    const p = parseNetworkPolicy(obj);
+    if (!p.ok) return p;
+    const { namespace, name } = p.entry.policy;
+    return { ok: true, key: `${namespace}/${name}`, value: p.entry };
+  },
+  keyOf: namespacedKeyOf,
+  same: (a: PolicyEntry, b: PolicyEntry) => JSON.stringify(a) === JSON.stringify(b),
+};
+
+/**
+ * Tracks every watched source: the agent is "watching" only while all of them are up, and each
+ * source's failure is logged once until it recovers.
+ */
+function sourceHealth(log: Logger, report: (watching: boolean, error?: string) => void) {
+  const up = new Map<string, boolean>();
+  const lastError = new Map<string, string>();
+  return {
+    reporter(name: string) {
+      up.set(name, false);
+      return (state: { watching: boolean; error?: string }) => {
+        up.set(name, state.watching);
+        const watching = [...up.values()].every((v) => v);
+        if (state.error === undefined) {
+          lastError.delete(name);
+          report(watching);
+          return;
+        }
+        if (state.error !== lastError.get(name)) {
+          log.error(`${name} source failed`, { error: state.error });
+        }
+        lastError.set(name, state.error);
+        report(watching, state.error);
+      };
+    },
+  };
+}
+
+async function runOnce(
+  opts: AgentOptions,
+  sync: NodeSync,
+  policy: boolean,
+  log: Logger,
+): Promise<number> {
+  let state: ClusterState;
   try {
-    if (opts.nodesFile) nodes = await readNodesFile(opts.nodesFile);
+    if (opts.nodesFile) state = { nodes: await readNodesFile(opts.nodesFile) };
     else {
       using client = await KubeClient.create(opts.kube!);
-      const list = await client.listNodes();
-      nodes = new Map();
-      for (const item of list.items) {
+      const nodes = new Map<string, NodeInfo>();
+      for (const item of (await client.listNodes()).items) {
         const parsed = parseKubeNode(item);
         if (parsed.ok) nodes.set(parsed.node.name, parsed.node);
         else log.warn("node skipped", { node: parsed.name, reason: parsed.reason });
       }
+      state = {
+        nodes,
+        policy: policy
+          ? {
+            pods: await listOnce(client, POD_INFORMER, log),
+            namespaces: await listOnce(client, NAMESPACE_INFORMER, log),
+            policies: await listOnce(client, POLICY_INFORMER, log),
+          }
+          : undefined,
+      };
     }
   } catch (err) {
-    log.error("cannot read the node list", { error: (err as Error).message });
+    log.error("cannot read the cluster state", { error: (err as Error).message });
     return 1;
   }
-  return (await sync.run(nodes, true)) ? 0 : 1;
+  return (await sync.run(state, { full: true, nodesChanged: true })) ? 0 : 1;
+}
+
+async function listOnce<T>(
+  client: KubeClient,
+  informer: { path: string; what: string; parse: (obj: unknown) => Parsed<T> },
+  log: Logger,
+): Promise<Map<string, T>> {
+  const out = new Map<string, T>();
+  for (const item of (await client.list(informer.path)).items) {
+    const p = informer.parse(item);
+    if (p.ok) out.set(p.key, p.value);
+    else log.warn(`${informer.what.replace(/s$/, "")} skipped`, { key: p.key, reason: p.reason });
+  }
+  return out;
 }
 
 /**
  * Coalesces reconcile requests: one runs at a time, and the requests that arrive meanwhile
- * become one more run over the newest node list. A failed run is retried with backoff (0.5 s
- * doubling up to the resync period) until one succeeds.
+ * become one more run over the newest state. A failed run is retried with backoff (0.5 s
+ * doubling up to the resync period) until one succeeds. Nothing runs before the node list is
+ * known; policy is part of the state only once pods, namespaces and policies were all listed.
  */
 function createScheduler(sync: NodeSync) {
   let nodes: ReadonlyMap<string, NodeInfo> | undefined;
+  const policy: PolicySources = {};
   let full = false;
+  let nodesChanged = true;
   let again = false;
   let running: Promise<void> | undefined;
   let retryMs = 0;
@@ -142,27 +285,53 @@ function createScheduler(sync: NodeSync) {
       return;
     }
     retryMs = retryMs === 0 ? RETRY_FIRST_MS : Math.min(retryMs * 2, RESYNC_MS);
-    retryTimer = setTimeout(() => request(undefined, true), retryMs);
+    retryTimer = setTimeout(() => request(true), retryMs);
   };
+  // The informers keep changing their maps: each run works on copies, so what it applied and
+  // what `explain` answers from stay one consistent state.
+  const snapshot = (): ClusterState => ({
+    nodes: new Map(nodes!),
+    policy: policy.pods && policy.namespaces && policy.policies
+      ? {
+        pods: new Map(policy.pods),
+        namespaces: new Map(policy.namespaces),
+        policies: new Map(policy.policies),
+      }
+      : undefined,
+  });
   const loop = async () => {
     do {
       again = false;
-      const snapshot = new Map(nodes!);
-      const f = full;
+      const state = snapshot();
+      const opts = { full, nodesChanged };
       full = false;
-      retryLater(await sync.run(snapshot, f));
+      nodesChanged = false;
+      retryLater(await sync.run(state, opts));
     } while (again);
     running = undefined;
   };
-  function request(next: ReadonlyMap<string, NodeInfo> | undefined, isFull: boolean) {
-    if (next) nodes = next;
+  function request(isFull: boolean) {
     full ||= isFull;
     if (!nodes) return; // nothing listed yet: never reconcile from an empty guess
     if (running) again = true;
     else running = loop();
   }
   return {
-    request,
+    /** The node list changed (or was listed again, `isFull`). */
+    nodes(next: ReadonlyMap<string, NodeInfo>, isFull: boolean) {
+      nodes = next;
+      nodesChanged = true;
+      request(isFull);
+    },
+    /** One of the policy collections changed (the informer's live map). */
+    policy(next: PolicySources) {
+      Object.assign(policy, next);
+      request(false);
+    },
+    /** The periodic re-check. */
+    resync() {
+      request(true);
+    },
     /** Waits for the running reconcile and cancels a pending retry (shutdown). */
     async idle() {
       await (running ?? Promise.resolve());
@@ -171,15 +340,26 @@ function createScheduler(sync: NodeSync) {
   };
 }
 
-/** `--uninstall`: the conflist, the plugin, our chains (both families), our routes. */
+/** `--uninstall`: the conflist, the plugin, our table and chains (both families), our routes. */
 async function uninstall(opts: AgentOptions, log: Logger): Promise<number> {
   const steps = stepRunner(log);
   const { step } = steps;
-  for (const path of [join(opts.cniConfDir, CONFLIST_NAME), join(opts.cniBinDir, PLUGIN_NAME)]) {
+  for (
+    const path of [
+      join(opts.cniConfDir, CONFLIST_NAME),
+      join(opts.cniBinDir, PLUGIN_NAME),
+      join(opts.cniBinDir, PLUGIN_RUNTIME_NAME),
+    ]
+  ) {
     await step(`remove ${path}`, async () => {
       if (await deleteFile(path)) log.info("file removed", { path });
     });
   }
+  await step("remove the nftables table", async () => {
+    if (await deleteTable(NFT_TABLE.family, NFT_TABLE.name)) {
+      log.info("nftables table removed", { table: `${NFT_TABLE.family} ${NFT_TABLE.name}` });
+    }
+  });
   for (const family of [4, 6] as const) {
     // No IPv6 in this kernel: there can be no ip6tables rules of ours either.
     if (family === 6 && !(await fileExists("/proc/sys/net/ipv6/conf/all/forwarding"))) continue;

@@ -1,5 +1,7 @@
-// What the agent reports about itself: /healthz (synced and watching) and /metrics (Prometheus
-// text format), both read from one plain status object the agent updates.
+// What the agent reports about itself: /healthz (synced and watching, NetworkPolicy enforced when
+// on), /metrics (Prometheus text format) and /explain (loopback only: the answer to
+// `mycni-init explain`), all read from one plain status object the agent updates.
+import type { Explanation, FlowQuery } from "../policy/plan.ts";
 
 /** The agent's health and counters. */
 export interface AgentStatus {
@@ -16,6 +18,25 @@ export interface AgentStatus {
   lastSyncTime: number;
   lastReconcileSeconds: number;
   lastError: string;
+  /** `--network-policy` and a source that has policies (API mode). */
+  policyEnabled: boolean;
+  /** Pods, namespaces and policies listed, and the rules from them in the kernel. */
+  policySynced: boolean;
+  /** Bridged traffic reaches the forward hook (same-node pod traffic is policed). */
+  brNetfilter: boolean;
+  policies: number;
+  /** Policies that cannot be enforced exactly, enforced fail-closed. */
+  policyErrors: number;
+  /** This node's pods isolated by some policy. */
+  policyTargets: number;
+  /** Rules in the per-pod chains (what a packet can walk is a part of these). */
+  policyRules: number;
+  /** nftables transactions applied (changes of the agent's table). */
+  nftChanges: number;
+  /** Compile and apply time of the last policy change, in seconds. */
+  lastPolicySyncSeconds: number;
+  /** The last installed plugin answered VERSION as a runtime would call it. */
+  pluginRuns: boolean;
 }
 
 /** A fresh status: not synced, not watching, all counters zero. */
@@ -31,30 +52,31 @@ export function newStatus(): AgentStatus {
     lastSyncTime: 0,
     lastReconcileSeconds: 0,
     lastError: "",
+    policyEnabled: false,
+    policySynced: false,
+    brNetfilter: true,
+    policies: 0,
+    policyErrors: 0,
+    policyTargets: 0,
+    policyRules: 0,
+    nftChanges: 0,
+    lastPolicySyncSeconds: 0,
+    pluginRuns: false,
   };
 }
 
+/** Whether the agent is healthy: what /healthz answers 200 for. */
+export function isHealthy(s: AgentStatus): boolean {
+  return s.synced && s.watching && s.pluginRuns &&
+    (!s.policyEnabled || (s.policySynced && s.brNetfilter));
+}
+
 const METRICS: readonly [keyof AgentStatus, string, "gauge" | "counter", string][] = [
-  [
-    "nodesKnown",
-    "mycni_nodes_known",
-    "gauge",
-    "Nodes with a podCIDR and an address in the node list",
-  ],
-  [
-    "routesProgrammed",
-    "mycni_routes_programmed",
-    "gauge",
-    "Routes to other nodes' podCIDRs in the kernel",
-  ],
+  ["nodesKnown", "mycni_nodes_known", "gauge", "Nodes with a podCIDR and an address"],
+  ["routesProgrammed", "mycni_routes_programmed", "gauge", "Routes to other nodes' podCIDRs"],
   ["reconciles", "mycni_reconciles_total", "counter", "Reconciles of routes and rules run"],
   ["routeChanges", "mycni_route_changes_total", "counter", "Routes added, replaced or deleted"],
-  [
-    "errors",
-    "mycni_errors_total",
-    "counter",
-    "Failed reconciles, route changes and node source errors",
-  ],
+  ["errors", "mycni_errors_total", "counter", "Failed reconciles, changes and source errors"],
   [
     "lastSyncTime",
     "mycni_last_sync_timestamp_seconds",
@@ -69,47 +91,138 @@ const METRICS: readonly [keyof AgentStatus, string, "gauge" | "counter", string]
   ],
   ["synced", "mycni_synced", "gauge", "1 when the last reconcile succeeded"],
   ["watching", "mycni_watching", "gauge", "1 when the node source is being watched"],
+  ["pluginRuns", "mycni_plugin_runs", "gauge", "1 when the installed plugin answers VERSION"],
+  ["policyEnabled", "mycni_policy_enabled", "gauge", "1 when NetworkPolicy is enforced"],
+  ["policySynced", "mycni_policy_synced", "gauge", "1 when the policy rules are in the kernel"],
+  ["brNetfilter", "mycni_br_netfilter", "gauge", "1 when bridged traffic is policed"],
+  ["policies", "mycni_policies", "gauge", "NetworkPolicies known"],
+  ["policyErrors", "mycni_policy_errors", "gauge", "Policies enforced fail-closed (invalid)"],
+  ["policyTargets", "mycni_policy_targets", "gauge", "This node's pods isolated by a policy"],
+  ["policyRules", "mycni_policy_rules", "gauge", "Rules in this node's per-pod policy chains"],
+  ["nftChanges", "mycni_nft_changes_total", "counter", "nftables transactions applied"],
+  [
+    "lastPolicySyncSeconds",
+    "mycni_policy_sync_duration_seconds",
+    "gauge",
+    "Compile and apply time of the last policy change",
+  ],
 ];
 
 /**
- * The Prometheus text exposition of `status`.
+ * The Prometheus text exposition of `status`, and the policy drop counters when given
+ * (`{ ingress: 3, egress: 0 }`).
  *
  * @example
  * renderMetrics(newStatus()).includes("mycni_nodes_known 0"); // true
  */
-export function renderMetrics(status: AgentStatus): string {
-  return METRICS.map(([key, name, type, help]) => {
+export function renderMetrics(
+  status: AgentStatus,
+  drops?: Readonly<Record<string, number>>,
+): string {
+  let text = METRICS.map(([key, name, type, help]) => {
     const v = status[key];
     const value = typeof v === "boolean" ? (v ? 1 : 0) : Number(v);
     return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}\n`;
   }).join("");
+  if (drops) {
+    text += "# HELP mycni_policy_drops_total Packets dropped by NetworkPolicy\n" +
+      "# TYPE mycni_policy_drops_total counter\n";
+    for (const [direction, n] of Object.entries(drops)) {
+      text += `mycni_policy_drops_total{direction="${direction}"} ${n}\n`;
+    }
+  }
+  return text;
 }
 
-/** Answers /healthz and /metrics from `status`. */
-export function healthHandler(status: AgentStatus): (req: Request) => Response {
-  return (req) => {
-    const path = new URL(req.url).pathname;
+/** What the health server asks the agent for besides the status. */
+export interface HealthSources {
+  /** Policy drop counters by direction (read from the kernel at scrape time). */
+  readonly drops?: () => Promise<Record<string, number>>;
+  /** The agent's answer about a flow; throws when it cannot answer. */
+  readonly explain?: (q: FlowQuery) => Explanation;
+}
+
+/**
+ * Answers /healthz, /metrics and /explain from `status`. /explain only answers loopback clients:
+ * it tells how the cluster's pods are isolated, which is not for the network to read.
+ */
+export function healthHandler(
+  status: AgentStatus,
+  sources: HealthSources = {},
+): (req: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response> {
+  return async (req, info) => {
+    const url = new URL(req.url);
+    const path = url.pathname;
     if (path === "/metrics") {
-      return new Response(renderMetrics(status), {
+      const drops = status.policyEnabled && sources.drops
+        ? await sources.drops().catch(() => undefined)
+        : undefined;
+      return new Response(renderMetrics(status, drops), {
         headers: { "content-type": "text/plain; version=0.0.4" },
       });
     }
     if (path === "/healthz" || path === "/readyz") {
-      const ok = status.synced && status.watching;
+      const ok = isHealthy(status);
       const body = {
         ok,
         synced: status.synced,
         watching: status.watching,
+        pluginRuns: status.pluginRuns,
         nodes: status.nodesKnown,
         routes: status.routesProgrammed,
+        policy: status.policyEnabled
+          ? {
+            synced: status.policySynced,
+            brNetfilter: status.brNetfilter,
+            policies: status.policies,
+            errors: status.policyErrors,
+            targets: status.policyTargets,
+          }
+          : undefined,
         lastSyncTime: status.lastSyncTime,
         lastError: status.lastError,
       };
-      return new Response(JSON.stringify(body) + "\n", {
-        status: ok ? 200 : 503,
-        headers: { "content-type": "application/json" },
-      });
+      return json(body, ok ? 200 : 503);
     }
+    if (path === "/explain") return explainResponse(url, info, sources);
     return new Response("not found\n", { status: 404 });
   };
+}
+
+function explainResponse(
+  url: URL,
+  info: Deno.ServeHandlerInfo | undefined,
+  sources: HealthSources,
+): Response {
+  const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname ?? "";
+  if (info && !isLoopback(remote)) return json({ error: "explain answers loopback only" }, 403);
+  if (!sources.explain) return json({ error: "NetworkPolicy is not enforced here" }, 404);
+  const q = url.searchParams;
+  const protocol = (q.get("protocol") ?? "TCP").toUpperCase();
+  const port = Number(q.get("port"));
+  if (!q.get("from") || !q.get("to") || !(port >= 1 && port <= 65535)) {
+    return json({ error: "explain wants from, to, port (1-65535) and protocol" }, 400);
+  }
+  if (protocol !== "TCP" && protocol !== "UDP" && protocol !== "SCTP") {
+    return json({ error: `unknown protocol "${protocol}"` }, 400);
+  }
+  try {
+    return json(
+      sources.explain({ from: q.get("from")!, to: q.get("to")!, port, protocol }),
+      200,
+    );
+  } catch (err) {
+    return json({ error: (err as Error).message }, 422);
+  }
+}
+
+function isLoopback(host: string): boolean {
+  return host === "::1" || host.startsWith("127.") || host.startsWith("::ffff:127.");
+}
+
+function json(body: unknown, status: number): Response {
+  return new Response(JSON.stringify(body) + "\n", {
+    status,
+    headers: { "content-type": "application/json" },
+  });
 }

@@ -1,82 +1,130 @@
-// Pure masquerade and forward rules for one address family, as chains iptables-restore can load.
-// The rule count depends on the cluster CIDRs, never on the number of nodes.
-import type { Family } from "../ip/cidr.ts";
-import { type Cidr, cidrContains } from "../ip/cidr.ts";
+// Masquerade for this node's pods, as nftables objects in the agent's table, and the one
+// iptables chain the agent still owns: forwarded pod traffic accepted in the filter table, for
+// hosts whose FORWARD policy is DROP (Docker sets it; an accept in our own nftables table cannot
+// overrule a drop in another table at the same hook). Pure. The rule count depends on the
+// families in use, never on the number of nodes: the exempt destinations are an interval set.
+import { type Cidr, type Family, formatCidr } from "../ip/cidr.ts";
+import type { NftChain, NftSet } from "../net/nft_ruleset.ts";
 import type { OwnedChain } from "../net/iptables.ts";
-import { canonicalCidr } from "./desired.ts";
+import { aggregateCidrs, canonicalCidr } from "./desired.ts";
 
 export type { OwnedChain };
 
-/** nat chain: pods -> outside the cluster are masqueraded, everything else keeps its source. */
-export const MASQ_CHAIN = "MYCNI-POSTRTG";
 /** filter chain: forwarded pod traffic is accepted even when FORWARD's policy is DROP (Docker). */
 export const FORWARD_CHAIN = "MYCNI-FWD";
+/** The iptables nat chain masquerade lived in before it moved to nftables: removed on start. */
+export const LEGACY_MASQ_CHAIN = "MYCNI-POSTRTG";
 
 /** What the rules are computed from. */
 export interface MasqInput {
-  /** Destinations never masqueraded (every pod in the cluster). */
+  /** Destinations never masqueraded: every pod in the cluster. */
   readonly clusterCidrs: readonly string[];
-  /** This node's podCIDRs: their traffic to the outside is masqueraded. */
+  /** More destinations never masqueraded (`--no-masquerade-cidr`: VPNs, peered networks). */
+  readonly noMasqueradeCidrs?: readonly string[];
+  /** This node's podCIDRs: their traffic to anywhere else is masqueraded. */
   readonly podCIDRs: readonly string[];
 }
 
-/** The chain skeletons without rules: what `--uninstall` removes. */
+const FORWARD_SKELETON: Omit<OwnedChain, "rules"> = {
+  table: "filter",
+  chain: FORWARD_CHAIN,
+  hook: "FORWARD",
+  jump: `-A FORWARD -m comment --comment "mycni forward" -j ${FORWARD_CHAIN}`,
+};
+
+/** The iptables chain skeletons the agent owns now or owned before: what `--uninstall` removes. */
 export const OWNED_CHAINS: readonly Omit<OwnedChain, "rules">[] = [
+  FORWARD_SKELETON,
   {
     table: "nat",
-    chain: MASQ_CHAIN,
+    chain: LEGACY_MASQ_CHAIN,
     hook: "POSTROUTING",
-    jump: `-A POSTROUTING -m comment --comment "mycni masquerade" -j ${MASQ_CHAIN}`,
-  },
-  {
-    table: "filter",
-    chain: FORWARD_CHAIN,
-    hook: "FORWARD",
-    jump: `-A FORWARD -m comment --comment "mycni forward" -j ${FORWARD_CHAIN}`,
+    jump: `-A POSTROUTING -m comment --comment "mycni masquerade" -j ${LEGACY_MASQ_CHAIN}`,
   },
 ];
 
+/** The legacy chains an upgrade must remove (the agent masqueraded in iptables before). */
+export const LEGACY_CHAINS: readonly Omit<OwnedChain, "rules">[] = OWNED_CHAINS.slice(1);
+
 const MULTICAST: Record<Family, string> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
+const IP: Record<Family, string> = { 4: "ip", 6: "ip6" };
+const ADDR: Record<Family, string> = { 4: "ipv4_addr", 6: "ipv6_addr" };
 
 /**
- * The chains for `family`. Order matters in the nat chain: packets kube-proxy marked for its own
- * masquerade return first, then anything to a pod returns (pod->pod and node->pod keep their
- * source), then this node's pods going anywhere else are masqueraded with `--random-fully`.
+ * The iptables filter chain for `family`: forwarded traffic from or to any pod is accepted.
  *
  * @example
- * desiredChains(4, { clusterCidrs: ["10.244.0.0/16"], podCIDRs: ["10.244.1.0/24"] });
+ * forwardChain(4, { clusterCidrs: ["10.244.0.0/16"], podCIDRs: ["10.244.1.0/24"] });
+ * // { ...FORWARD_SKELETON, rules: ["-A MYCNI-FWD -s 10.244.0.0/16 -j ACCEPT", "-A MYCNI-FWD -d 10.244.0.0/16 -j ACCEPT"] }
  */
-export function desiredChains(family: Family, input: MasqInput): OwnedChain[] {
-  const cluster = input.clusterCidrs.filter((c) => parsed(c)?.family === family);
-  const pods = input.podCIDRs.filter((c) => parsed(c)?.family === family);
-  const nat = [
-    `-A ${MASQ_CHAIN} -m mark --mark 0x4000/0x4000 -j RETURN`,
-    ...[...cluster, ...uncovered(pods, cluster)].map((c) => `-A ${MASQ_CHAIN} -d ${c} -j RETURN`),
-    ...pods.map((c) =>
-      `-A ${MASQ_CHAIN} -s ${c} ! -d ${MULTICAST[family]} -j MASQUERADE --random-fully`
-    ),
-  ];
-  const accept = [...cluster, ...uncovered(pods, cluster)];
-  const filter = [
-    ...accept.map((c) => `-A ${FORWARD_CHAIN} -s ${c} -j ACCEPT`),
-    ...accept.map((c) => `-A ${FORWARD_CHAIN} -d ${c} -j ACCEPT`),
-  ];
-  const [natChain, filterChain] = OWNED_CHAINS;
-  return [{ ...natChain, rules: nat }, { ...filterChain, rules: filter }];
+export function forwardChain(family: Family, input: MasqInput): OwnedChain {
+  const pods = exempt(family, { ...input, noMasqueradeCidrs: [] });
+  return {
+    ...FORWARD_SKELETON,
+    rules: [
+      ...pods.map((c) => `-A ${FORWARD_CHAIN} -s ${c} -j ACCEPT`),
+      ...pods.map((c) => `-A ${FORWARD_CHAIN} -d ${c} -j ACCEPT`),
+    ],
+  };
 }
 
-/** This node's podCIDRs that `--cluster-cidr` forgot: they still must never be NATed. */
-function uncovered(pods: readonly string[], cluster: readonly string[]): string[] {
-  return pods.filter((p) => {
-    const pc = parsed(p)!;
-    return !cluster.some((c) => {
-      const cc = parsed(c)!;
-      return cc.prefix <= pc.prefix && cidrContains(cc, { family: pc.family, value: pc.network });
+/**
+ * The masquerade part of the agent's nftables table: per family in use, the set of this node's
+ * podCIDRs, the set of destinations never masqueraded, and one rule in a nat postrouting chain.
+ * Packets kube-proxy marked for its own masquerade are left to it.
+ *
+ * @example
+ * masqueradeObjects({ clusterCidrs: ["10.244.0.0/16"], podCIDRs: ["10.244.1.0/24"] }).chain.rules;
+ * // ["meta mark & 0x4000 == 0x4000 return",
+ * //  "ip saddr @podnets4 ip daddr != @nomasq4 ip daddr != 224.0.0.0/4 masquerade fully-random"]
+ */
+export function masqueradeObjects(
+  input: MasqInput,
+): { sets: Map<string, NftSet>; chain: NftChain } {
+  const sets = new Map<string, NftSet>();
+  const rules = ["meta mark & 0x4000 == 0x4000 return"];
+  for (const f of [4, 6] as const) {
+    const pods = ofFamily(input.podCIDRs, f).map(formatCidr);
+    if (pods.length === 0) continue;
+    const set = (items: readonly string[]): NftSet => ({
+      kind: "set",
+      type: ADDR[f],
+      interval: true,
+      elements: new Map(items.map((c) => [c, c])),
     });
-  });
+    sets.set(`podnets${f}`, set(aggregateCidrs(ofFamily(pods, f)).map(formatCidr)));
+    sets.set(`nomasq${f}`, set(exempt(f, input)));
+    rules.push(
+      `${IP[f]} saddr @podnets${f} ${IP[f]} daddr != @nomasq${f} ${IP[f]} daddr != ${
+        MULTICAST[f]
+      } masquerade fully-random`,
+    );
+  }
+  return {
+    sets,
+    chain: { decl: "type nat hook postrouting priority srcnat; policy accept;", rules },
+  };
 }
 
-function parsed(text: string): Cidr | undefined {
-  const c = canonicalCidr(text);
-  return "cidr" in c ? c.cidr : undefined;
+/**
+ * Destinations of `family` that keep the pod's address: the cluster CIDRs, this node's
+ * podCIDRs when `--cluster-cidr` forgot them, and the `--no-masquerade-cidr` list, aggregated
+ * into disjoint networks (an nftables interval set refuses overlapping elements).
+ */
+function exempt(family: Family, input: MasqInput): string[] {
+  const all = [
+    ...ofFamily(input.clusterCidrs, family),
+    ...ofFamily(input.podCIDRs, family),
+    ...ofFamily(input.noMasqueradeCidrs ?? [], family),
+  ];
+  return aggregateCidrs(all).map(formatCidr);
+}
+
+function ofFamily(texts: readonly string[], family: Family): Cidr[] {
+  const out: Cidr[] = [];
+  for (const t of texts) {
+    const c = canonicalCidr(t);
+    if ("cidr" in c && c.cidr.family === family) out.push(c.cidr);
+  }
+  return out;
 }

@@ -19,6 +19,10 @@ export interface AgentOptions {
   readonly healthAddr: { readonly hostname: string; readonly port: number };
   /** The plugin binary to install; undefined means `mycni` next to the agent. */
   readonly pluginSrc?: string;
+  /** `--no-masquerade-cidr`: more destinations that keep the pod's address. */
+  readonly noMasqueradeCidrs: readonly string[];
+  /** `--network-policy`: enforce NetworkPolicy (API mode only). */
+  readonly networkPolicy: boolean;
 }
 
 /** A bad command line: the entry prints it with the usage and exits 2. */
@@ -44,9 +48,15 @@ export const USAGE =
   --cluster-cidr CIDR     never-masqueraded destination, repeatable (default: all podCIDRs)
   --plugin-src FILE       plugin binary to install (default $MYCNI_PLUGIN_SRC, else mycni
                           next to this program)
+  --no-masquerade-cidr CIDR  destination that keeps the pod's address, repeatable
+  --network-policy BOOL   enforce NetworkPolicy, API mode (default true)
   --once                  install and sync once, then exit
   --uninstall             remove the conflist, the plugin, our rules and routes, then exit
-  --health-addr ADDR      /healthz and /metrics (default 127.0.0.1:9749)`;
+  --health-addr ADDR      /healthz and /metrics (default 127.0.0.1:9749)
+
+       mycni-init explain --from NS/POD --to NS/POD|IP --port N/PROTO [--health-addr ADDR]
+  asks the running agent whether that flow is allowed and which policies decide it
+  (exit 0 allowed, 1 denied, 2 the question could not be answered)`;
 
 /**
  * Parses the command line with `env` supplying defaults. Throws {@linkcode UsageError}.
@@ -75,6 +85,8 @@ export function parseAgentArgs(
         "cni-data-dir": { type: "string", default: "/var/lib/cni/networks" },
         "log-file": { type: "string", default: "/var/log/mycni.log" },
         "cluster-cidr": { type: "string", multiple: true, default: [] },
+        "no-masquerade-cidr": { type: "string", multiple: true, default: [] },
+        "network-policy": { type: "string", default: "true" },
         "plugin-src": { type: "string" },
         "health-addr": { type: "string", default: "127.0.0.1:9749" },
         once: { type: "boolean", default: false },
@@ -87,14 +99,9 @@ export function parseAgentArgs(
   const uninstall = values.uninstall!;
   const nodeName = values["node-name"] ?? env.NODE_NAME ?? "";
   if (!nodeName && !uninstall) throw new UsageError("--node-name (or $NODE_NAME) is required");
-  const clusterCidrs = values["cluster-cidr"]!.flatMap((c) => c.split(",")).filter((c) => c !== "");
-  for (const c of clusterCidrs) {
-    try {
-      parseCidr(c, { strict: true });
-    } catch (err) {
-      throw new UsageError(`--cluster-cidr: ${(err as Error).message}`);
-    }
-  }
+  const clusterCidrs = cidrList(values["cluster-cidr"]!, "--cluster-cidr");
+  const noMasqueradeCidrs = cidrList(values["no-masquerade-cidr"]!, "--no-masquerade-cidr");
+  const networkPolicy = parseBool(values["network-policy"]!, "--network-policy");
   let kube: KubeConfig | undefined;
   const nodesFile = values["nodes-file"];
   if (!nodesFile && !uninstall) {
@@ -130,6 +137,75 @@ export function parseAgentArgs(
     uninstall,
     healthAddr: parseHostPort(values["health-addr"]!),
     pluginSrc: values["plugin-src"] ?? env.MYCNI_PLUGIN_SRC,
+    noMasqueradeCidrs,
+    networkPolicy,
+  };
+}
+
+/** Repeated (or comma-separated) CIDR flags, each a strict CIDR. */
+function cidrList(given: readonly string[], flag: string): string[] {
+  const list = given.flatMap((c) => c.split(",")).filter((c) => c !== "");
+  for (const c of list) {
+    try {
+      parseCidr(c, { strict: true });
+    } catch (err) {
+      throw new UsageError(`${flag}: ${(err as Error).message}`);
+    }
+  }
+  return list;
+}
+
+function parseBool(text: string, flag: string): boolean {
+  if (/^(true|1|yes)$/i.test(text)) return true;
+  if (/^(false|0|no)$/i.test(text)) return false;
+  throw new UsageError(`${flag} wants true or false, got "${text}"`);
+}
+
+/** `mycni-init explain ...`: the flow to ask about and where the agent listens. */
+export interface ExplainArgs {
+  readonly from: string;
+  readonly to: string;
+  readonly port: number;
+  readonly protocol: "TCP" | "UDP" | "SCTP";
+  readonly healthAddr: { readonly hostname: string; readonly port: number };
+}
+
+/**
+ * Parses the arguments after `explain`. Throws {@linkcode UsageError}.
+ *
+ * @example
+ * parseExplainArgs(["--from", "x/a", "--to", "y/b", "--port", "80/TCP"]);
+ */
+export function parseExplainArgs(args: readonly string[]): ExplainArgs {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        from: { type: "string" },
+        to: { type: "string" },
+        port: { type: "string" },
+        "health-addr": { type: "string", default: "127.0.0.1:9749" },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { from, to, port } = values;
+  if (!from || !to || !port) throw new UsageError("explain needs --from, --to and --port");
+  if (!/^[^/\s]+\/[^/\s]+$/.test(from)) throw new UsageError(`--from wants NS/POD, got "${from}"`);
+  const m = /^(\d{1,5})(?:\/(TCP|UDP|SCTP))?$/i.exec(port);
+  if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535) {
+    throw new UsageError(`--port wants N/PROTO (N 1-65535, PROTO TCP, UDP or SCTP), got "${port}"`);
+  }
+  return {
+    from,
+    to,
+    port: Number(m[1]),
+    protocol: (m[2] ?? "TCP").toUpperCase() as ExplainArgs["protocol"],
+    healthAddr: parseHostPort(values["health-addr"]!),
   };
 }
 

@@ -15,9 +15,10 @@ export interface Tool {
 /** What the agent runs. iptables-save comes first in every rule change (lib/net/iptables.ts). */
 export const AGENT_TOOLS: readonly Tool[] = [
   { name: "ip", required: true, usedFor: "routes to other nodes' podCIDRs" },
-  { name: "iptables-restore", required: true, usedFor: "IPv4 masquerade and forward rules" },
+  { name: "nft", required: true, usedFor: "masquerade and NetworkPolicy (table inet mycni)" },
+  { name: "iptables-restore", required: true, usedFor: "the IPv4 forward accept rules" },
   { name: "iptables-save", required: true, usedFor: "reading IPv4 rules before changing them" },
-  { name: "ip6tables-restore", required: false, usedFor: "IPv6 masquerade and forward rules" },
+  { name: "ip6tables-restore", required: false, usedFor: "the IPv6 forward accept rules" },
   { name: "ip6tables-save", required: false, usedFor: "reading IPv6 rules before changing them" },
 ];
 

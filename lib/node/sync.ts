@@ -1,11 +1,17 @@
-// One reconcile of this node's datapath from the full node list: plugin and conflist, forwarding,
-// masquerade/forward chains, routes. Level-triggered: it compares with what the kernel and the
-// disk hold and changes only the difference, so running it twice changes nothing the second time.
+// One reconcile of this node's datapath from the cluster state: plugin and conflist, forwarding,
+// the agent's nftables table (masquerade, NetworkPolicy), the iptables forward chain, routes.
+// Level-triggered: it compares with what the kernel and the disk hold (or, for the nftables table,
+// with what it last applied) and changes only the difference, so running it twice changes
+// nothing the second time.
 import { join } from "node:path";
 import type { Family } from "../ip/cidr.ts";
-import { ensureChains } from "../net/iptables.ts";
+import { deleteChains, ensureChains } from "../net/iptables.ts";
 import { applyRouteBatch, defaultRouteMtu, listOwnedRoutes, ROUTE_PROTO } from "../net/route.ts";
-import { ensureSysctl, IPV4_FORWARD, IPV6_FORWARD } from "../net/sysctl.ts";
+import { BRIDGE_NF_CALL, ensureSysctl, IPV4_FORWARD, IPV6_FORWARD } from "../net/sysctl.ts";
+import { compilePolicies, type PolicyState } from "../policy/compile.ts";
+import { explainFlow } from "../policy/explain.ts";
+import { policyObjects } from "../policy/nft_rules.ts";
+import type { Explanation, FlowQuery } from "../policy/plan.ts";
 import {
   clusterCidrs,
   CONFLIST_NAME,
@@ -20,10 +26,13 @@ import {
   fileExists,
   installPlugin,
   PLUGIN_NAME,
+  pluginProblem,
 } from "./install.ts";
 import type { Logger } from "../log/logger.ts";
-import { desiredChains } from "./masq.ts";
+import { forwardChain, LEGACY_CHAINS } from "./masq.ts";
 import type { NodeInfo } from "../kube/node.ts";
+import { createTableSync } from "./nft_sync.ts";
+import { desiredTable } from "./nft_table.ts";
 import type { AgentOptions } from "./options.ts";
 import { planRoutes } from "./route_plan.ts";
 import { stepRunner } from "./steps.ts";
@@ -31,10 +40,32 @@ import { stepRunner } from "./steps.ts";
 /** Rules unchanged in our memory are still re-checked against the kernel this often. */
 const RULES_RECHECK_MS = 60_000;
 
+/** What the agent reconciles towards. */
+export interface ClusterState {
+  readonly nodes: ReadonlyMap<string, NodeInfo>;
+  /**
+   * Pods, namespaces and policies, once every one of them has been listed; undefined before
+   * that, and always without `--network-policy` or in static mode.
+   */
+  readonly policy?: Omit<PolicyState, "nodes">;
+}
+
+/** What changed since the last run. */
+export interface RunOptions {
+  /** Also re-verify what memory says is in place (periodic resync, first run, retry). */
+  readonly full: boolean;
+  /** The node list may have changed (routes and rules that depend on it are reconciled). */
+  readonly nodesChanged: boolean;
+}
+
 /** Runs reconciles for one agent; remembers what it did to keep no-op reconciles cheap. */
 export interface NodeSync {
-  /** Reconciles towards `nodes`; `full` also re-verifies what memory says is in place. */
-  run(nodes: ReadonlyMap<string, NodeInfo>, full: boolean): Promise<boolean>;
+  /** Reconciles towards `state`; returns whether everything succeeded. */
+  run(state: ClusterState, opts: RunOptions): Promise<boolean>;
+  /** Answers `explain` from the state of the last run. */
+  explain(q: FlowQuery): Explanation;
+  /** NetworkPolicy drop counters by direction. */
+  drops(): Promise<Record<string, number>>;
 }
 
 /** A reconciler for the agent described by `opts`, reporting into `status`. */
@@ -43,6 +74,7 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
   const pluginDst = join(opts.cniBinDir, PLUGIN_NAME);
   const conflistPath = join(opts.cniConfDir, CONFLIST_NAME);
   let pluginInstalled = false;
+  let pluginCheckedAt = 0;
   let mtu: number | undefined;
   let ownKey = "";
   const rulesApplied = new Map<Family, string>();
@@ -50,13 +82,34 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
   let skippedSeen = new Set<string>();
   let missingSelfLogged = false;
   let initialDone = false;
+  const tables = createTableSync();
+  let tableCheckedAt = 0;
+  let legacyRemoved = false;
+  let brNetfilterProblem = "";
+  let policyWaitLogged = false;
+  let reportedPolicyErrors = new Set<string>();
+  let lastPolicy: PolicyState | undefined;
 
   async function ensurePlugin(full: boolean): Promise<void> {
     if (pluginInstalled && !(full && !(await fileExists(pluginDst)))) return;
-    if (await installPlugin(pluginSrc, opts.cniBinDir)) {
-      log.info("plugin installed", { src: pluginSrc, dst: pluginDst });
+    const done = await installPlugin(pluginSrc, opts.cniBinDir);
+    if (done.runtime?.copied) {
+      log.info("plugin runtime installed", { src: pluginSrc, dst: done.runtime.path });
     }
+    if (done.copied) log.info("plugin installed", { src: pluginSrc, dst: pluginDst });
     pluginInstalled = true;
+    // Run it as a runtime would: a plugin that cannot start breaks every pod on the node.
+    const recheck = full && Date.now() - pluginCheckedAt >= RULES_RECHECK_MS;
+    if (!done.copied && !done.runtime?.copied && status.pluginRuns && !recheck) return;
+    pluginCheckedAt = Date.now();
+    const problem = await pluginProblem(pluginDst);
+    if (problem === undefined) {
+      if (!status.pluginRuns) log.info("installed plugin runs", { path: pluginDst });
+      status.pluginRuns = true;
+      return;
+    }
+    status.pluginRuns = false;
+    throw new Error(`The installed plugin does not run: ${problem}`);
   }
 
   async function ensureConflist(own: NodeInfo, full: boolean): Promise<void> {
@@ -82,6 +135,29 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
     if (own && familiesOf(own.podCIDRs).includes(6) && await ensureSysctl(IPV6_FORWARD, "1")) {
       log.info("sysctl set", { key: IPV6_FORWARD, value: "1" });
     }
+    if (status.policyEnabled) await ensureBridgeNetfilter();
+  }
+
+  /** Same-node pod traffic is bridged: without br_netfilter it never meets the policy rules. */
+  async function ensureBridgeNetfilter(): Promise<void> {
+    let problem = "";
+    for (const key of BRIDGE_NF_CALL) {
+      try {
+        if (await ensureSysctl(key, "1")) log.info("sysctl set", { key, value: "1" });
+      } catch (err) {
+        problem = err instanceof Deno.errors.NotFound
+          ? "br_netfilter is not loaded (no /proc/sys/net/bridge): traffic between pods of " +
+            "one node is not policed; load it on the host (modprobe br_netfilter)"
+          : `Cannot set ${key}: ${(err as Error).message}`;
+        break;
+      }
+    }
+    status.brNetfilter = problem === "";
+    if (problem && problem !== brNetfilterProblem) {
+      log.error("NetworkPolicy is incomplete", { problem });
+    }
+    brNetfilterProblem = problem;
+    if (problem) throw new Error(problem);
   }
 
   async function ensureRules(
@@ -94,7 +170,7 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
     const recheck = full && Date.now() - rulesCheckedAt >= RULES_RECHECK_MS;
     if (recheck) rulesCheckedAt = Date.now();
     for (const family of familiesOf([...pods, ...cluster])) {
-      const chains = desiredChains(family, { clusterCidrs: cluster, podCIDRs: pods });
+      const chains = [forwardChain(family, { clusterCidrs: cluster, podCIDRs: pods })];
       const key = JSON.stringify(chains);
       if (!recheck && rulesApplied.get(family) === key) continue;
       rulesApplied.delete(family);
@@ -104,6 +180,76 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
       }
       rulesApplied.set(family, key);
     }
+  }
+
+  /** The nftables table: masquerade, and NetworkPolicy for this node's pods when enforced. */
+  async function syncTable(state: ClusterState, own: NodeInfo | undefined, full: boolean) {
+    if (!own) return; // no podCIDR known: nothing to masquerade, and no pod of ours to police
+    const started = performance.now();
+    let policy;
+    if (status.policyEnabled) {
+      if (!state.policy) {
+        // Enforcing half-listed state could open an isolated pod: keep the kernel's table.
+        status.policySynced = false;
+        if (!policyWaitLogged) log.info("waiting for pods, namespaces and policies to be listed");
+        policyWaitLogged = true;
+        throw new Error("Pods, namespaces and NetworkPolicies are not listed yet");
+      }
+      lastPolicy = { ...state.policy, nodes: nodeAddresses(state.nodes) };
+      const plan = compilePolicies(lastPolicy, { node: opts.nodeName });
+      policy = policyObjects(plan);
+      reportPolicyErrors(plan.errors);
+      status.policies = state.policy.policies.size;
+      status.policyErrors = plan.errors.length;
+      status.policyTargets = plan.targets.length;
+      status.policyRules = policy.ruleCount;
+    }
+    const table = desiredTable({
+      clusterCidrs: clusterCidrs(opts.clusterCidrs, state.nodes.values()),
+      noMasqueradeCidrs: opts.noMasqueradeCidrs,
+      podCIDRs: own.podCIDRs,
+      policy,
+    });
+    const replace = full && Date.now() - tableCheckedAt >= RULES_RECHECK_MS;
+    if (replace) tableCheckedAt = Date.now();
+    if (await tables.apply(table, { replace })) {
+      status.nftChanges++;
+      log.info("nftables table synced", {
+        table: table.name,
+        whole: replace || !initialDone,
+        policyTargets: policy ? status.policyTargets : undefined,
+        ms: Math.round(performance.now() - started),
+      });
+    }
+    if (status.policyEnabled) {
+      status.policySynced = true;
+      status.lastPolicySyncSeconds = (performance.now() - started) / 1000;
+    }
+    // Masquerade lived in iptables before: remove that chain only now that the table NATs.
+    if (!legacyRemoved || replace) {
+      for (const family of familiesOf(own.podCIDRs)) {
+        for (const chain of await deleteChains(family, LEGACY_CHAINS)) {
+          log.info("legacy iptables chain removed", { family, chain });
+        }
+      }
+      legacyRemoved = true;
+    }
+  }
+
+  function reportPolicyErrors(errors: readonly { policy: string; error: string }[]) {
+    const now = new Set<string>();
+    for (const e of errors) {
+      const key = `${e.policy}\n${e.error}`;
+      now.add(key);
+      if (!reportedPolicyErrors.has(key)) {
+        log.error(
+          "NetworkPolicy cannot be enforced exactly: its pods are isolated, nothing it " +
+            "allows is allowed",
+          { policy: e.policy, error: e.error },
+        );
+      }
+    }
+    reportedPolicyErrors = now;
   }
 
   async function reconcileRoutes(nodes: ReadonlyMap<string, NodeInfo>): Promise<void> {
@@ -141,7 +287,9 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
   }
 
   return {
-    async run(nodes, full) {
+    async run(state, runOpts) {
+      const nodes = state.nodes;
+      let full = runOpts.full;
       const started = performance.now();
       let selfKnown = true;
       const steps = stepRunner(log, (message) => {
@@ -163,8 +311,11 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
       await step("install the plugin", () => ensurePlugin(full));
       if (own) await step("write the conflist", () => ensureConflist(own, full));
       await step("enable forwarding", () => ensureForwarding(own));
-      await step("sync iptables rules", () => ensureRules(nodes, own, full));
-      await step("reconcile routes", () => reconcileRoutes(nodes));
+      await step("sync the nftables table", () => syncTable(state, own, full));
+      await step("sync the iptables forward chain", () => ensureRules(nodes, own, full));
+      if (full || runOpts.nodesChanged) {
+        await step("reconcile routes", () => reconcileRoutes(nodes));
+      }
       status.nodesKnown = nodes.size;
       status.reconciles++;
       status.lastReconcileSeconds = (performance.now() - started) / 1000;
@@ -184,5 +335,14 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
       }
       return ok;
     },
+    explain(q) {
+      if (!lastPolicy) throw new Error("NetworkPolicy state is not synced yet");
+      return explainFlow(lastPolicy, q);
+    },
+    drops: () => tables.drops(),
   };
+}
+
+function nodeAddresses(nodes: ReadonlyMap<string, NodeInfo>): Map<string, readonly string[]> {
+  return new Map([...nodes.values()].map((n) => [n.name, n.ips]));
 }

@@ -9,6 +9,10 @@ export interface RunOptions {
   readonly okCodes?: readonly number[];
   /** Extra environment for the child. */
   readonly env?: Readonly<Record<string, string>>;
+  /** The child gets only `env`, nothing inherited (how a runtime execs a CNI plugin). */
+  readonly clearEnv?: boolean;
+  /** Kill the child (SIGKILL) after this long; it then reports exit code 137. */
+  readonly timeoutMs?: number;
 }
 
 /** What a finished command printed and how it exited. */
@@ -59,6 +63,7 @@ export async function runOutput(
       stdout: "piped",
       stderr: "piped",
       env: opts.env as Record<string, string> | undefined,
+      clearEnv: opts.clearEnv,
     }).spawn();
   } catch (err) {
     throw new CommandError(argv, 127, `cannot start ${cmd}: ${(err as Error).message}`);
@@ -66,7 +71,14 @@ export async function runOutput(
   // Feed stdin while collecting output: a child that prints more than a pipe buffer before it
   // has read all of its input would otherwise deadlock against us.
   const feeding = opts.stdin === undefined ? Promise.resolve() : feed(child.stdin, opts.stdin);
-  const [{ code, stdout, stderr }] = await Promise.all([child.output(), feeding]);
+  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited meanwhile */ }
+  }, opts.timeoutMs);
+  const [{ code, stdout, stderr }] = await Promise.all([child.output(), feeding]).finally(() =>
+    clearTimeout(timer)
+  );
   const dec = new TextDecoder();
   return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
 }

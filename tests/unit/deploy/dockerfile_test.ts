@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { posix } from "node:path";
 import { type Dockerfile, DockerfileParser, type Instruction } from "npm:dockerfile-ast@0.7.1";
 import { validate } from "npm:dockerfile-utils@0.16.3";
+import { AGENT_TOOLS } from "../../../lib/node/preflight.ts";
 import { agentPod, readRepoFile } from "./deploy_files.ts";
 
 function parseDockerfile(): Dockerfile {
@@ -86,11 +87,16 @@ Deno.test("Dockerfile ships both binaries in the directory of the DaemonSet's co
   assert.equal(posix.normalize(words.at(-1)! + "/"), posix.dirname(command) + "/");
 });
 
-Deno.test("Dockerfile run stage has ip and iptables with the nft backend", () => {
+Deno.test("Dockerfile run stage installs every program the agent runs, iptables on nft", () => {
   const final = stages(parseDockerfile()).at(-1)!;
   const run = argsOf(final, "RUN").join("\n");
-  assert.match(run, /apt-get install[^&]*\biproute2\b/);
-  assert.match(run, /apt-get install[^&]*\biptables\b/);
+  // The Debian package of each program the agent's start-up check looks for.
+  const PACKAGE: Record<string, string> = { ip: "iproute2", nft: "nftables" };
+  for (const tool of AGENT_TOOLS) {
+    const pkg = PACKAGE[tool.name] ?? (/^ip6?tables/.test(tool.name) ? "iptables" : undefined);
+    assert.ok(pkg, `no Debian package known for ${tool.name}`);
+    assert.match(run, new RegExp(`apt-get install[^&]*\\b${pkg}\\b`), `${tool.name}: ${pkg}`);
+  }
   assert.match(run, /update-alternatives --set iptables \/usr\/sbin\/iptables-nft/);
   assert.match(run, /update-alternatives --set ip6tables \/usr\/sbin\/ip6tables-nft/);
 });

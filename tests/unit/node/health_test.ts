@@ -18,15 +18,64 @@ Deno.test("renderMetrics() prints every counter in Prometheus text format", () =
   assertMatch(text, /^mycni_synced 1$/m);
 });
 
-Deno.test("healthHandler() answers 200 only when synced and watching", async () => {
+Deno.test("healthHandler() answers 200 only when synced, watching and the plugin runs", async () => {
   const s = newStatus();
-  const get = (path: string) => healthHandler(s)(new Request(`http://x${path}`));
-  assertEquals(get("/healthz").status, 503);
+  const get = (path: string) => Promise.resolve(healthHandler(s)(new Request(`http://x${path}`)));
+  assertEquals((await get("/healthz")).status, 503);
   s.synced = true;
-  assertEquals(get("/healthz").status, 503);
+  s.pluginRuns = true;
+  assertEquals((await get("/healthz")).status, 503);
   s.watching = true;
-  const res = get("/healthz");
+  const res = await get("/healthz");
   assertEquals(res.status, 200);
   assertEquals((await res.json()).ok, true);
-  assertEquals(get("/nope").status, 404);
+  assertEquals((await get("/nope")).status, 404);
+});
+
+Deno.test("healthHandler() is not ok while the installed plugin cannot run", async () => {
+  const s = { ...newStatus(), synced: true, watching: true, pluginRuns: false };
+  const res = await healthHandler(s)(new Request("http://x/healthz"));
+  assertEquals(res.status, 503);
+  assertEquals((await res.json()).pluginRuns, false);
+  assertMatch(renderMetrics(s), /^mycni_plugin_runs 0$/m);
+});
+
+Deno.test("healthHandler() with NetworkPolicy is ok only when policy is synced and bridged traffic is policed", async () => {
+  const s = { ...newStatus(), synced: true, watching: true, pluginRuns: true, policyEnabled: true };
+  const status = async () => (await healthHandler(s)(new Request("http://x/healthz"))).status;
+  assertEquals(await status(), 503);
+  s.policySynced = true;
+  assertEquals(await status(), 200);
+  s.brNetfilter = false;
+  const res = await healthHandler(s)(new Request("http://x/healthz"));
+  assertEquals(res.status, 503);
+  assertEquals((await res.json()).policy.brNetfilter, false);
+});
+
+Deno.test("/metrics reports policy gauges and drops per direction", async () => {
+  const s = { ...newStatus(), policyEnabled: true, policies: 7, policyTargets: 3 };
+  const h = healthHandler(s, { drops: () => Promise.resolve({ ingress: 5, egress: 2 }) });
+  const text = await (await h(new Request("http://x/metrics"))).text();
+  assertMatch(text, /^mycni_policies 7$/m);
+  assertMatch(text, /^mycni_policy_targets 3$/m);
+  assertMatch(text, /^mycni_policy_drops_total\{direction="ingress"\} 5$/m);
+  assertMatch(text, /^mycni_policy_drops_total\{direction="egress"\} 2$/m);
+});
+
+Deno.test("/explain answers loopback clients only, and 400 on a bad question", async () => {
+  const e = {
+    allowed: true,
+    src: "10.244.1.2",
+    dst: "10.244.2.3",
+    egress: { allowed: true, policies: [], allowedBy: [], reason: "not isolated for egress" },
+    ingress: { allowed: true, policies: [], allowedBy: [], reason: "not isolated for ingress" },
+  };
+  const h = healthHandler(newStatus(), { explain: () => e });
+  const from = (hostname: string) =>
+    ({ remoteAddr: { transport: "tcp", hostname, port: 1 } }) as unknown as Deno.ServeHandlerInfo;
+  const q = "http://x/explain?from=x/a&to=y/b&port=80&protocol=TCP";
+  assertEquals((await h(new Request(q), from("127.0.0.1"))).status, 200);
+  assertEquals((await (await h(new Request(q), from("::1"))).json()).allowed, true);
+  assertEquals((await h(new Request(q), from("192.0.2.5"))).status, 403);
+  assertEquals((await h(new Request("http://x/explain?from=x/a&to=y/b"), from("::1"))).status, 400);
 });

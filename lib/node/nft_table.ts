@@ -1,0 +1,43 @@
+// The agent's one nftables table (`inet mycni`, DESIGN.md "NetworkPolicy"): masquerade for this
+// node's pods and, when NetworkPolicy is on, the forward-hook rules that enforce it. Pure:
+// desired state in, an NftTable out; lib/node/nft_sync.ts applies it.
+import type { NftChain, NftSet, NftTable } from "../net/nft_ruleset.ts";
+import { DROP_COUNTERS, type PolicyObjects } from "../policy/nft_rules.ts";
+import { type MasqInput, masqueradeObjects } from "./masq.ts";
+
+/** The table's family and name, as nft takes them. */
+export const NFT_TABLE = { family: "inet", name: "mycni" } as const;
+
+/** What the table is computed from. */
+export interface TableInput extends MasqInput {
+  /** The policy objects for this node's pods; absent with `--network-policy=false`. */
+  readonly policy?: PolicyObjects;
+}
+
+/**
+ * The whole table for this node.
+ *
+ * @example
+ * desiredTable({ clusterCidrs: ["10.244.0.0/16"], podCIDRs: ["10.244.1.0/24"] });
+ */
+export function desiredTable(input: TableInput): NftTable {
+  const masq = masqueradeObjects(input);
+  const sets = new Map<string, NftSet>(masq.sets);
+  const chains = new Map<string, NftChain>();
+  if (input.policy) {
+    for (const [name, set] of input.policy.sets) sets.set(name, set);
+    for (const [name, chain] of input.policy.chains) chains.set(name, chain);
+    chains.set("forward", {
+      decl: "type filter hook forward priority filter; policy accept;",
+      // Replies of connections a policy allowed (and of connections older than the policy).
+      rules: ["ct state established,related accept", ...input.policy.forwardRules],
+    });
+  }
+  chains.set("postrouting", masq.chain);
+  return {
+    name: `${NFT_TABLE.family} ${NFT_TABLE.name}`,
+    counters: Object.values(DROP_COUNTERS),
+    sets,
+    chains,
+  };
+}
