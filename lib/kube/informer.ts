@@ -54,7 +54,7 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
   const fail = async (err: unknown, what: string) => {
     if (opts.signal.aborted) return;
     const error = `${what}: ${(err as Error).message}`;
-    opts.log.error(`${opts.what} watch failed`, { error, retryInMs: backoff });
+    opts.log.error("watch failed", { resource: opts.what, error, retryInMs: backoff });
     opts.onState({ watching: false, error });
     await sleep(backoff, opts.signal);
     backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
@@ -69,8 +69,9 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
     const parsed = opts.parse(obj);
     if (!parsed.ok) {
       if (skipped.get(parsed.key) !== parsed.reason) {
-        opts.log.warn(`${opts.what.replace(/s$/, "")} skipped`, {
-          [opts.what.replace(/s$/, "")]: parsed.key,
+        opts.log.warn("object skipped", {
+          resource: opts.what,
+          key: parsed.key,
           reason: parsed.reason,
         });
         skipped.set(parsed.key, parsed.reason);
@@ -93,6 +94,7 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
       const keys = new Set(list.items.map(opts.keyOf));
       for (const key of skipped.keys()) if (!keys.has(key)) skipped.delete(key);
       rv = list.resourceVersion;
+      backoff = firstBackoff;
       opts.onChange(items, true);
     } catch (err) {
       await fail(err, `list ${opts.what}`);
@@ -101,10 +103,13 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
     const relistAt = Date.now() + relistMs;
     while (!opts.signal.aborted && Date.now() < relistAt) {
       const stop = AbortSignal.any([opts.signal, AbortSignal.timeout(relistAt - Date.now())]);
-      const openedAt = Date.now();
+      let openedAt = 0;
       let events = 0;
       try {
-        const onOpen = () => opts.onState({ watching: true });
+        const onOpen = () => {
+          openedAt = Date.now();
+          opts.onState({ watching: true });
+        };
         for await (const ev of client.watch(opts.path, rv, { signal: stop, onOpen })) {
           events++;
           backoff = firstBackoff;
@@ -122,9 +127,16 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
         if (opts.signal.aborted) return;
         if (stop.aborted) break; // time for the periodic re-list
         if (err instanceof GoneError) {
-          opts.log.info(`${opts.what} watch expired, listing again`, { resourceVersion: rv });
+          opts.log.info("watch expired, listing again", {
+            resource: opts.what,
+            resourceVersion: rv,
+          });
           break;
         }
+        // A watch that worked for a while and then broke (a dropped connection) is retried at
+        // the first backoff: a quiet collection (no events) would otherwise keep the doubled
+        // delay of every earlier failure.
+        if (openedAt > 0 && (events > 0 || Date.now() - openedAt >= 1000)) backoff = firstBackoff;
         await fail(err, `watch ${opts.what}`);
       }
     }

@@ -228,7 +228,13 @@ async function runOnce(
       for (const item of (await client.listNodes()).items) {
         const parsed = parseKubeNode(item);
         if (parsed.ok) nodes.set(parsed.node.name, parsed.node);
-        else log.warn("node skipped", { node: parsed.name, reason: parsed.reason });
+        else {
+          log.warn("object skipped", {
+            resource: "nodes",
+            key: parsed.name,
+            reason: parsed.reason,
+          });
+        }
       }
       state = {
         nodes,
@@ -257,7 +263,7 @@ async function listOnce<T>(
   for (const item of (await client.list(informer.path)).items) {
     const p = informer.parse(item);
     if (p.ok) out.set(p.key, p.value);
-    else log.warn(`${informer.what.replace(/s$/, "")} skipped`, { key: p.key, reason: p.reason });
+    else log.warn("object skipped", { resource: informer.what, key: p.key, reason: p.reason });
   }
   return out;
 }

@@ -12,6 +12,15 @@ export const AGENT: string = join(ROOT, "bin/mycni-init");
 /** The pinned deno, to run harness programs (the fake API server) in a namespace. */
 export const DENO: string = join(ROOT, "tools/bin/deno");
 
+/**
+ * The plugin the agent installs in these tests: it answers VERSION as the real one does (the
+ * agent runs the installed plugin once to know it works), and nothing else.
+ */
+export const STAND_IN_PLUGIN = `#!/bin/sh
+# stand-in plugin
+echo '{"cniVersion":"1.1.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}'
+`;
+
 /** Options for {@linkcode makeAgentNode}. */
 export interface AgentNodeOptions {
   /** Written to `<dir>/nodes.json` before the agent starts. */
@@ -60,7 +69,7 @@ export async function makeAgentNode(opts: AgentNodeOptions): Promise<AgentNode> 
   if (opts.portmapStub) {
     await Deno.writeTextFile(join(dir, "bin", "portmap"), "#!/bin/true\n", { mode: 0o755 });
   }
-  await Deno.writeTextFile(join(dir, "plugin"), "#!/bin/true\n# stand-in plugin\n");
+  await Deno.writeTextFile(join(dir, "plugin"), STAND_IN_PLUGIN);
   await writeNodes(dir, opts.nodes);
   return {
     ns,

@@ -9,7 +9,8 @@ import { inNetns, run, runOutput } from "../../lib/process/run.ts";
 import { cidrContains, formatCidr, parseCidr, parseIp } from "../../lib/ip/cidr.ts";
 import { ping as pingFrom, uniqueName } from "./netns.ts";
 import { type Child, spawnChild } from "./child.ts";
-import { type Probe, startProbe } from "./probe_client.ts";
+import { type Probe, type ServePorts, startProbe } from "./probe_client.ts";
+import type { Resource } from "./fake_apiserver.ts";
 import type { ProbeReply } from "./probe.ts";
 import {
   addNetns,
@@ -41,6 +42,8 @@ export interface ClusterOptions {
   readonly masquerade?: boolean;
   /** Start a probe (TCP echo of the peer address) in every namespace (default true). */
   readonly probes?: boolean;
+  /** More servers in every pod's probe (NetworkPolicy tests: TCP and UDP 80 and 81). */
+  readonly probePorts?: ServePorts;
   /** Directory holding mycni and mycni-init (default $MYCNI_BIN_DIR, else the repo's bin/). */
   readonly binDir?: string;
   /** Progress lines (default silent). */
@@ -74,6 +77,29 @@ export interface ClusterNode extends Host {
 export interface Pod extends Host {
   readonly node: ClusterNode;
   readonly containerId: string;
+  /** Its Kubernetes namespace and name (published to the API in API mode). */
+  readonly namespace: string;
+  readonly podName: string;
+  /** Its labels; change them and call `publishPod` to relabel it. */
+  labels: Record<string, string>;
+  readonly ports: readonly PodPort[];
+}
+
+/** A container port of a pod: what named ports resolve to. */
+export interface PodPort {
+  readonly name?: string;
+  readonly port: number;
+  readonly protocol?: "TCP" | "UDP" | "SCTP";
+}
+
+/** Options for {@linkcode Cluster.addPod}. */
+export interface PodOptions {
+  /** Kubernetes namespace (default "default"). */
+  readonly namespace?: string;
+  /** Kubernetes name (default the pod's short name, n<node>p<k>). */
+  readonly name?: string;
+  readonly labels?: Record<string, string>;
+  readonly ports?: readonly PodPort[];
 }
 
 /** The external host: `ips` are its public TEST-NET addresses. */
@@ -101,8 +127,16 @@ export interface Cluster extends AsyncDisposable {
   addNode(opts?: { pods?: number }): Promise<ClusterNode>;
   /** Stops the node's agent, removes it from the node list and deletes its namespaces. */
   removeNode(node: ClusterNode): Promise<void>;
-  /** Creates one more pod on `node` with the plugin. */
-  addPod(node: ClusterNode): Promise<Pod>;
+  /** Creates one more pod on `node` with the plugin (and publishes it in API mode). */
+  addPod(node: ClusterNode, opts?: PodOptions): Promise<Pod>;
+  /** CNI DEL, removed from the API, its namespace deleted. */
+  deletePod(pod: Pod): Promise<void>;
+  /** (Re)publishes the pod object (API mode): after changing its labels. */
+  publishPod(pod: Pod): Promise<void>;
+  /** Creates or replaces an object in the fake API server (API mode). */
+  apiPut(resource: Resource, obj: Record<string, unknown>): Promise<void>;
+  /** Deletes `name` or `namespace/name` from the fake API server (API mode). */
+  apiDelete(resource: Resource, key: string): Promise<void>;
   startAgent(node: ClusterNode): Promise<void>;
   /** Stops the agent (SIGKILL by default: a crash, not a clean exit). */
   stopAgent(node: ClusterNode, signal?: Deno.Signal): Promise<Deno.CommandStatus | undefined>;
@@ -163,9 +197,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     namespaces.push(name);
     return await addNetns(name);
   };
-  const withProbe = async (host: Host) => {
+  const withProbe = async (host: Host, serve?: ServePorts) => {
     if (opts.probes === false) return;
-    host.probe = await startProbe(host.netns, { logFile: `${dir}/probes.log` });
+    host.probe = await startProbe(host.netns, { logFile: `${dir}/probes.log`, serve });
     children.push(host.probe.child);
   };
 
@@ -302,26 +336,59 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     return await agent?.stop(signal);
   }
 
-  async function addPod(node: ClusterNode): Promise<Pod> {
-    const k = node.pods.length + 1;
-    const name = `${node.name}p${k}`;
-    const nsName = `${id}${name}`;
+  async function addPod(node: ClusterNode, po: PodOptions = {}): Promise<Pod> {
+    const k = nextPodIndex(node);
+    const short = `${node.name}p${k}`;
+    const nsName = `${id}${short}`;
+    const namespace = po.namespace ?? "default";
+    const podName = po.name ?? short;
+    const name = po.name ? `${namespace}/${po.name}` : short;
     const netns = await ns(name);
-    const containerId = `${id}-${name}-${podCounter++}`;
+    const containerId = `${id}-${short}-${podCounter++}`;
     let ips: string[];
     if (mode === "manual") {
       ips = await wirePodByHand(node.nsName, nsName, {
         plan: node.plan,
         hostIndex: k + 1,
-        hostVeth: `veth${name}`,
+        hostVeth: `veth${short}`,
       });
     } else {
-      ips = await execPluginAdd(node, { netns, containerId, podName: name });
+      ips = await execPluginAdd(node, { netns, containerId, namespace, podName });
     }
-    const pod: Pod = { name, nsName, netns, ips, node, containerId };
+    const pod: Pod = {
+      name,
+      nsName,
+      netns,
+      ips,
+      node,
+      containerId,
+      namespace,
+      podName,
+      labels: { ...po.labels },
+      ports: po.ports ?? [],
+    };
     node.pods.push(pod);
-    await withProbe(pod);
+    // Servers first, then the API: a policy test probing a published pod finds it listening.
+    await withProbe(pod, opts.probePorts);
+    if (mode === "api") await api("PUT", podPath(pod), podObject(pod));
     return pod;
+  }
+
+  /** A pod index not in use on `node` (pods can be deleted, so not simply the count). */
+  function nextPodIndex(node: ClusterNode): number {
+    const used = new Set(node.pods.map((p) => p.nsName));
+    let k = 1;
+    while (used.has(`${id}${node.name}p${k}`) || namespaces.includes(`${id}${node.name}p${k}`)) k++;
+    return k;
+  }
+
+  async function deletePod(pod: Pod): Promise<void> {
+    const node = pod.node;
+    node.pods.splice(node.pods.indexOf(pod), 1);
+    if (mode === "api") await api("DELETE", podPath(pod));
+    await pod.probe?.[Symbol.asyncDispose]();
+    if (mode !== "manual") await execPluginDel(node, pod);
+    await deleteNetns(pod.nsName);
   }
 
   async function waitForRoutes(timeoutMs = 20000): Promise<void> {
@@ -408,6 +475,14 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       await deleteNetns(node.nsName);
     },
     addPod,
+    deletePod,
+    publishPod: (pod) => api("PUT", podPath(pod), podObject(pod)),
+    apiPut: (resource, obj) => {
+      const m = (obj.metadata ?? {}) as { name?: string; namespace?: string };
+      const key = m.namespace ? `${m.namespace}/${m.name}` : String(m.name);
+      return api("PUT", `/_test/${resource}/${key}`, obj);
+    },
+    apiDelete: (resource, key) => api("DELETE", `/_test/${resource}/${key}`),
     startAgent,
     stopAgent,
     async restartAgent(node, signal = "SIGKILL") {
@@ -513,24 +588,42 @@ async function startApiServer(
   return child;
 }
 
+/** The path of a pod in the fake API server's control API. */
+function podPath(pod: Pod): string {
+  return `/_test/pods/${pod.namespace}/${pod.podName}`;
+}
+
+/** The v1.Pod the kubelet would have reported for `pod`: running, with its addresses. */
+export function podObject(pod: Pod): Record<string, unknown> {
+  return {
+    metadata: { name: pod.podName, namespace: pod.namespace, labels: pod.labels },
+    spec: {
+      nodeName: pod.node.name,
+      containers: [{
+        name: "c",
+        image: "probe",
+        ports: pod.ports.map((p) => ({
+          ...(p.name ? { name: p.name } : {}),
+          containerPort: p.port,
+          protocol: p.protocol ?? "TCP",
+        })),
+      }],
+    },
+    status: {
+      phase: "Running",
+      podIP: pod.ips[0],
+      podIPs: pod.ips.map((ip) => ({ ip })),
+      hostIP: pod.node.ips[0],
+    },
+  };
+}
+
 /** CNI ADD exactly as a runtime does it, in the node's namespace; returns the pod's IPs. */
 async function execPluginAdd(
   node: ClusterNode,
-  pod: { netns: string; containerId: string; podName: string },
+  pod: { netns: string; containerId: string; namespace: string; podName: string },
 ): Promise<string[]> {
-  const list = JSON.parse(await Deno.readTextFile(`${node.dir}/net.d/${CONFLIST}`));
-  const conf = { ...list.plugins[0], cniVersion: list.cniVersion, name: list.name };
-  const out = await runOutput(inNetns(node.netns, [`${node.dir}/bin/mycni`]), {
-    stdin: JSON.stringify(conf),
-    env: {
-      CNI_COMMAND: "ADD",
-      CNI_CONTAINERID: pod.containerId,
-      CNI_NETNS: pod.netns,
-      CNI_IFNAME: "eth0",
-      CNI_PATH: `${node.dir}/bin`,
-      CNI_ARGS: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod.podName}`,
-    },
-  });
+  const out = await execPlugin(node, "ADD", pod);
   if (out.code !== 0) {
     throw new Error(
       `CNI ADD of ${pod.podName} on ${node.name} exited ${out.code}: ${out.stdout.trim()} ${out.stderr.trim()}`,
@@ -540,6 +633,35 @@ async function execPluginAdd(
   const ips = (result.ips ?? []).map((i) => i.address.split("/")[0]);
   if (ips.length === 0) throw new Error(`CNI ADD of ${pod.podName} returned no IPs: ${out.stdout}`);
   return ips.sort((a, b) => Number(a.includes(":")) - Number(b.includes(":")));
+}
+
+/** CNI DEL of a pod, as a runtime does it when the pod goes. */
+async function execPluginDel(node: ClusterNode, pod: Pod): Promise<void> {
+  const out = await execPlugin(node, "DEL", pod);
+  if (out.code !== 0) {
+    throw new Error(`CNI DEL of ${pod.name} on ${node.name} exited ${out.code}: ${out.stdout}`);
+  }
+}
+
+/** Runs the node's installed plugin with the conflist's first plugin as its config. */
+async function execPlugin(
+  node: ClusterNode,
+  command: "ADD" | "DEL",
+  pod: { netns: string; containerId: string; namespace: string; podName: string },
+) {
+  const list = JSON.parse(await Deno.readTextFile(`${node.dir}/net.d/${CONFLIST}`));
+  const conf = { ...list.plugins[0], cniVersion: list.cniVersion, name: list.name };
+  return await runOutput(inNetns(node.netns, [`${node.dir}/bin/mycni`]), {
+    stdin: JSON.stringify(conf),
+    env: {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: pod.containerId,
+      CNI_NETNS: pod.netns,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: `${node.dir}/bin`,
+      CNI_ARGS: `K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.podName}`,
+    },
+  });
 }
 
 /** Drops what changes on its own between two dumps: comments and packet counters. */

@@ -1,12 +1,14 @@
-// A stand-in Kubernetes API server for nodes: list, chunked watch with resourceVersion,
-// bookmarks and 410 Gone, serving objects shaped like real v1.Node JSON, plus a /_test control
-// API to add and delete nodes and to break watches. Plain HTTP by default, https when given a
-// certificate and key (the in-cluster client insists on https with the service account's CA); no
-// auth either way.
+// A stand-in Kubernetes API server for the collections the agent reads: nodes, namespaces, pods
+// and networkpolicies. List (with `continue` pages), chunked watch with resourceVersion, bookmarks
+// and 410 Gone, serving objects shaped like the real API's JSON, plus a /_test control API to add,
+// change and delete objects and to break watches. One resourceVersion sequence for everything, as
+// etcd has. Plain HTTP by default, https when given a certificate and key; with a token, API
+// requests need it.
 //
 // As a script: deno run -A tests/harness/fake_apiserver.ts --listen 10.0.0.1:6443 --nodes-file F
 //   [--cert server.crt --key server.key] [--token-file F]
-// Control: PUT /_test/nodes/<name> (a nodes-file entry or a v1.Node), DELETE /_test/nodes/<name>,
+// Control: PUT /_test/<resource>/<name> or /_test/<resource>/<namespace>/<name> with the object
+// (for nodes also a nodes-file entry; for namespaces also {"labels": {...}}), DELETE the same,
 // POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark.
 import { parseArgs } from "node:util";
 import { parseNodesFile, parseNodesFileEntry } from "../../lib/node/nodes_file.ts";
@@ -19,6 +21,27 @@ export interface NodeEntry {
   readonly podCIDRs?: readonly string[];
 }
 
+/** The collections served, by the plural name the control API uses. */
+export const RESOURCES = {
+  nodes: { path: "/api/v1/nodes", kind: "Node", apiVersion: "v1", namespaced: false },
+  namespaces: {
+    path: "/api/v1/namespaces",
+    kind: "Namespace",
+    apiVersion: "v1",
+    namespaced: false,
+  },
+  pods: { path: "/api/v1/pods", kind: "Pod", apiVersion: "v1", namespaced: true },
+  networkpolicies: {
+    path: "/apis/networking.k8s.io/v1/networkpolicies",
+    kind: "NetworkPolicy",
+    apiVersion: "networking.k8s.io/v1",
+    namespaced: true,
+  },
+} as const;
+
+/** A collection's plural name. */
+export type Resource = keyof typeof RESOURCES;
+
 /** A running fake API server. */
 export interface FakeApiServer extends AsyncDisposable {
   /** http://host:port, or https://host:port when serving TLS */
@@ -27,6 +50,10 @@ export interface FakeApiServer extends AsyncDisposable {
   upsert(node: NodeEntry | Record<string, unknown>): Record<string, unknown>;
   /** Deletes a node; emits DELETED. Returns whether it existed. */
   remove(name: string): boolean;
+  /** Adds or updates any object (its metadata names it); emits ADDED or MODIFIED. */
+  put(resource: Resource, obj: Record<string, unknown>): Record<string, unknown>;
+  /** Deletes an object by `name` or `namespace/name`; emits DELETED. */
+  del(resource: Resource, key: string): boolean;
   /** Breaks every open watch connection mid-stream. */
   drop(): void;
   /** Forgets history: the next watch (from any resourceVersion) gets a 410 ERROR event. */
@@ -42,7 +69,7 @@ export interface FakeApiServer extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** Where to listen and what nodes to start with. */
+/** Where to listen and what to start with. */
 export interface FakeApiServerOptions {
   readonly hostname?: string;
   /** 0 (default) picks a free port. */
@@ -57,11 +84,18 @@ export interface FakeApiServerOptions {
 type Obj = Record<string, unknown>;
 interface Event {
   readonly rv: number;
+  readonly resource: Resource;
   readonly type: "ADDED" | "MODIFIED" | "DELETED";
   readonly object: Obj;
 }
+interface Watcher {
+  readonly controller: ReadableStreamDefaultController<Uint8Array>;
+  readonly resource: Resource;
+  /** Only watches that asked with allowWatchBookmarks=true get bookmarks, as on the real server. */
+  readonly bookmarks: boolean;
+}
 
-const HISTORY = 5000;
+const HISTORY = 20000;
 const enc = new TextEncoder();
 
 /** v1.Node JSON for a nodes-file entry, as the real API server would return it. */
@@ -115,65 +149,72 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
   let compacted = rv; // watches from a resourceVersion below this get 410
   let expireNext = false;
   let watchRequests = 0;
-  const nodes = new Map<string, Obj>();
+  const store = new Map<Resource, Map<string, Obj>>(
+    (Object.keys(RESOURCES) as Resource[]).map((r) => [r, new Map()]),
+  );
   const history: Event[] = [];
-  const watchers = new Set<ReadableStreamDefaultController<Uint8Array>>();
-  // Only watches that asked with allowWatchBookmarks=true get bookmarks, as on the real server.
-  const wantsBookmarks = new WeakSet<ReadableStreamDefaultController<Uint8Array>>();
+  const watchers = new Set<Watcher>();
 
   const meta = (o: Obj) => o.metadata as Obj;
-  const send = (c: ReadableStreamDefaultController<Uint8Array>, line: string) => {
+  const keyOf = (resource: Resource, o: Obj) => {
+    const m = meta(o);
+    return RESOURCES[resource].namespaced ? `${m.namespace}/${m.name}` : String(m.name);
+  };
+  const send = (w: Watcher, line: string) => {
     try {
-      c.enqueue(enc.encode(line + "\n"));
+      w.controller.enqueue(enc.encode(line + "\n"));
     } catch {
-      watchers.delete(c);
+      watchers.delete(w);
     }
   };
-  const emit = (type: Event["type"], object: Obj) => {
-    const ev = { rv, type, object };
+  const emit = (resource: Resource, type: Event["type"], object: Obj) => {
+    const ev = { rv, resource, type, object };
     history.push(ev);
     if (history.length > HISTORY) {
       compacted = history.splice(0, history.length - HISTORY).at(-1)!.rv;
     }
     const line = JSON.stringify({ type, object });
-    for (const c of watchers) send(c, line);
+    for (const w of watchers) if (w.resource === resource) send(w, line);
   };
-  const upsert = (input: NodeEntry | Obj): Obj => {
-    const full = "metadata" in input || (input as Obj).kind === "Node";
-    const name = full ? String(meta(input as Obj).name) : (input as NodeEntry).name;
-    const old = nodes.get(name);
-    rv++;
-    let obj: Obj;
-    if (full) {
-      obj = structuredClone(input as Obj);
-      obj.apiVersion ??= "v1";
-      obj.kind ??= "Node";
-      const m = meta(obj);
-      m.uid ??= old ? meta(old).uid : crypto.randomUUID();
-      m.creationTimestamp ??= old ? meta(old).creationTimestamp : new Date().toISOString();
-      m.resourceVersion = String(rv);
-    } else {
-      const entry = parseNodesFileEntry(input);
-      obj = nodeObject(
-        { name, ips: entry.ips, podCIDRs: entry.podCIDRs },
-        rv,
-        old ? String(meta(old).uid) : undefined,
-      );
-      if (old) meta(obj).creationTimestamp = meta(old).creationTimestamp;
+  const put = (resource: Resource, input: Obj): Obj => {
+    const spec = RESOURCES[resource];
+    const obj = structuredClone(input);
+    obj.apiVersion ??= spec.apiVersion;
+    obj.kind ??= spec.kind;
+    const m = (obj.metadata ??= {}) as Obj;
+    if (typeof m.name !== "string" || m.name === "") throw new Error("metadata.name is required");
+    if (spec.namespaced) m.namespace ??= "default";
+    if (resource === "namespaces") {
+      // The API server sets it on every namespace (since 1.21); policies select on it.
+      m.labels = { ...(m.labels as Obj ?? {}), "kubernetes.io/metadata.name": m.name };
     }
-    nodes.set(name, obj);
-    emit(old ? "MODIFIED" : "ADDED", obj);
+    const key = keyOf(resource, obj);
+    const old = store.get(resource)!.get(key);
+    rv++;
+    m.uid ??= old ? meta(old).uid : crypto.randomUUID();
+    m.creationTimestamp ??= old ? meta(old).creationTimestamp : new Date().toISOString();
+    m.resourceVersion = String(rv);
+    store.get(resource)!.set(key, obj);
+    emit(resource, old ? "MODIFIED" : "ADDED", obj);
     return obj;
   };
-  const remove = (name: string): boolean => {
-    const old = nodes.get(name);
+  const del = (resource: Resource, key: string): boolean => {
+    const old = store.get(resource)!.get(key);
     if (!old) return false;
-    nodes.delete(name);
+    store.get(resource)!.delete(key);
     rv++;
     const obj = structuredClone(old);
     meta(obj).resourceVersion = String(rv);
-    emit("DELETED", obj);
+    emit(resource, "DELETED", obj);
     return true;
+  };
+  const upsert = (input: NodeEntry | Obj): Obj => {
+    if ("metadata" in input || (input as Obj).kind === "Node") return put("nodes", input as Obj);
+    const entry = parseNodesFileEntry(input);
+    const old = store.get("nodes")!.get(entry.name);
+    const obj = nodeObject(entry, rv + 1, old ? String(meta(old).uid) : undefined);
+    if (old) meta(obj).creationTimestamp = meta(old).creationTimestamp;
+    return put("nodes", obj);
   };
   const status = (code: number, reason: string, message: string) => ({
     kind: "Status",
@@ -190,10 +231,9 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
       headers: { "content-type": "application/json" },
     });
 
-  const list = (url: URL): Response => {
-    const all = [...nodes.values()].sort((a, b) =>
-      String(meta(a).name) < String(meta(b).name) ? -1 : 1
-    );
+  const list = (resource: Resource, url: URL): Response => {
+    const all = [...store.get(resource)!.entries()].sort(([a], [b]) => a < b ? -1 : 1)
+      .map(([, o]) => o);
     const limit = Number(url.searchParams.get("limit") ?? "0");
     let start = 0, listRv = rv;
     const cont = url.searchParams.get("continue");
@@ -206,115 +246,131 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
     const more = limit > 0 && start + limit < all.length;
     const metadata: Obj = { resourceVersion: String(listRv) };
     if (more) metadata.continue = btoa(JSON.stringify({ rv: listRv, start: start + limit }));
-    return json({ kind: "NodeList", apiVersion: "v1", metadata, items });
+    const spec = RESOURCES[resource];
+    return json({ kind: `${spec.kind}List`, apiVersion: spec.apiVersion, metadata, items });
   };
 
-  const watch = (url: URL): Response => {
+  const watch = (resource: Resource, url: URL): Response => {
     watchRequests++;
     const from = url.searchParams.get("resourceVersion") ?? "";
     const timeout = Number(url.searchParams.get("timeoutSeconds") ?? "0");
-    const bookmarks = url.searchParams.get("allowWatchBookmarks") === "true";
-    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    let w!: Watcher;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const body = new ReadableStream<Uint8Array>({
-      start(c) {
-        controller = c;
+      start(controller) {
+        w = {
+          controller,
+          resource,
+          bookmarks: url.searchParams.get("allowWatchBookmarks") === "true",
+        };
       },
       cancel() {
-        watchers.delete(controller);
+        watchers.delete(w);
         clearTimeout(timer);
       },
     });
     const gone = (msg: string) => {
-      send(controller, JSON.stringify({ type: "ERROR", object: status(410, "Expired", msg) }));
-      controller.close();
+      send(w, JSON.stringify({ type: "ERROR", object: status(410, "Expired", msg) }));
+      w.controller.close();
     };
     if (expireNext) {
       expireNext = false;
       gone(`too old resource version: ${from} (${rv})`);
     } else if (from === "" || from === "0") {
-      for (const obj of nodes.values()) {
-        send(controller, JSON.stringify({ type: "ADDED", object: obj }));
+      for (const obj of store.get(resource)!.values()) {
+        send(w, JSON.stringify({ type: "ADDED", object: obj }));
       }
-      watchers.add(controller);
+      watchers.add(w);
     } else if (Number(from) < compacted) {
       gone(`too old resource version: ${from} (${compacted})`);
     } else {
       for (const ev of history) {
-        if (ev.rv > Number(from)) {
-          send(controller, JSON.stringify({ type: ev.type, object: ev.object }));
+        if (ev.rv > Number(from) && ev.resource === resource) {
+          send(w, JSON.stringify({ type: ev.type, object: ev.object }));
         }
       }
-      watchers.add(controller);
+      watchers.add(w);
     }
-    if (watchers.has(controller)) {
-      if (bookmarks) wantsBookmarks.add(controller);
-      if (timeout > 0) {
-        timer = setTimeout(() => {
-          watchers.delete(controller);
-          try {
-            controller.close();
-          } catch { /* already closed */ }
-        }, timeout * 1000);
-      }
+    if (watchers.has(w) && timeout > 0) {
+      timer = setTimeout(() => {
+        watchers.delete(w);
+        try {
+          w.controller.close();
+        } catch { /* already closed */ }
+      }, timeout * 1000);
     }
     return new Response(body, {
       headers: { "content-type": "application/json", "transfer-encoding": "chunked" },
     });
   };
 
+  const byPath = new Map(
+    (Object.entries(RESOURCES) as [Resource, { path: string }][]).map(([r, s]) => [s.path, r]),
+  );
+
+  const control = async (req: Request, path: string): Promise<Response | undefined> => {
+    const parts = path.slice("/_test/".length).split("/").map(decodeURIComponent);
+    const resource = parts[0] as Resource;
+    if (req.method === "POST" && parts.length === 1) {
+      const actions: Record<string, () => void> = { drop, expire, garbage, bookmark };
+      if (!actions[parts[0]]) return undefined;
+      actions[parts[0]]();
+      return json({ done: parts[0], watchers: watchers.size });
+    }
+    if (!(resource in RESOURCES)) return undefined;
+    const namespaced = RESOURCES[resource].namespaced;
+    if (parts.length !== (namespaced ? 3 : 2)) return undefined;
+    const [ns, name] = namespaced ? [parts[1], parts[2]] : [undefined, parts[1]];
+    const key = namespaced ? `${ns}/${name}` : name;
+    if (req.method === "DELETE") {
+      return del(resource, key)
+        ? json({ deleted: key })
+        : json(status(404, "NotFound", `${resource} "${key}" not found`), 404);
+    }
+    if (req.method !== "PUT") return undefined;
+    const body = await req.json() as Obj;
+    try {
+      if (resource === "nodes") {
+        if ("metadata" in body) meta(body).name ??= name;
+        else body.name ??= name;
+        return json(upsert(body));
+      }
+      // Shorthands: a namespace as {"labels": {...}}.
+      const obj = "metadata" in body ? body : { metadata: { labels: body.labels ?? {} } };
+      Object.assign(meta(obj), { name, ...(namespaced ? { namespace: ns } : {}) });
+      return json(put(resource, obj));
+    } catch (err) {
+      return json(status(400, "BadRequest", (err as Error).message), 400);
+    }
+  };
+
   const handler = async (req: Request): Promise<Response> => {
     const url = new URL(req.url);
     const path = url.pathname;
-    if (
-      opts.token !== undefined && !path.startsWith("/_test/") &&
-      req.headers.get("authorization") !== `Bearer ${opts.token}`
-    ) {
+    if (path.startsWith("/_test/")) {
+      return await control(req, path) ??
+        json(status(404, "NotFound", `no route for ${req.method} ${path}`), 404);
+    }
+    if (opts.token !== undefined && req.headers.get("authorization") !== `Bearer ${opts.token}`) {
       return json(status(401, "Unauthorized", "Unauthorized"), 401);
     }
-    if (req.method === "GET" && path === "/api/v1/nodes") {
-      return url.searchParams.get("watch") === "1" || url.searchParams.get("watch") === "true"
-        ? watch(url)
-        : list(url);
+    const resource = byPath.get(path);
+    if (req.method === "GET" && resource) {
+      const w = url.searchParams.get("watch");
+      return w === "1" || w === "true" ? watch(resource, url) : list(resource, url);
     }
-    let m = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path);
+    const m = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path);
     if (req.method === "GET" && m) {
-      const node = nodes.get(decodeURIComponent(m[1]));
+      const node = store.get("nodes")!.get(decodeURIComponent(m[1]));
       return node ? json(node) : json(status(404, "NotFound", `nodes "${m[1]}" not found`), 404);
-    }
-    m = /^\/_test\/nodes\/([^/]+)$/.exec(path);
-    if (m && req.method === "PUT") {
-      const body = await req.json() as Obj;
-      const name = decodeURIComponent(m[1]);
-      if ("metadata" in body) meta(body).name ??= name;
-      else body.name ??= name;
-      try {
-        return json(upsert(body));
-      } catch (err) {
-        return json(status(400, "BadRequest", (err as Error).message), 400);
-      }
-    }
-    if (m && req.method === "DELETE") {
-      const name = decodeURIComponent(m[1]);
-      return remove(name)
-        ? json({ deleted: name })
-        : json(status(404, "NotFound", `nodes "${name}" not found`), 404);
-    }
-    if (req.method === "POST" && path.startsWith("/_test/")) {
-      const action = path.slice("/_test/".length);
-      const actions: Record<string, () => void> = { drop, expire, garbage, bookmark };
-      if (actions[action]) {
-        actions[action]();
-        return json({ done: action, watchers: watchers.size });
-      }
     }
     return json(status(404, "NotFound", `no route for ${req.method} ${path}`), 404);
   };
 
   function drop() {
-    for (const c of watchers) {
+    for (const w of watchers) {
       try {
-        c.error(new Error("connection dropped by /_test/drop"));
+        w.controller.error(new Error("connection dropped by /_test/drop"));
       } catch { /* already closed */ }
     }
     watchers.clear();
@@ -325,21 +381,27 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
     expireNext = true;
   }
   function garbage() {
-    for (const c of watchers) send(c, "this is not json {");
+    for (const w of watchers) send(w, "this is not json {");
   }
   function bookmark() {
-    const line = JSON.stringify({
-      type: "BOOKMARK",
-      object: {
-        kind: "Node",
-        apiVersion: "v1",
-        metadata: {
-          resourceVersion: String(rv),
-          annotations: { "k8s.io/initial-events-end": "true" },
-        },
-      },
-    });
-    for (const c of watchers) if (wantsBookmarks.has(c)) send(c, line);
+    for (const w of watchers) {
+      if (!w.bookmarks) continue;
+      const spec = RESOURCES[w.resource];
+      send(
+        w,
+        JSON.stringify({
+          type: "BOOKMARK",
+          object: {
+            kind: spec.kind,
+            apiVersion: spec.apiVersion,
+            metadata: {
+              resourceVersion: String(rv),
+              annotations: { "k8s.io/initial-events-end": "true" },
+            },
+          },
+        }),
+      );
+    }
   }
 
   for (const entry of opts.nodes ?? []) upsert(entry);
@@ -355,9 +417,9 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
   const addr = server.addr as Deno.NetAddr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const close = async () => {
-    for (const c of watchers) {
+    for (const w of watchers) {
       try {
-        c.close();
+        w.controller.close();
       } catch { /* already closed */ }
     }
     watchers.clear();
@@ -366,7 +428,9 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
   return {
     url: `${opts.tls ? "https" : "http"}://${host}:${addr.port}`,
     upsert,
-    remove,
+    remove: (name) => del("nodes", name),
+    put,
+    del,
     drop,
     expire,
     garbage,

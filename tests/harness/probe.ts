@@ -1,10 +1,11 @@
 // A tiny traffic helper started inside one namespace of the simulated cluster (a pod, a node,
-// the external host). It answers every TCP connection on --port with the peer address it saw,
-// and on stdin takes JSON-line requests to open TCP connections or make HTTP requests from this
+// the external host). It answers every TCP connection on --port (and on each --tcp port) and
+// every UDP datagram on each --udp port with the peer address it saw, and on stdin takes
+// JSON-line requests to open TCP connections, send UDP datagrams or make HTTP requests from this
 // namespace, answering each with one JSON line on stdout. Self-contained: no imports, so it
-// starts in tens of milliseconds with --no-config.
+// starts in tens of milliseconds with --no-config. UDP needs --unstable-net.
 //
-//   deno run -A --no-check --no-config --no-lock probe.ts --port 7777
+//   deno run -A --unstable-net --no-check --no-config --no-lock probe.ts --port 7777 --tcp 80,81 --udp 80,81
 //   stdin:  {"id":1,"op":"tcp","host":"10.244.2.3","port":7777,"timeoutMs":2000}
 //   stdout: {"id":1,"ok":true,"seen":"10.244.1.2"}
 //   stdin:  {"id":2,"op":"http","url":"http://127.0.0.1:9749/healthz","method":"GET"}
@@ -13,13 +14,14 @@
 /** One request read from stdin. */
 export type ProbeRequest =
   | { id: number; op: "tcp"; host: string; port: number; timeoutMs?: number }
+  | { id: number; op: "udp"; host: string; port: number; timeoutMs?: number }
   | { id: number; op: "http"; url: string; method?: string; body?: string; timeoutMs?: number };
 
 /** The answer to a request. */
 export interface ProbeReply {
   id: number;
   ok: boolean;
-  /** tcp: the source address the other side saw. */
+  /** tcp, udp: the source address the other side saw. */
   seen?: string;
   /** http: status and body. */
   status?: number;
@@ -33,10 +35,10 @@ export function plainAddress(hostname: string): string {
   return h.toLowerCase().startsWith("::ffff:") && h.includes(".") ? h.slice(7) : h;
 }
 
-async function serve(port: number): Promise<void> {
+async function serve(port: number, ready = true): Promise<void> {
   // "::" with bindv6only=0 (the namespace default) takes IPv4 too, as v4-mapped addresses.
   const listener = Deno.listen({ hostname: "::", port, transport: "tcp" });
-  console.log(JSON.stringify({ ready: true, port }));
+  if (ready) console.log(JSON.stringify({ ready: true, port }));
   for await (const conn of listener) {
     const peer = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname);
     conn.write(new TextEncoder().encode(peer + "\n")).catch(() => {}).finally(() => {
@@ -73,6 +75,40 @@ async function tcp(host: string, port: number, timeoutMs: number): Promise<Probe
   }
 }
 
+/** Answers every datagram on `port` with the address it came from. */
+async function serveUdp(port: number): Promise<void> {
+  const sock = Deno.listenDatagram({ hostname: "::", port, transport: "udp" });
+  for await (const [, from] of sock) {
+    const peer = plainAddress((from as Deno.NetAddr).hostname);
+    sock.send(new TextEncoder().encode(peer + "\n"), from).catch(() => {});
+  }
+}
+
+/** Sends one datagram to host:port and waits for the answer (the address the server saw). */
+async function udp(host: string, port: number, timeoutMs: number): Promise<ProbeReply> {
+  const v6 = host.includes(":");
+  const sock = Deno.listenDatagram({ hostname: v6 ? "::" : "0.0.0.0", port: 0, transport: "udp" });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await sock.send(new TextEncoder().encode("probe\n"), {
+      transport: "udp",
+      hostname: host,
+      port,
+    });
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    const [data] = await Promise.race([sock.receive(), timeout]);
+    const seen = new TextDecoder().decode(data).trim();
+    return { id: 0, ok: seen !== "", seen };
+  } catch (err) {
+    return { id: 0, ok: false, error: (err as Error).message };
+  } finally {
+    clearTimeout(timer);
+    sock.close();
+  }
+}
+
 async function http(
   req: Extract<ProbeRequest, { op: "http" }>,
 ): Promise<ProbeReply> {
@@ -92,6 +128,8 @@ async function answer(req: ProbeRequest): Promise<ProbeReply> {
   switch (req.op) {
     case "tcp":
       return await tcp(req.host, req.port, req.timeoutMs ?? 2000);
+    case "udp":
+      return await udp(req.host, req.port, req.timeoutMs ?? 2000);
     case "http":
       return await http(req);
     default: {
@@ -120,11 +158,18 @@ async function readRequests(): Promise<void> {
 }
 
 if (import.meta.main) {
-  const i = Deno.args.indexOf("--port");
-  const port = i >= 0 ? Number(Deno.args[i + 1]) : 7777;
-  serve(port).catch((err) => {
-    console.error(`probe: cannot serve on port ${port}: ${err.message}`);
+  const flag = (name: string) => {
+    const i = Deno.args.indexOf(name);
+    return i >= 0 ? Deno.args[i + 1] : undefined;
+  };
+  const list = (name: string) => (flag(name) ?? "").split(",").filter((p) => p !== "").map(Number);
+  const port = Number(flag("--port") ?? 7777);
+  const fail = (what: string) => (err: Error) => {
+    console.error(`probe: cannot serve ${what}: ${err.message}`);
     Deno.exit(1);
-  });
+  };
+  for (const p of list("--tcp")) serve(p, false).catch(fail(`TCP ${p}`));
+  for (const p of list("--udp")) serveUdp(p).catch(fail(`UDP ${p}`));
+  serve(port).catch(fail(`TCP ${port}`));
   readRequests();
 }

@@ -7,6 +7,12 @@ import type { ProbeReply, ProbeRequest } from "./probe.ts";
 /** The port every probe listens on. */
 export const PROBE_PORT = 7777;
 
+/** More ports a probe answers on (servers for NetworkPolicy tests: TCP and UDP 80, 81). */
+export interface ServePorts {
+  readonly tcp?: readonly number[];
+  readonly udp?: readonly number[];
+}
+
 const PROBE_SCRIPT = new URL("./probe.ts", import.meta.url).pathname;
 
 type Request = ProbeRequest extends infer R ? R extends unknown ? Omit<R, "id"> : never : never;
@@ -16,6 +22,8 @@ export interface Probe extends AsyncDisposable {
   readonly child: Child;
   /** Opens a TCP connection to `host` (a probe's port by default); `seen` is our address there. */
   tcp(host: string, opts?: { port?: number; timeoutMs?: number }): Promise<ProbeReply>;
+  /** Sends a UDP datagram to `host:port` and waits for the answer; `seen` is our address there. */
+  udp(host: string, opts: { port: number; timeoutMs?: number }): Promise<ProbeReply>;
   /** An HTTP request from inside the namespace. */
   http(
     url: string,
@@ -30,18 +38,27 @@ export interface Probe extends AsyncDisposable {
  * await using p = await startProbe("/run/netns/mccx1n1");
  * (await p.tcp("203.0.113.1")).seen; // "192.0.2.11"
  */
-export async function startProbe(netns: string, opts: { logFile?: string } = {}): Promise<Probe> {
+export async function startProbe(
+  netns: string,
+  opts: { logFile?: string; serve?: ServePorts } = {},
+): Promise<Probe> {
+  const extra = [
+    ...(opts.serve?.tcp?.length ? ["--tcp", opts.serve.tcp.join(",")] : []),
+    ...(opts.serve?.udp?.length ? ["--udp", opts.serve.udp.join(",")] : []),
+  ];
   const child = await spawnChild(
     inNetns(netns, [
       Deno.execPath(),
       "run",
       "-A",
+      "--unstable-net",
       "--no-check",
       "--no-config",
       "--no-lock",
       PROBE_SCRIPT,
       "--port",
       String(PROBE_PORT),
+      ...extra,
     ]),
     { pipeStdio: true, logFile: opts.logFile },
   );
@@ -86,6 +103,7 @@ export async function startProbe(netns: string, opts: { logFile?: string } = {})
     child,
     tcp: (host, o = {}) =>
       ask({ op: "tcp", host, port: o.port ?? PROBE_PORT, timeoutMs: o.timeoutMs }),
+    udp: (host, o) => ask({ op: "udp", host, port: o.port, timeoutMs: o.timeoutMs }),
     http: (url, o = {}) => ask({ op: "http", url, ...o }),
     async [Symbol.asyncDispose]() {
       await writer.close().catch(() => {});

@@ -2,7 +2,7 @@
 // simulated cluster runs it: --once, watching a nodes file, and watching the fake API server.
 // Everything kernel-side happens inside the namespace the test creates.
 import { join } from "node:path";
-import { run } from "../../lib/process/run.ts";
+import { run, runOutput } from "../../lib/process/run.ts";
 import {
   agentArgv,
   curl,
@@ -47,6 +47,12 @@ async function saved(ns: TempNetns): Promise<string> {
   return (await run(ns.exec(["iptables-save"]))) + (await run(ns.exec(["ip6tables-save"])));
 }
 
+/** The agent's nftables table as `nft list` prints it, "" when there is none. */
+async function nftTable(ns: TempNetns): Promise<string> {
+  const out = await runOutput(ns.exec(["nft", "list", "table", "inet", "mycni"]));
+  return out.code === 0 ? out.stdout : "";
+}
+
 const V4_V6_ROUTES = [
   "10.244.2.0/24 via 192.0.2.12",
   "10.244.3.0/24 via 192.0.2.13",
@@ -60,27 +66,37 @@ Deno.test({
   await using node = await makeAgentNode(NODE);
   const { ns, dir } = node;
   const once = agentArgv(dir, ["--nodes-file", join(dir, "nodes.json"), "--once"]);
+  // An upgrade: the masquerade chain an older agent left in iptables goes once nft masquerades.
+  await run(ns.exec(["iptables-restore", "--noflush"]), {
+    stdin: "*nat\n:MYCNI-POSTRTG - [0:0]\n" +
+      '-A POSTROUTING -m comment --comment "mycni masquerade" -j MYCNI-POSTRTG\n' +
+      "-A MYCNI-POSTRTG -s 10.244.1.0/24 -j MASQUERADE\nCOMMIT\n",
+  });
   await run(ns.exec(once));
-  const first = await saved(ns);
+  const first = { rules: await saved(ns), table: await nftTable(ns) };
   await run(ns.exec(once));
 
   assertEquals(await ourRoutes(ns), V4_V6_ROUTES);
   const rules = await saved(ns);
+  const table = await nftTable(ns);
   const strip = (s: string) => s.split("\n").filter((l) => !l.startsWith("#")).join("\n");
-  assertEquals(strip(rules), strip(first));
+  assertEquals(strip(rules), strip(first.rules));
+  assertEquals(table, first.table);
+  assert(!rules.includes("MYCNI-POSTRTG"), "the legacy iptables masquerade chain is gone");
   for (const family of [rules.split("*filter")[1], rules.split("*filter")[2]]) {
-    assertEquals(family.split("\n").filter((l) => l.includes("-j MYCNI-POSTRTG")).length, 1);
     assertEquals(family.split("\n").filter((l) => l.includes("-j MYCNI-FWD")).length, 1);
   }
-  assertMatch(rules, /-A MYCNI-POSTRTG -d 10\.244\.1\.0\/24 -j RETURN/);
+  assertMatch(rules, /-A MYCNI-FWD -s 10\.244\.1\.0\/24 -j ACCEPT/);
   assertMatch(
-    rules,
-    /-A MYCNI-POSTRTG -s 10\.244\.1\.0\/24 ! -d 224\.0\.0\.0\/4 -j MASQUERADE --random-fully/,
+    table,
+    /ip saddr @podnets4 ip daddr != @nomasq4 ip daddr != 224\.0\.0\.0\/4 masquerade fully-random/,
   );
   assertMatch(
-    rules,
-    /-A MYCNI-POSTRTG -s fd00:10:244:1::\/64 ! -d ff00::\/8 -j MASQUERADE --random-fully/,
+    table,
+    /ip6 saddr @podnets6 ip6 daddr != @nomasq6 ip6 daddr != ff00::\/8 masquerade fully-random/,
   );
+  assertMatch(table, /set nomasq4 \{[^}]*elements = \{ 10\.244\.1\.0\/24, 10\.244\.2\.0\/23 \}/s);
+  assertMatch(table, /hook postrouting priority srcnat/);
   assertEquals((await run(ns.exec(["cat", "/proc/sys/net/ipv4/ip_forward"]))).trim(), "1");
   assertEquals((await run(ns.exec(["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]))).trim(), "1");
 
@@ -94,6 +110,7 @@ Deno.test({
   await run(ns.exec(uninstallArgv(dir)));
   assertEquals(await ourRoutes(ns), []);
   assert(!(await saved(ns)).includes("MYCNI"));
+  assertEquals(await nftTable(ns), "");
   assertEquals([...Deno.readDirSync(join(dir, "conf"))], []);
   assertEquals([...Deno.readDirSync(join(dir, "bin"))].map((e) => e.name), ["portmap"]);
   assertMatch(await run(ns.exec(["ip", "route", "show", "10.99.0.0/24"])), /via 192\.0\.2\.99/);

@@ -4,7 +4,7 @@
 // node network namespace (hostNetwork) where a TLS fake API server answers at the kubelet-injected
 // KUBERNETES_SERVICE_HOST/PORT. A rename in the manifest or in the agent breaks this test.
 import { basename, dirname, join } from "node:path";
-import { run } from "../../lib/process/run.ts";
+import { run, runOutput } from "../../lib/process/run.ts";
 import { OWNED_CHAINS } from "../../lib/node/masq.ts";
 import {
   curl,
@@ -311,20 +311,33 @@ Deno.test({
   assertEquals(plugin.mtu, 1480);
   const installed = onHost(join(binDir, "mycni"));
   assert(((await Deno.stat(installed)).mode ?? 0) & 0o100, "the plugin is executable");
-  assertEquals(await Deno.readFile(installed), await Deno.readFile(join(ROOT, "bin/mycni")));
+  const built = await Deno.readFile(join(ROOT, "bin/mycni"));
+  const have = await Deno.readFile(installed);
+  const firstLine = (b: Uint8Array) => new TextDecoder().decode(b.subarray(0, b.indexOf(10)));
+  if (firstLine(built).startsWith("#!/usr/bin/env -S ")) {
+    // A bundle: the node's copy runs on the runtime installed beside it, nothing of this checkout.
+    const runtime = join(binDir, "mycni-deno");
+    assertEquals(
+      firstLine(have),
+      firstLine(built).replace(/^#!\/usr\/bin\/env -S \S+ /, `#!/usr/bin/env -S ${runtime} `),
+    );
+    assertEquals(have.subarray(have.indexOf(10)), built.subarray(built.indexOf(10)));
+    assert(((await Deno.stat(onHost(runtime))).mode ?? 0) & 0o100, "the runtime is executable");
+  } else assertEquals(have, built);
 
   // Routes to the other nodes' podCIDRs (both families), the masquerade and forward chains.
   const want = others.flatMap((n) => n.podCIDRs.map((cidr, i) => `${cidr} via ${n.ips[i]}`));
   assertEquals(await ourRoutes(ns), want.sort());
-  const [v4, v6] = await ruleSets(ns);
-  for (const rules of [v4, v6]) {
-    for (const c of OWNED_CHAINS) {
-      assertMatch(rules, new RegExp(`^:${c.chain} `, "m"), `${c.chain} exists`);
-      assert(rules.split("\n").includes(c.jump), `${c.chain} is jumped to: ${c.jump}`);
-    }
+  for (const rules of await ruleSets(ns)) {
+    const fwd = OWNED_CHAINS.find((c) => c.chain === "MYCNI-FWD")!;
+    assertMatch(rules, /^:MYCNI-FWD /m, "MYCNI-FWD exists");
+    assert(rules.split("\n").includes(fwd.jump), `MYCNI-FWD is jumped to: ${fwd.jump}`);
+    assert(!rules.includes("MYCNI-POSTRTG"), "masquerade is no longer in iptables");
   }
-  assertMatch(v4, /-A MYCNI-POSTRTG -s 10\.244\.1\.0\/24 .*-j MASQUERADE --random-fully/);
-  assertMatch(v6, /-A MYCNI-POSTRTG -s fd00:10:244:1::\/64 .*-j MASQUERADE --random-fully/);
+  const table = await run(ns.exec(["nft", "list", "table", "inet", "mycni"]));
+  assertMatch(table, /ip saddr @podnets4 .* masquerade fully-random/);
+  assertMatch(table, /ip6 saddr @podnets6 .* masquerade fully-random/);
+  assertMatch(table, /hook forward priority filter/, "NetworkPolicy's forward chain is there");
 
   // SIGTERM, as the kubelet stops the pod: a clean exit, and every log line JSON, none an error.
   assertEquals(await agent.stop(), 0);
@@ -339,6 +352,7 @@ Deno.test({
   assertEquals([...Deno.readDirSync(onHost(binDir))], [], "the bin dir is empty again");
   assertEquals(await ourRoutes(ns), []);
   for (const rules of await ruleSets(ns)) assert(!rules.includes("MYCNI-"), rules);
+  assertEquals((await runOutput(ns.exec(["nft", "list", "table", "inet", "mycni"]))).code, 1);
   assertMatch(await run(ns.exec(["ip", "route", "show", "10.99.0.0/24"])), /via 192\.0\.2\.99/);
   assertEquals(hostWatch.map(exists), hostBefore, `host paths unchanged: ${hostWatch}`);
 });

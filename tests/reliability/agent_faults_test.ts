@@ -45,9 +45,11 @@ async function metric(ns: TempNetns, name: string): Promise<number> {
   return m ? Number(m[1]) : NaN;
 }
 
-/** The agent's "node watch failed" log lines' retry delays, in order. */
+/** The retry delays of the agent's "watch failed" log lines for nodes, in order. */
 function retryDelays(logs: readonly string[]): number[] {
-  return logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "node watch failed")
+  return logs.map((l) => JSON.parse(l)).filter((l) =>
+    l.msg === "watch failed" && l.resource === "nodes"
+  )
     .map((l) => Number(l.retryInMs));
 }
 
@@ -68,7 +70,7 @@ Deno.test({
   }
   const down = await health(ns);
   assertEquals(down.code, 503);
-  assertMatch(down.lastError, /list nodes/);
+  assertMatch(down.lastError, /list (nodes|pods|namespaces|networkpolicies): /);
   assert(await metric(ns, "mycni_errors_total") >= 3, "errors not counted in /metrics");
   assertEquals(await metric(ns, "mycni_watching"), 0);
   assertEquals(await ourRoutes(ns), []);
@@ -126,7 +128,7 @@ Deno.test({
       WAIT,
     );
     assertEquals(await metric(ns, "mycni_watching"), 0);
-    assertMatch((await health(ns)).lastError, /nodes/);
+    assertMatch((await health(ns)).lastError, /nodes|pods|namespaces|networkpolicies/);
     await new Promise((r) => setTimeout(r, 1500));
     assertEquals(await ourRoutes(ns), GOOD_ROUTES);
     faults.push("server killed mid-stream");

@@ -114,12 +114,23 @@ Deno.test("validateObject() and unknownFields() catch a wrong type and a misspel
   assert.throws(() => validateObject({ ...ds, apiVersion: "extensions/v1beta1" }), /No schema/);
 });
 
-Deno.test("ClusterRole grants only get/list/watch on nodes, bound to the DaemonSet's account", () => {
+Deno.test("ClusterRole grants only get/list/watch on what the agent watches, bound to the DaemonSet's account", () => {
   const objects = loadManifest();
   const role = new ClusterRole(findObject(objects, "ClusterRole") as never);
   assert.deepEqual(
     role.rules?.map((r) => ({ ...r, verbs: [...r.verbs].sort() })),
-    [{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] }],
+    [
+      {
+        apiGroups: [""],
+        resources: ["nodes", "pods", "namespaces"],
+        verbs: ["get", "list", "watch"],
+      },
+      {
+        apiGroups: ["networking.k8s.io"],
+        resources: ["networkpolicies"],
+        verbs: ["get", "list", "watch"],
+      },
+    ],
   );
   const binding = new ClusterRoleBinding(findObject(objects, "ClusterRoleBinding") as never);
   assert.deepEqual(binding.roleRef, {
