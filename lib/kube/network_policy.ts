@@ -33,8 +33,8 @@ const SELECT_ALL: LabelSelector = { matchLabels: {}, matchExpressions: [] };
 type Attempt = <T>(part: () => T) => T | undefined;
 
 /**
- * Parses a NetworkPolicy. `types` is `policyTypes` when given, else inferred as the API
- * documents it: Ingress always, Egress when `spec.egress` has at least one rule. Anything the
+ * Parses a NetworkPolicy. `types` is `policyTypes` when given, else (absent or empty) inferred
+ * as the API server defaults it: Ingress always, Egress when `spec.egress` has at least one rule. Anything the
  * API server would reject (a bad selector or operator, a protocol other than TCP/UDP/SCTP, a
  * port outside 1–65535 or a malformed port name, `endPort` without a numeric `port` or below it,
  * a bad CIDR or an `except` not strictly inside it, `ipBlock` beside a selector in one peer, an
@@ -117,15 +117,18 @@ function keyOf(namespace: string, name: string): string {
   return objectKey(namespace || "?", name || "?");
 }
 
+/**
+ * `policyTypes`, or inferred when absent or empty, as the API server's defaulting does
+ * (SetDefaults_NetworkPolicy). Undefined when inference needs an unreadable `spec.egress`
+ * (its own error is already recorded): the caller then isolates both directions.
+ */
 function parseTypes(
   value: unknown,
   egressRules: readonly unknown[] | undefined,
-): { ingress: boolean; egress: boolean } {
-  const list = optionalListAt(value, "spec.policyTypes");
-  if (list === undefined) {
-    // Inferred; when spec.egress itself is unreadable we cannot tell, so the caller fails closed.
-    if (egressRules === undefined) throw new Error("spec.egress: unreadable, policyTypes unknown");
-    return { ingress: true, egress: egressRules.length > 0 };
+): { ingress: boolean; egress: boolean } | undefined {
+  const list = optionalListAt(value, "spec.policyTypes") ?? [];
+  if (list.length === 0) {
+    return egressRules && { ingress: true, egress: egressRules.length > 0 };
   }
   if (list.length > 2) {
     throw new Error(`spec.policyTypes: may not specify more than two policyTypes`);

@@ -98,8 +98,13 @@ Deno.test("parseNetworkPolicy() infers Ingress always and Egress only when egres
     ingress: true,
     egress: true,
   });
+  // An empty list is defaulted like an absent one (SetDefaults_NetworkPolicy).
   assertEquals(policyOf(np({ podSelector: {}, policyTypes: [], egress: [{}] })).types, {
-    ingress: false,
+    ingress: true,
+    egress: true,
+  });
+  assertEquals(policyOf(np({ podSelector: {}, policyTypes: null })).types, {
+    ingress: true,
     egress: false,
   });
   // A missing spec is an empty one: every pod of the namespace, isolated for ingress.
@@ -447,6 +452,7 @@ Deno.test("parseNetworkPolicy() isolates the whole namespace both ways when it c
   // Without policyTypes, an unreadable egress list leaves egress isolation unknown: both.
   const badEgress = entryOf(np({ podSelector: {}, egress: "all" }));
   assertEquals(badEgress.policy.types, { ingress: true, egress: true });
+  assertEquals(badEgress.error, 'spec.egress: want a list, got "all"');
   const badSpec = entryOf(np("spec"));
   assertEquals(badSpec.policy, {
     namespace: "default",
