@@ -1,8 +1,185 @@
-// PLACEHOLDER until the policy branch lands.
-import type { PolicyState } from "./compile.ts";
-import type { Explanation, FlowQuery } from "./plan.ts";
+// `mycni-init explain`: whether one flow is allowed and which policies and rules decide it, from
+// the same compiled plan and the same matching the kernel rules are made from (issue 10, item 4).
+import { type Family, formatIp, type Ip, parseIp } from "../ip/cidr.ts";
+import type { Direction, PodInfo } from "../kube/policy_objects.ts";
+import { compilePolicies, type PolicyState } from "./compile.ts";
+import { allowRuleMatches } from "./match.ts";
+import type { DirectionVerdict, Explanation, FlowQuery, PolicyPlan } from "./plan.ts";
 
-/** Placeholder. */
-export function explainFlow(_state: PolicyState, _q: FlowQuery): Explanation {
-  throw new Error("not implemented yet");
+const PROTOCOLS: readonly string[] = ["TCP", "UDP", "SCTP"];
+
+/** One end of the flow: a known pod, or an address that is no pod of ours. */
+type FlowEnd =
+  | { readonly kind: "pod"; readonly key: string; readonly pod: PodInfo; readonly addrs: Ip[] }
+  | { readonly kind: "ip"; readonly addr: Ip };
+
+/**
+ * Explains a new connection `from` -> `to` (replies of an allowed connection are always allowed,
+ * by conntrack, and are not a query): egress on the source when it is a pod, ingress on the
+ * destination when it is a pod, each evaluated on `compilePolicies(state, { pods: [src, dst] })`
+ * with {@linkcode allowRuleMatches}, as the kernel does. The flow uses the first address family
+ * both ends have (IPv4 first). Always allowed, whatever the policies: a pod to itself (same
+ * address), and traffic between a pod and its own node (an address `state.nodes` lists for the
+ * pod's node). An address of a pod (not host-network) stands for that pod, in that family.
+ * Throws for an unknown pod, a pod without addresses, text that is neither a pod
+ * nor an IP address, a bad port or protocol, and ends with no family in common.
+ *
+ * @example
+ * explainFlow(state, { from: "y/b", to: "x/a", protocol: "TCP", port: 80 });
+ * // { allowed: false, src: "10.244.2.3", dst: "10.244.1.2",
+ * //   egress: { allowed: true, policies: [], allowedBy: [], reason: "not isolated for egress" },
+ * //   ingress: { allowed: false, policies: ["x/deny-all"], allowedBy: [],
+ * //     reason: "isolated by x/deny-all and no rule allows TCP 80 from 10.244.2.3" } }
+ */
+export function explainFlow(state: PolicyState, query: FlowQuery): Explanation {
+  const what = `Cannot explain ${query.from} -> ${query.to}`;
+  if (!PROTOCOLS.includes(query.protocol)) {
+    throw new Error(`${what}: protocol ${JSON.stringify(query.protocol)} is not TCP, UDP or SCTP`);
+  }
+  if (!Number.isInteger(query.port) || query.port < 1 || query.port > 65535) {
+    throw new Error(`${what}: port ${query.port} is not 1-65535`);
+  }
+  const from = flowEnd(state, query.from, what);
+  const to = flowEnd(state, query.to, what);
+  const [src, dst] = commonFamily(from, to, query, what);
+
+  const pods = [from, to].flatMap((end) => (end.kind === "pod" ? [end.key] : []));
+  const plan = compilePolicies(state, { pods });
+  const always = alwaysAllowed(state, from, to, src, dst);
+  const egress = verdict(plan, from, "egress", always?.egress, {
+    peer: dst,
+    text: `${query.protocol} ${query.port} to ${formatIp(dst)}`,
+    query,
+  });
+  const ingress = verdict(plan, to, "ingress", always?.ingress, {
+    peer: src,
+    text: `${query.protocol} ${query.port} from ${formatIp(src)}`,
+    query,
+  });
+  return {
+    allowed: egress.allowed && ingress.allowed,
+    src: formatIp(src),
+    dst: formatIp(dst),
+    egress,
+    ingress,
+  };
+}
+
+function flowEnd(state: PolicyState, text: string, what: string): FlowEnd {
+  const pod = state.pods.get(text);
+  if (pod !== undefined) {
+    if (pod.ips.length === 0) throw new Error(`${what}: pod ${text} has no addresses`);
+    return { kind: "pod", key: text, pod, addrs: pod.ips.map((ip) => parseIp(ip)) };
+  }
+  let addr: Ip;
+  try {
+    addr = parseIp(text);
+  } catch {
+    if (text.includes("/")) throw new Error(`${what}: pod ${text} is unknown`);
+    throw new Error(
+      `${what}: ${JSON.stringify(text)} is neither a pod (namespace/name) nor an IP address`,
+    );
+  }
+  // A pod's address is that pod, as far as the kernel rules go: its policies apply. Host-network
+  // pods share their node's address, so an address never names one of them.
+  const canonical = formatIp(addr);
+  const owners = [...state.pods].filter(([, p]) => !p.hostNetwork && p.ips.includes(canonical));
+  if (owners.length === 0) return { kind: "ip", addr };
+  const [key, owner] = owners.sort(([a], [b]) => (a < b ? -1 : 1))[0];
+  return { kind: "pod", key, pod: owner, addrs: [addr] };
+}
+
+function addrsOf(end: FlowEnd): readonly Ip[] {
+  return end.kind === "pod" ? end.addrs : [end.addr];
+}
+
+/** The source and destination addresses of the first family both ends have, IPv4 first. */
+function commonFamily(from: FlowEnd, to: FlowEnd, query: FlowQuery, what: string): [Ip, Ip] {
+  for (const family of [4, 6] as Family[]) {
+    const src = addrsOf(from).find((a) => a.family === family);
+    const dst = addrsOf(to).find((a) => a.family === family);
+    if (src !== undefined && dst !== undefined) return [src, dst];
+  }
+  const list = (end: FlowEnd) => addrsOf(end).map(formatIp).join(", ");
+  throw new Error(
+    `${what}: ${query.from} (${list(from)}) and ${query.to} (${list(to)}) have no address ` +
+      `family in common`,
+  );
+}
+
+/** Reasons the Kubernetes documentation gives for traffic policy never blocks, per direction. */
+function alwaysAllowed(
+  state: PolicyState,
+  from: FlowEnd,
+  to: FlowEnd,
+  src: Ip,
+  dst: Ip,
+): { egress?: string; ingress?: string } | undefined {
+  if (src.value === dst.value) {
+    const reason = "always allowed: a pod to itself";
+    return { egress: reason, ingress: reason };
+  }
+  const ownNode = "always allowed: traffic between a pod and its own node";
+  const isNodeOf = (end: FlowEnd, addr: Ip) =>
+    end.kind === "pod" &&
+    (state.nodes?.get(end.pod.node) ?? []).some((text) => sameAddress(text, addr));
+  const out: { egress?: string; ingress?: string } = {};
+  if (isNodeOf(from, dst)) out.egress = ownNode;
+  if (isNodeOf(to, src)) out.ingress = ownNode;
+  return out.egress || out.ingress ? out : undefined;
+}
+
+function sameAddress(text: string, addr: Ip): boolean {
+  try {
+    const ip = parseIp(text);
+    return ip.family === addr.family && ip.value === addr.value;
+  } catch {
+    return false; // a node address we cannot read cannot be this flow's
+  }
+}
+
+/** What one direction says: `end` is the pod whose policies apply (source for egress). */
+function verdict(
+  plan: PolicyPlan,
+  end: FlowEnd,
+  direction: Direction,
+  always: string | undefined,
+  probe: { peer: Ip; text: string; query: FlowQuery },
+): DirectionVerdict {
+  if (end.kind !== "pod") {
+    return { allowed: true, policies: [], allowedBy: [], reason: always ?? "not a pod" };
+  }
+  const isolation = plan.targets.find((t) => t.pod === end.key)?.[direction];
+  const policies = isolation?.policies ?? [];
+  if (always !== undefined) return { allowed: true, policies, allowedBy: [], reason: always };
+  if (end.pod.hostNetwork) {
+    return {
+      allowed: true,
+      policies,
+      allowedBy: [],
+      reason: "not isolated: a host-network pod is never a policy target",
+    };
+  }
+  if (isolation === undefined) {
+    return { allowed: true, policies, allowedBy: [], reason: `not isolated for ${direction}` };
+  }
+  const allowedBy = isolation.allow
+    .filter((rule) =>
+      allowRuleMatches(rule, {
+        peer: probe.peer,
+        protocol: probe.query.protocol,
+        port: probe.query.port,
+      })
+    )
+    .map((rule) => ({ policy: rule.policy, rule: rule.rule }));
+  if (allowedBy.length === 0) {
+    return {
+      allowed: false,
+      policies,
+      allowedBy,
+      reason: `isolated by ${policies.join(", ")} and no rule allows ${probe.text}`,
+    };
+  }
+  const rules = allowedBy.map((r) => `${r.policy} ${direction} rule ${r.rule}`);
+  return { allowed: true, policies, allowedBy, reason: `allowed by ${rules.join(", ")}` };
 }

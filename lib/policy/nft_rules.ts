@@ -8,7 +8,7 @@
 // pod that comes or goes changes that set's elements and nothing else; a chain is named after
 // its rules, so targets with the same rules share one chain and a chain never changes in place.
 import type { Family } from "../ip/cidr.ts";
-import { formatIp } from "../ip/cidr.ts";
+import { formatRange } from "../ip/range.ts";
 import type { NftChain, NftSet } from "../net/nft_ruleset.ts";
 import { nameDigest } from "../net/digest.ts";
 import type { Direction, Protocol } from "../kube/policy_objects.ts";
@@ -169,7 +169,7 @@ class PeerSets {
     if (ranges.length === 0) return undefined;
     const name = `${dir[0]}_${ruleId(rule)}_${f}`;
     if (!this.sets.has(name)) {
-      const elements = new Map(ranges.map((r) => [rangeKey(r, f), rangeText(r, f)]));
+      const elements = new Map(ranges.map((r) => [rangeKey(r, f), formatRange(f, r)]));
       this.sets.set(name, { kind: "set", type: ADDR[f], interval: true, elements });
     }
     return name;
@@ -209,16 +209,4 @@ function ruleId(rule: AllowRule): string {
 
 function rangeKey(r: AddressRange, f: Family): string {
   return `${f}:${r.start}-${r.end}`;
-}
-
-// TODO(#10): use lib/ip/range.ts's text form once it lands (same rules: an address, a prefix
-// when the range is exactly one, else a-b).
-function rangeText(r: AddressRange, f: Family): string {
-  const a = formatIp({ family: f, value: r.start });
-  if (r.start === r.end) return a;
-  const bits = f === 4 ? 32 : 128;
-  const size = r.end - r.start + 1n;
-  const prefixBits = size.toString(2).length - 1;
-  if ((size & (size - 1n)) === 0n && r.start % size === 0n) return `${a}/${bits - prefixBits}`;
-  return `${a}-${formatIp({ family: f, value: r.end })}`;
 }
