@@ -160,9 +160,9 @@ type NamedPolicyPort = PolicyPort & { readonly port: string };
 
 // Parsing 20,000 addresses is most of a cold compile. PodInfo objects are immutable (the agent
 // replaces a pod's object when it changes), so each compile hands the records of the pods it saw
-// to the next one. A plain Map replaced per compile rather than a WeakMap: with 10,000 entries,
-// a WeakMap's ephemeron table made every young-generation GC during a compile several times
-// slower (tens of ms each).
+// to the next one. A plain Map replaced per compile (so it holds exactly the current pods) rather
+// than a WeakMap: every young-generation GC walks a WeakMap's 10,000 ephemerons, and measured side
+// by side the slow end of a 100-target compile was worse with it (p90 33 ms against 21 ms).
 let previousRecords = new Map<PodInfo, PodRecord>();
 
 function newContext(state: PolicyState): Context {
