@@ -367,3 +367,24 @@ Deno.test("compilePolicies() shares peers across namespaces only when they do no
   const xc = only(target(plan, "x/c").ingress?.allow).peers;
   assert(xc === only(target(plan, "y/c").ingress?.allow).peers, "same peers, not shared");
 });
+
+Deno.test("compilePolicies() sees a pod's new addresses in the next compile", () => {
+  const p = policy("x/from-y-a", {
+    podSelector: { matchLabels: { pod: "a" } },
+    ingress: [{
+      from: [{
+        namespaceSelector: { matchLabels: { ns: "y" } },
+        podSelector: { matchLabels: { pod: "a" } },
+      }],
+    }],
+  });
+  const before = e2eCluster([p]);
+  const peersOf = (s: typeof before) =>
+    texts(only(target(compilePolicies(s), "x/a").ingress?.allow).peers);
+  assertEquals(peersOf(before), { v4: ["10.0.2.1"], v6: ["fd00::2:1"] });
+  assertEquals(peersOf(before), { v4: ["10.0.2.1"], v6: ["fd00::2:1"] });
+  const pods = new Map(before.pods);
+  pods.set("y/a", { ...pods.get("y/a")!, ips: ["10.0.2.77"] });
+  assertEquals(peersOf({ ...before, pods }), { v4: ["10.0.2.77"], v6: [] });
+  assertEquals(peersOf(before), { v4: ["10.0.2.1"], v6: ["fd00::2:1"] });
+});
