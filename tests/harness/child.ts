@@ -7,6 +7,8 @@ export interface ChildOptions {
   readonly logFile?: string;
   /** Keep stdin and stdout as pipes for the caller (a probe's request/reply lines). */
   readonly pipeStdio?: boolean;
+  /** Extra environment (added to the inherited one). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** A running child process that stops itself on `await using`. */
@@ -40,16 +42,19 @@ export async function spawnChild(argv: readonly string[], opts: ChildOptions = {
     stdin: opts.pipeStdio ? "piped" : "null",
     stdout: opts.pipeStdio ? "piped" : toLog,
     stderr: toLog,
+    env: opts.env as Record<string, string> | undefined,
   }).spawn();
   const pumps: Promise<void>[] = [];
   if (log) {
-    const writer = log.writable.getWriter();
+    // Straight to the file, chunk by chunk: a test reads the log while the child still runs.
     const pump = async (stream: ReadableStream<Uint8Array>) => {
-      for await (const chunk of stream) await writer.write(chunk);
+      for await (const chunk of stream) {
+        for (let off = 0; off < chunk.length;) off += await log.write(chunk.subarray(off));
+      }
     };
     pumps.push(pump(process.stderr).catch(() => {}));
     if (!opts.pipeStdio) pumps.push(pump(process.stdout).catch(() => {}));
-    Promise.all(pumps).finally(() => writer.close().catch(() => {}));
+    Promise.all(pumps).finally(() => log.close());
   }
   let done = false;
   const status = process.status.then(async (s) => {

@@ -137,7 +137,10 @@ export interface Cluster extends AsyncDisposable {
   apiPut(resource: Resource, obj: Record<string, unknown>): Promise<void>;
   /** Deletes `name` or `namespace/name` from the fake API server (API mode). */
   apiDelete(resource: Resource, key: string): Promise<void>;
-  startAgent(node: ClusterNode): Promise<void>;
+  /** Starts the node's agent; `env` adds to its environment (a PATH with a failing `nft`). */
+  startAgent(node: ClusterNode, opts?: { env?: Record<string, string> }): Promise<void>;
+  /** Stops the fake API server (API mode): the agents lose their source. */
+  stopApiServer(): Promise<void>;
   /** Stops the agent (SIGKILL by default: a crash, not a clean exit). */
   stopAgent(node: ClusterNode, signal?: Deno.Signal): Promise<Deno.CommandStatus | undefined>;
   restartAgent(node: ClusterNode, signal?: Deno.Signal): Promise<void>;
@@ -324,9 +327,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     ]);
   }
 
-  async function startAgent(node: ClusterNode): Promise<void> {
+  async function startAgent(
+    node: ClusterNode,
+    o: { env?: Record<string, string> } = {},
+  ): Promise<void> {
     if (mode === "manual") throw new Error("A hand-wired cluster has no agents");
-    node.agent = await spawnChild(agentArgv(node), { logFile: `${node.dir}/agent.log` });
+    node.agent = await spawnChild(agentArgv(node), {
+      logFile: `${node.dir}/agent.log`,
+      env: o.env,
+    });
     children.push(node.agent);
   }
 
@@ -343,7 +352,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const namespace = po.namespace ?? "default";
     const podName = po.name ?? short;
     const name = po.name ? `${namespace}/${po.name}` : short;
-    const netns = await ns(name);
+    const netns = await ns(short);
     const containerId = `${id}-${short}-${podCounter++}`;
     let ips: string[];
     if (mode === "manual") {
@@ -484,6 +493,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
     apiDelete: (resource, key) => api("DELETE", `/_test/${resource}/${key}`),
     startAgent,
+    async stopApiServer() {
+      if (!apiServer) throw new Error(`A ${mode} cluster has no API server`);
+      await apiServer.stop("SIGKILL");
+    },
     stopAgent,
     async restartAgent(node, signal = "SIGKILL") {
       await stopAgent(node, signal);

@@ -235,3 +235,32 @@ export function policy(
     spec,
   };
 }
+
+/**
+ * Milliseconds from `change()` (an API write) until the flow `from` -> `to` (TCP, IPv4) connects
+ * (`connected`) or stops connecting, probing every ~20 ms with short timeouts; throws after
+ * `deadlineMs`. How fast a policy, pod or namespace event is enforced, measured on the datapath.
+ */
+export async function timeToFlip(
+  nc: NetpolCluster,
+  flow: { from: string; to: string; port?: number },
+  connected: boolean,
+  change: () => Promise<void>,
+  deadlineMs = 5000,
+): Promise<number> {
+  const from = nc.pods.get(flow.from)!, to = nc.pods.get(flow.to)!;
+  const started = performance.now();
+  await change();
+  for (;;) {
+    const r = await from.probe!.tcp(to.ips[0], { port: flow.port ?? 80, timeoutMs: 150 });
+    if (r.ok === connected) return Math.round(performance.now() - started);
+    if (performance.now() - started > deadlineMs) {
+      throw new Error(
+        `${flow.from} -> ${flow.to} still ${
+          r.ok ? "connects" : "fails"
+        } ${deadlineMs} ms after the change`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
