@@ -101,6 +101,9 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
     }
   }
   const forwardRules = [
+    // IPv6 finds neighbours with ICMPv6 (IPv4 with ARP, which never meets this hook): an isolated
+    // pod must still learn the addresses of the peers it answers, or an allowed reply never leaves.
+    "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
     // A pod reaching itself through a Service comes back over the bridge (hairpin).
     ...FAMILIES.map((f) => `${IP[f]} saddr . ${IP[f]} daddr @self${f} accept`),
     // Egress first: an allowed packet returns here and still meets the destination's ingress.
@@ -118,7 +121,7 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
 function chainRules(dir: Direction, plan: DirectionPlan, peerSets: PeerSets): string[] {
   const verdict = dir === "ingress" ? "accept" : "return";
   const peerField = dir === "ingress" ? "saddr" : "daddr";
-  const out: string[] = [];
+  const out = new Set<string>(); // a rule both families share is rendered once
   for (const rule of plan.allow) {
     if (rule.ports !== "any" && rule.ports.length === 0) continue; // no port resolved
     for (const f of FAMILIES) {
@@ -129,17 +132,16 @@ function chainRules(dir: Direction, plan: DirectionPlan, peerSets: PeerSets): st
         peer = `${IP[f]} ${peerField} @${set} `;
       }
       if (rule.ports === "any") {
-        out.push(`${peer}${verdict}`);
+        out.add(`${peer}${verdict}`);
         continue;
       }
       for (const [i, port] of rule.ports.entries()) {
         const match = portMatch(port, f, (named) => peerSets.endpointsName(dir, rule, i, f, named));
-        if (match !== undefined) out.push(`${peer}${match} ${verdict}`);
+        if (match !== undefined) out.add(`${peer}${match} ${verdict}`);
       }
     }
   }
-  out.push(`counter name ${DROP_COUNTERS[dir]} drop`);
-  return out;
+  return [...out, `counter name ${DROP_COUNTERS[dir]} drop`];
 }
 
 /** The match for one resolved port; undefined when it can match nothing in family `f`. */

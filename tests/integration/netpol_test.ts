@@ -355,15 +355,31 @@ Deno.test({
     family: 4,
     ...p,
   });
+  // Every policy applied so far, so a failed step cannot leave one behind for the next.
+  const live = new Map<string, Obj>();
   const apply = async (policies: readonly Obj[]) => {
-    for (const p of policies) await cluster.apiPut("networkpolicies", p);
+    for (const p of policies) {
+      const m = p.metadata as { namespace: string; name: string };
+      live.set(`${m.namespace}/${m.name}`, p);
+      await cluster.apiPut("networkpolicies", p);
+    }
   };
   const remove = async (policies: readonly Obj[]) => {
     for (const p of policies) {
       const m = p.metadata as { namespace: string; name: string };
+      live.delete(`${m.namespace}/${m.name}`);
       await cluster.apiDelete("networkpolicies", `${m.namespace}/${m.name}`);
     }
   };
+  /** A step that leaves no policy behind, whatever happens in it. */
+  const step = (name: string, fn: () => Promise<void>) =>
+    t.step(name, async () => {
+      try {
+        await fn();
+      } finally {
+        await remove([...live.values()]);
+      }
+    });
   const allOpen = async () => {
     await expectMatrix(nc, new Reachability(true), probe());
     tables++;
@@ -377,7 +393,7 @@ Deno.test({
   });
 
   for (const c of CASES) {
-    await t.step(c.name, async () => {
+    await step(c.name, async () => {
       const policies = typeof c.policies === "function" ? c.policies(nc) : c.policies;
       await apply(policies);
       try {
@@ -392,7 +408,7 @@ Deno.test({
     });
   }
 
-  await t.step("a policy updated in place: from y, then from z", async () => {
+  await step("a policy updated in place: from y, then from z", async () => {
     const p = intoXA("moving", { from: [{ namespaceSelector: sel({ ns: "y" }) }] });
     await apply([p]);
     await expectMatrix(
@@ -411,7 +427,7 @@ Deno.test({
     await allOpen();
   });
 
-  await t.step("a pod relabelled joins the peers a selector picks", async () => {
+  await step("a pod relabelled joins the peers a selector picks", async () => {
     const p = intoXA("from-b", { from: [{ podSelector: sel({ pod: "b" }) }] });
     await apply([p]);
     const want = new Reachability(true).expectTo("x/a", false).expect("x/b", "x/a", true)
@@ -429,7 +445,7 @@ Deno.test({
     await allOpen();
   });
 
-  await t.step("a namespace relabelled joins the peers a namespaceSelector picks", async () => {
+  await step("a namespace relabelled joins the peers a namespaceSelector picks", async () => {
     const p = intoXA("team-blue", { from: [{ namespaceSelector: sel({ team: "blue" }) }] });
     await apply([p]);
     const want = new Reachability(true).expectTo("x/a", false).expect("y/", "x/a", true)
@@ -486,7 +502,7 @@ Deno.test({
     },
   );
 
-  await t.step("a pod deleted and started on another node keeps its policies", async () => {
+  await step("a pod deleted and started on another node keeps its policies", async () => {
     const policies = [
       policy("x", "deny", { podSelector: {}, policyTypes: ["Ingress"] }),
       policy("x", "from-xb", {
@@ -510,7 +526,7 @@ Deno.test({
     await allOpen();
   });
 
-  await t.step("policy, pod and namespace events are enforced within a second", async () => {
+  await step("policy, pod and namespace events are enforced within a second", async () => {
     const flips: Record<string, number> = {};
     const deny = policy("x", "deny", { podSelector: {}, policyTypes: ["Ingress"] });
     flips["policy added (deny)"] = await timeToFlip(
