@@ -54,9 +54,15 @@ export async function allocate(
     }
     const ip = want ?? await nextFree(store, pool, index, plan.map((p) => p.ip));
     if (want && await store.isTaken(formatIp(want))) {
+      // 11, not 7: the request is valid for this network, the address is just held now, and it
+      // frees up when its holder is DELeted (a container re-created with the same --ip while the
+      // old one's DEL is in flight), like a full pool (also 11). host-local returns an uncoded
+      // error (999) here and for a full pool; the spec's 7 would tell the operator to fix a
+      // config that is fine.
       throw new CniError(
-        ErrorCode.InvalidConfig,
+        ErrorCode.TryAgainLater,
         `Requested IP ${formatIp(want)} is already allocated`,
+        "to another container; it is free again once that container is deleted",
       );
     }
     plan.push({ index, pool, ip, fresh: true });
