@@ -125,6 +125,18 @@ const CASES: readonly Case[] = [
   { what: "CNI_ARGS IP= not an address", code: 4, env: { CNI_ARGS: "IP=10.250.1.999" } },
   { what: "CNI_ARGS IP= outside the pool", code: 7, env: { CNI_ARGS: "IP=192.0.2.10" } },
   { what: "CNI_ARGS IP= the gateway", code: 7, env: { CNI_ARGS: "IP=10.250.1.1" } },
+  { what: "runtimeConfig.ips not a list", code: 7, conf: { runtimeConfig: { ips: "10.250.1.9" } } },
+  { what: "runtimeConfig.ips holds a number", code: 7, conf: { runtimeConfig: { ips: [9] } } },
+  {
+    what: "runtimeConfig.ips not an address",
+    code: 7,
+    conf: { runtimeConfig: { ips: ["10.250.1.999/24"] } },
+  },
+  {
+    what: "runtimeConfig.ips outside the pool",
+    code: 7,
+    conf: { runtimeConfig: { ips: ["192.0.2.10"] } },
+  },
   {
     what: "CHECK in config version 0.3.1",
     code: 1,
