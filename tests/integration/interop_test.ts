@@ -390,12 +390,53 @@ async function ctrRun(ctx: Ctx) {
   await assertClean(ctx, "ctr's ping target", nodes[1], baseRules[1]);
 }
 
-async function podmanIp(ctx: Ctx, node: SimNode, name: string): Promise<string> {
+/** The container's addresses on the network as podman reports them: IPv4, then IPv6 if any. */
+async function podmanIps(ctx: Ctx, node: SimNode, name: string): Promise<string[]> {
   const [info] = JSON.parse(await ctx.podman.run(node.ns.path, node.confDir, ["inspect", name]));
-  return info?.NetworkSettings?.Networks?.[NETWORK[ctx.kind]]?.IPAddress ?? "";
+  const net = info?.NetworkSettings?.Networks?.[NETWORK[ctx.kind]] ?? {};
+  return [net.IPAddress ?? "", net.GlobalIPv6Address ?? ""].filter((ip: string) => ip !== "");
 }
 
-/** podman: two containers talk, stop and self-exit (conmon cleanup) release, static --ip. */
+async function podmanIp(ctx: Ctx, node: SimNode, name: string): Promise<string> {
+  return (await podmanIps(ctx, node, name))[0] ?? "";
+}
+
+/** Global addresses on eth0 inside a podman container, as its kernel has them ("ip/prefix"). */
+async function podmanEth0(ctx: Ctx, node: SimNode, name: string): Promise<string[]> {
+  const out = await ctx.podman.run(node.ns.path, node.confDir, [
+    "exec",
+    name,
+    "ip",
+    "-o",
+    "addr",
+    "show",
+    "dev",
+    "eth0",
+    "scope",
+    "global",
+  ]);
+  return [...out.matchAll(/\binet6? ([0-9a-f.:]+\/\d+)/g)].map((m) => m[1]).sort();
+}
+
+/** The node's conflist with the `ips` capability declared on the main plugin (podman sends
+ * more than one static IP as runtimeConfig.ips, and libcni passes it only to a plugin that
+ * declares it); returns a function that puts the original back. */
+async function declareIpsCapability(node: SimNode, kind: PluginKind): Promise<() => Promise<void>> {
+  const file = `10-${NETWORK[kind]}.conflist`;
+  const original = await Deno.readTextFile(`${node.confDir}/${file}`);
+  const conf = JSON.parse(original);
+  conf.plugins[0].capabilities = { ...conf.plugins[0].capabilities, ips: true };
+  await writeConflist(node.confDir, file, conf);
+  return async () => {
+    await Deno.writeTextFile(`${node.confDir}/.${file}.tmp`, original);
+    await Deno.rename(`${node.confDir}/.${file}.tmp`, `${node.confDir}/${file}`);
+  };
+}
+
+/**
+ * podman: two containers talk, stop and self-exit (conmon cleanup) release; static --ip (CNI_ARGS)
+ * and --ip with --ip6 (runtimeConfig.ips) are honoured and released.
+ */
 async function podmanLifecycle(ctx: Ctx) {
   const node = ctx.cluster.nodes[0];
   const p = (args: string[], stdin?: string) =>
@@ -447,9 +488,11 @@ async function podmanLifecycle(ctx: Ctx) {
     });
     note(ctx, `self-exited container (${ipC || "exited before inspect"}) released; left ${alloc}`);
 
-    // Static IP: podman passes it as CNI_ARGS IP=... (not runtimeConfig.ips).
+    // One static IP: podman passes it as CNI_ARGS IP=... It must be honoured, not refused.
+    const prefix = (cidr: string) => cidr.split("/")[1];
     const staticIp = node.gateway.replace(/\.\d+$/, ".77");
-    const out = await ctx.podman.output(node.ns.path, node.confDir, [
+    const ipFrom = await logSize(ctx.shimLog);
+    await p([
       "run",
       "-d",
       "--name",
@@ -460,20 +503,63 @@ async function podmanLifecycle(ctx: Ctx) {
       ctx.images.busybox.ref,
       ...web,
     ]);
-    if (out.code === 0) {
-      const got = await podmanIp(ctx, node, name("d"));
-      note(ctx, `--ip ${staticIp}: honoured, got ${got}`);
-      assertEquals(got, staticIp);
-    } else {
+    assertEquals(await podmanIp(ctx, node, name("d")), staticIp, "podman inspect after --ip");
+    const dAddrs = await podmanEth0(ctx, node, name("d"));
+    assert(
+      dAddrs.includes(`${staticIp}/${prefix(node.spec.podCIDRs[0])}`),
+      `--ip ${staticIp}: the container's eth0 has ${dAddrs}`,
+    );
+    const [dAdd] = (await readCalls(ctx.shimLog, ipFrom))
+      .filter((c) => c.verb === "ADD" && c.plugin === MAIN_PLUGIN[ctx.kind]);
+    assertMatch(dAdd?.args ?? "", new RegExp(`(^|;)IP=${staticIp.replaceAll(".", "\\.")}(;|$)`));
+    await p(["exec", name("d"), "ping", "-c", "1", "-W", "2", node.gateway]);
+    note(ctx, `--ip ${staticIp}: honoured (CNI_ARGS ${dAdd.args}), eth0 ${dAddrs.join(" ")}`);
+
+    // Two static IPs (--ip and --ip6): podman sends them as runtimeConfig.ips, which libcni
+    // passes only to a plugin whose config declares the ips capability.
+    const staticIps = [node.gateway.replace(/\.\d+$/, ".78"), node.gateways[1].replace(/1$/, "78")];
+    const restore = await declareIpsCapability(node, ctx.kind);
+    try {
+      await new Promise((r) => setTimeout(r, 300)); // podman reads the conf dir per command
+      const dualFrom = await logSize(ctx.shimLog);
+      await p([
+        "run",
+        "-d",
+        "--name",
+        name("e"),
+        "--ip",
+        staticIps[0],
+        "--ip6",
+        staticIps[1],
+        ...common,
+        ctx.images.busybox.ref,
+        ...web,
+      ]);
+      assertEquals(
+        await podmanIps(ctx, node, name("e")),
+        staticIps,
+        "podman inspect after --ip --ip6",
+      );
+      const eAddrs = await podmanEth0(ctx, node, name("e"));
+      assertEquals(
+        eAddrs,
+        staticIps.map((ip, i) => `${ip}/${prefix(node.spec.podCIDRs[i])}`).sort(),
+        "the container's eth0 after --ip --ip6",
+      );
+      const [eAdd] = (await readCalls(ctx.shimLog, dualFrom))
+        .filter((c) => c.verb === "ADD" && c.plugin === MAIN_PLUGIN[ctx.kind]);
+      assert(!/(^|;)IP=/.test(eAdd?.args ?? ""), `podman sent CNI_ARGS ${eAdd?.args}`);
+      for (const gw of node.gateways) {
+        await p(["exec", name("e"), "ping", "-c", "1", "-W", "2", gw]);
+      }
       note(
         ctx,
-        `--ip ${staticIp}: refused (exit ${out.code}): ${out.stderr.trim().split("\n").at(-1)}`,
+        `--ip ${staticIps[0]} --ip6 ${staticIps[1]}: honoured (runtimeConfig.ips), eth0 ${
+          eAddrs.join(" ")
+        }`,
       );
-      assertMatch(
-        out.stderr,
-        new RegExp(`${staticIp.replaceAll(".", "\\.")}|IP`),
-        "refusal does not say why",
-      );
+    } finally {
+      await restore();
     }
   } finally {
     await ctx.podman.output(node.ns.path, node.confDir, [
@@ -481,7 +567,7 @@ async function podmanLifecycle(ctx: Ctx) {
       "-f",
       "-t",
       "0",
-      ...["a", "b", "c", "d"].map(name),
+      ...["a", "b", "c", "d", "e"].map(name),
     ]);
   }
   await assertClean(ctx, "podman", node, baseRules);
@@ -705,7 +791,10 @@ Deno.test({
         `${kind}: containerd rolls back a failed chain ADD`,
         () => withPodCleanup(ctx, criRollback),
       );
-      await t.step(`${kind}: podman run, stop, self-exit and --ip`, () => podmanLifecycle(ctx));
+      await t.step(
+        `${kind}: podman run, stop, self-exit, --ip and --ip6`,
+        () => podmanLifecycle(ctx),
+      );
       await t.step(
         `${kind}: libcni ADD, CHECK, DEL through portmap, bandwidth, tuning`,
         () => libcniChain(ctx),
