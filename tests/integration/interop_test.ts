@@ -583,6 +583,37 @@ async function podmanLifecycle(ctx: Ctx) {
   );
 }
 
+/**
+ * bandwidth's ingress limit is a TBF qdisc at the root of the pod's host veth (the interface of
+ * the chain's result that is not in the sandbox and not the bridge), in the node's namespace,
+ * at the asked-for rate; the pod's own eth0 is left unshaped.
+ */
+async function assertIngressShaped(
+  ctx: Ctx,
+  node: SimNode,
+  pod: { exec(argv: readonly string[]): string[] },
+  result: { interfaces?: { name: string; sandbox?: string }[] },
+  asked: { ingressRate: number; ingressBurst: number },
+) {
+  const hostVeth = result.interfaces?.find((i) => !i.sandbox && i.name !== "cni0")?.name;
+  assert(hostVeth, `no host veth in the chain's result ${JSON.stringify(result.interfaces)}`);
+  type Qdisc = { kind: string; root?: boolean; options?: { rate?: number; burst?: number } };
+  const qdiscs = (argv: string[]) => run(argv).then((o) => JSON.parse(o || "[]") as Qdisc[]);
+  const onVeth = await qdiscs(node.ns.exec(["tc", "-j", "qdisc", "show", "dev", hostVeth]));
+  const tbf = onVeth.find((q) => q.kind === "tbf" && q.root);
+  assert(tbf, `no root tbf qdisc on ${hostVeth}: ${JSON.stringify(onVeth)}`);
+  // tc reports rate and burst in bytes (per second); bandwidth takes bits.
+  assertEquals(tbf.options?.rate, asked.ingressRate / 8, `tbf rate on ${hostVeth}`);
+  assertEquals(tbf.options?.burst, asked.ingressBurst / 8, `tbf burst on ${hostVeth}`);
+  const inPod = await qdiscs(pod.exec(["tc", "-j", "qdisc", "show", "dev", "eth0"]));
+  assertEquals(inPod.filter((q) => q.kind === "tbf"), [], "the pod's eth0 is shaped too");
+  note(
+    ctx,
+    `bandwidth: root tbf on ${hostVeth} in ${node.spec.name} at ${tbf.options?.rate! * 8} bit/s ` +
+      `(asked ${asked.ingressRate}), burst ${tbf.options?.burst} bytes`,
+  );
+}
+
 /** libcni: main plugin + portmap + bandwidth + tuning; ADD, CHECK, DEL through the chain. */
 async function libcniChain(ctx: Ctx) {
   const node = ctx.cluster.nodes[0];
@@ -620,6 +651,7 @@ async function libcniChain(ctx: Ctx) {
     // tuning ran last, on the result the chain handed it
     const somaxconn = await run(pod.exec(["sysctl", "-n", "net.core.somaxconn"]));
     assertEquals(somaxconn.trim(), "512");
+    await assertIngressShaped(ctx, node, pod, JSON.parse(add.stdout), call.capArgs.bandwidth);
     // portmap 1.1.1's CHECK looks in the IPv6 DNAT chain for the IPv4 address's rules (and for
     // an IPv4-only pod, for a chain it never made): "could not check ipv6 dnat". CHECK without
     // port mappings so portmap skips; the full CHECK is run too, and must fail only there
