@@ -32,6 +32,8 @@ import { ctrWithCni } from "../harness/interop/ctr.ts";
 import { buildCnitool, cnitool } from "../harness/interop/cnitool.ts";
 import {
   hostLeftovers,
+  type HostResidue,
+  inspectHost,
   killCgroup,
   listAllocations,
   listRules,
@@ -40,6 +42,7 @@ import {
   newRules,
   removeHostLeftovers,
   snapshotHost,
+  waitCgroupEmpty,
 } from "../harness/interop/host_state.ts";
 import { buildBusyboxImage, type OciImage, POD_PAGE } from "../harness/interop/oci_image.ts";
 import { type Podman, setupPodman } from "../harness/interop/podman.ts";
@@ -740,6 +743,7 @@ Deno.test({
   >;
   const shimLog = `${tmp}/cni-calls.tsv`;
   const cgroupParent = `/${uniqueName("mci")}`;
+  let residue: HostResidue | undefined;
   try {
     const images = {
       pause: await buildBusyboxImage(tmp, "docker.io/mci/pause:latest", [
@@ -834,13 +838,20 @@ Deno.test({
     }
   } finally {
     printSideBySide(reports, await readCalls(shimLog));
+    // Look before cleaning up: what the runtimes and the plugins left behind is the finding,
+    // and a clean-up first would hide it. Runtimes keep some empty dirs at fixed paths and our
+    // cgroup parent (scaffolding); a process still in that cgroup a few seconds after the last
+    // scenario, a netns mount, a libcni result cache entry or a shim socket is a leftover.
+    await waitCgroupEmpty(cgroupParent, 5_000);
+    residue = await inspectHost(before, cgroupParent);
     // A failed run may leave containers (and conmon) running in our cgroup parent.
     await killCgroup(cgroupParent);
-    // Runtimes leave cgroup dirs (our cgroup parent), libcni's cache and /run/containerd.
     const cleaned = await removeHostLeftovers(before);
     for (const m of await mountsUnder(tmp)) await runOutput(["umount", "-l", m]);
     if (cleaned.length) console.log(`\ncleaned up after the runtimes: ${cleaned.join(" ")}`);
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
-  assertEquals(await hostLeftovers(before), [], "left on the machine");
+  assertEquals(residue?.leftovers, [], "left on the machine after the runtimes were gone");
+  // And the clean-up of the scaffolding worked: the next run (or another suite) starts clean.
+  assertEquals(await hostLeftovers(before), [], "left on the machine after the clean-up");
 });
