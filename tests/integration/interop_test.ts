@@ -568,6 +568,9 @@ async function podmanLifecycle(ctx: Ctx) {
     await ctx.podman.output(node.ns.path, node.confDir, [
       "rm",
       "-f",
+      // A step that failed early never made the later containers: without --ignore the missing
+      // name fails the whole rm and leaves the others running (the host check found them).
+      "--ignore",
       "-t",
       "0",
       ...["a", "b", "c", "d", "e"].map(name),
