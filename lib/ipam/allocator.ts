@@ -54,9 +54,15 @@ export async function allocate(
     }
     const ip = want ?? await nextFree(store, pool, index, plan.map((p) => p.ip));
     if (want && await store.isTaken(formatIp(want))) {
+      // 11, not 7: the request is valid for this network, the address is just held now, and it
+      // frees up when its holder is DELeted (a container re-created with the same --ip while the
+      // old one's DEL is in flight), like a full pool (also 11). host-local returns an uncoded
+      // error (999) here and for a full pool; the spec's 7 would tell the operator to fix a
+      // config that is fine.
       throw new CniError(
-        ErrorCode.InvalidConfig,
+        ErrorCode.TryAgainLater,
         `Requested IP ${formatIp(want)} is already allocated`,
+        "to another container; it is free again once that container is deleted",
       );
     }
     plan.push({ index, pool, ip, fresh: true });
@@ -136,17 +142,27 @@ async function nextFree(
 }
 
 function checkRequested(pools: readonly Pool[], requested: readonly Ip[]): void {
+  const refuse = (msg: string) => new CniError(ErrorCode.InvalidConfig, msg);
   for (const ip of requested) {
     const pool = pools.find((p) => cidrContains(p.cidr, ip));
-    const { first, last } = pool ? hostRange(pool.cidr) : { first: 0n, last: -1n };
-    if (!pool || ip.value < first || ip.value > last) {
-      throw new CniError(
-        ErrorCode.InvalidConfig,
-        `Requested IP ${formatIp(ip)} is not in any podCIDR of this node`,
+    if (!pool) throw refuse(`Requested IP ${formatIp(ip)} is not in any podCIDR of this node`);
+    const { first, last } = hostRange(pool.cidr);
+    const what = ip.value < first ? "network" : ip.value > last ? "broadcast" : "";
+    if (what) {
+      throw refuse(
+        `Requested IP ${formatIp(ip)} is the ${what} address of ${formatCidr(pool.cidr)}`,
       );
     }
     if (ip.value === pool.gateway.value) {
-      throw new CniError(ErrorCode.InvalidConfig, `Requested IP ${formatIp(ip)} is the gateway`);
+      throw refuse(`Requested IP ${formatIp(ip)} is the gateway`);
+    }
+    // One address per pool per attachment: a second one would be dropped without a word.
+    if (requested.some((o) => o.value !== ip.value && cidrContains(pool.cidr, o))) {
+      throw refuse(
+        `Requested IPs ${
+          requested.filter((o) => cidrContains(pool.cidr, o)).map(formatIp).join(", ")
+        }: more than one address in ${formatCidr(pool.cidr)}`,
+      );
     }
   }
 }

@@ -34,8 +34,16 @@ export function ipamFor(req: Request): Ipam {
   return builtinIpam(req.conf, ownerOf(req), requestedIps(req));
 }
 
-/** Static addresses asked for in CNI_ARGS `IP=a[,b]` (podman --ip; host-local honours it too). */
+/**
+ * Static addresses the runtime asked for: runtimeConfig.ips (`"<ip>[/<prefix>]"`, CONVENTIONS.md;
+ * libcni fills it in for a config that declares the `ips` capability, podman does when a
+ * container has more than one static IP), else CNI_ARGS `IP=a[,b]` (podman --ip alone;
+ * host-local honours both). When both come, runtimeConfig wins: the conventions say a plugin
+ * that understands the structured key must ignore the deprecated CNI_ARGS one.
+ */
 function requestedIps(req: Request): Ip[] {
+  const fromConfig = req.conf.raw.runtimeConfig as { ips?: unknown } | undefined;
+  if (fromConfig?.ips !== undefined) return runtimeConfigIps(fromConfig.ips);
   const text = req.env.args.get("IP");
   if (!text) return [];
   return text.split(",").map((t) => {
@@ -45,6 +53,29 @@ function requestedIps(req: Request): Ip[] {
       throw new CniError(
         ErrorCode.InvalidEnv,
         `Invalid CNI_ARGS IP "${t.slice(0, 60)}": not an IP address`,
+      );
+    }
+  });
+}
+
+function runtimeConfigIps(list: unknown): Ip[] {
+  if (!Array.isArray(list)) {
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      'Invalid network configuration field "runtimeConfig.ips": want a list of addresses',
+    );
+  }
+  return list.map((t, i) => {
+    try {
+      if (typeof t !== "string") throw new Error("not a string");
+      // The prefix, if any, is the runtime's view of the network: the podCIDR's is used.
+      return parseIp(t.replace(/\/[0-9]+$/, ""));
+    } catch {
+      throw new CniError(
+        ErrorCode.InvalidConfig,
+        `Invalid network configuration field "runtimeConfig.ips[${i}]": ${
+          JSON.stringify(t)?.slice(0, 60)
+        } is not an IP address`,
       );
     }
   });

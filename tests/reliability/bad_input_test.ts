@@ -20,7 +20,8 @@ interface Case {
 const LONG_ID = "a".repeat(4096);
 const MiB = 1024 * 1024;
 
-// Codes: 1 version, 3 no container ID, 4 env, 6 decode, 7 config, 8 the plugin's own netns.
+// Codes: 1 version, 4 env (a missing or empty CNI_CONTAINERID too, as in the reference skeleton:
+// 3 means a container the plugin does not know), 6 decode, 7 config, 8 the plugin's own netns.
 const CASES: readonly Case[] = [
   { what: "empty stdin", code: 6, stdin: "" },
   { what: "truncated JSON", code: 6, stdin: '{"cniVersion":"1.1.0","name":"testnet","type":' },
@@ -83,6 +84,19 @@ const CASES: readonly Case[] = [
   { what: "lower-case CNI_COMMAND", code: 4, env: { CNI_COMMAND: "add" } },
   { what: "CNI_CONTAINERID missing", code: 4, env: { CNI_CONTAINERID: undefined } },
   { what: "CNI_CONTAINERID empty", code: 4, env: { CNI_CONTAINERID: "" } },
+  // DEL and CHECK too: a DEL that took "" for a container could release the live pod's state.
+  ...(["DEL", "CHECK"] as const).flatMap((verb) => [
+    {
+      what: `${verb} with CNI_CONTAINERID missing`,
+      code: 4,
+      env: { CNI_COMMAND: verb, CNI_CONTAINERID: undefined },
+    },
+    {
+      what: `${verb} with CNI_CONTAINERID empty`,
+      code: 4,
+      env: { CNI_COMMAND: verb, CNI_CONTAINERID: "" },
+    },
+  ]),
   { what: "CNI_CONTAINERID with ..", code: 4, env: { CNI_CONTAINERID: "../../etc/passwd" } },
   { what: "CNI_CONTAINERID is ..", code: 4, env: { CNI_CONTAINERID: ".." } },
   { what: "CNI_CONTAINERID with /", code: 4, env: { CNI_CONTAINERID: "abc/def" } },
@@ -111,6 +125,18 @@ const CASES: readonly Case[] = [
   { what: "CNI_ARGS IP= not an address", code: 4, env: { CNI_ARGS: "IP=10.250.1.999" } },
   { what: "CNI_ARGS IP= outside the pool", code: 7, env: { CNI_ARGS: "IP=192.0.2.10" } },
   { what: "CNI_ARGS IP= the gateway", code: 7, env: { CNI_ARGS: "IP=10.250.1.1" } },
+  { what: "runtimeConfig.ips not a list", code: 7, conf: { runtimeConfig: { ips: "10.250.1.9" } } },
+  { what: "runtimeConfig.ips holds a number", code: 7, conf: { runtimeConfig: { ips: [9] } } },
+  {
+    what: "runtimeConfig.ips not an address",
+    code: 7,
+    conf: { runtimeConfig: { ips: ["10.250.1.999/24"] } },
+  },
+  {
+    what: "runtimeConfig.ips outside the pool",
+    code: 7,
+    conf: { runtimeConfig: { ips: ["192.0.2.10"] } },
+  },
   {
     what: "CHECK in config version 0.3.1",
     code: 1,

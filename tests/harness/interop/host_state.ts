@@ -130,6 +130,95 @@ export async function mountsUnder(prefix: string): Promise<string[]> {
 }
 
 /**
+ * Paths runtimes make for themselves at fixed places whatever their configured dirs (notes/
+ * real-runtimes.md), and keep after their last container: the directories, while they hold no
+ * file, and podman's image-metadata cache. A file anywhere else under them is a pod's state
+ * (a libcni result cache entry, a shim socket, a runc state dir with its state.json).
+ */
+const SCAFFOLD_DIRS = new Set([
+  "/run/netns",
+  "/var/run/netns",
+  "/run/containerd",
+  "/run/containerd/s",
+  "/run/containerd/runc",
+  "/run/containerd/fifo",
+  "/run/containers",
+  "/run/libpod",
+  "/run/runc",
+  "/var/lib/cni",
+  "/var/lib/cni/results",
+  "/var/lib/containers",
+  "/var/lib/containers/cache",
+]);
+const SCAFFOLD_FILES = /^\/var\/lib\/containers\/cache\/blob-info-cache-v\d+\.boltdb$/;
+
+/** What the suite found on the machine after its runtimes were gone. */
+export interface HostResidue {
+  /** Runtime scaffolding (empty fixed dirs, our own cgroup parent with no process): expected. */
+  readonly scaffolding: string[];
+  /** Anything else: a pod, container or process something failed to remove. */
+  readonly leftovers: string[];
+}
+
+/**
+ * Sorts what exists now and did not `before` into expected runtime scaffolding and real
+ * leftovers. `cgroupParent` (e.g. "/mci1a2") is the suite's own cgroup parent: runtimes leave
+ * the parent dir, which is fine while no process lives below it.
+ */
+export async function inspectHost(
+  before: ReadonlySet<string>,
+  cgroupParent: string,
+): Promise<HostResidue> {
+  const scaffolding: string[] = [], leftovers: string[] = [];
+  for (const path of await hostLeftovers(before)) {
+    if (path.startsWith("/sys/fs/cgroup/") && path.endsWith(cgroupParent)) {
+      const pids = await cgroupPids(path);
+      if (pids.length) leftovers.push(`${path} (processes ${pids.join(" ")})`);
+      else scaffolding.push(path);
+    } else if (SCAFFOLD_DIRS.has(path)) {
+      const files = await filesUnder(path);
+      const stray = files.filter((f) => !SCAFFOLD_FILES.test(f));
+      if (stray.length) leftovers.push(...stray);
+      else scaffolding.push(path);
+    } else if (SCAFFOLD_FILES.test(path)) {
+      scaffolding.push(path);
+    } else {
+      leftovers.push(path);
+    }
+  }
+  return { scaffolding, leftovers: [...new Set(leftovers)].sort() };
+}
+
+/** Waits until no process is left in cgroup `parent` (pids controller), at most `ms`. */
+export async function waitCgroupEmpty(parent: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while ((await cgroupPids(`/sys/fs/cgroup/pids${parent}`)).length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Every non-directory below `dir` (symlinks not followed). */
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await Array.fromAsync(Deno.readDir(dir)).catch(() => [])) {
+    const path = `${dir}/${e.name}`;
+    if (e.isDirectory) out.push(...await filesUnder(path));
+    else out.push(path);
+  }
+  return out;
+}
+
+/** The pids in cgroup dir `dir` and below. */
+async function cgroupPids(dir: string): Promise<string[]> {
+  const procs = await Deno.readTextFile(`${dir}/cgroup.procs`).catch(() => "");
+  const pids = procs.split("\n").filter((p) => p);
+  for (const e of await Array.fromAsync(Deno.readDir(dir)).catch(() => [])) {
+    if (e.isDirectory) pids.push(...await cgroupPids(`${dir}/${e.name}`));
+  }
+  return pids;
+}
+
+/**
  * Removes what runtimes left that did not exist `before`: unmounts netns bind mounts and
  * deletes empty cgroup dirs (deepest first) and runtime state dirs. Returns what it removed.
  */
