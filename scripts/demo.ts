@@ -1,7 +1,10 @@
 // `make demo`: a 3-node dual-stack simulated cluster with two pods per node, the real agent on
-// every node and pods made by the real plugin; prints who reaches whom (ping + TCP, with the
-// source address each destination saw), then tears it all down. Exits 1 if any check failed.
+// every node (watching a stand-in API server) and pods made by the real plugin; prints who
+// reaches whom (ping + TCP, with the source address each destination saw), then a NetworkPolicy
+// act, then tears it all down. Exits 1 if any check failed. `--static` runs the agents from a
+// nodes file instead (no policy act), `--manual` wires everything by hand (no mycni at all).
 import { canRunPrivileged } from "../tests/harness/netns.ts";
+import { policyAct } from "./demo_policy.ts";
 import { type Cluster, type ClusterMode, startCluster } from "../tests/harness/cluster.ts";
 import {
   type Check,
@@ -23,11 +26,11 @@ async function main(): Promise<number> {
     console.error("demo: needs root (it creates network namespaces)");
     return 1;
   }
-  const mode: ClusterMode = Deno.args.includes("--api")
-    ? "api"
+  const mode: ClusterMode = Deno.args.includes("--static")
+    ? "static"
     : Deno.args.includes("--manual")
     ? "manual"
-    : "static";
+    : "api";
   const t0 = performance.now();
   const since = () => `${((performance.now() - t0) / 1000).toFixed(1)}s`;
   console.log(bold(`mycni demo: 3 nodes, 2 pods each, IPv4 + IPv6, agents in ${mode} mode`));
@@ -58,7 +61,15 @@ async function main(): Promise<number> {
     console.log(colour(formatMatrix(cluster, checks, family)) + "\n");
   }
   printExternal(checks);
-  const ok = printSummary(checks);
+  let ok = printSummary(checks);
+  if (mode === "api") {
+    ok = await policyAct(cluster, {
+      line: (l) => console.log(colour(l)),
+      bold,
+      ok: green,
+      bad: red,
+    }) && ok;
+  }
   if (!ok) console.log(red(describeFailures(checks)) + (await cluster.logs(10)));
   console.log(dim(`tearing down cluster ${cluster.id}...`));
   Deno.removeSignalListener("SIGINT", onInterrupt);

@@ -212,6 +212,7 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
     });
     const replace = full && Date.now() - tableCheckedAt >= RULES_RECHECK_MS;
     if (replace) tableCheckedAt = Date.now();
+    const compiled = performance.now();
     if (await tables.apply(table, { replace })) {
       status.nftChanges++;
       log.info("nftables table synced", {
@@ -219,6 +220,11 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
         whole: replace || !initialDone,
         policyTargets: policy ? status.policyTargets : undefined,
         ms: Math.round(performance.now() - started),
+        // Where it went: computing the table, and nft applying it.
+        stepsMs: {
+          compile: Math.round(compiled - started),
+          nft: Math.round(performance.now() - compiled),
+        },
       });
     }
     if (status.policyEnabled) {
