@@ -9,6 +9,7 @@ import { inNetns, run, runOutput } from "../../lib/process/run.ts";
 import { cidrContains, formatCidr, parseCidr, parseIp } from "../../lib/ip/cidr.ts";
 import { ping as pingFrom, uniqueName } from "./netns.ts";
 import { type Child, spawnChild } from "./child.ts";
+import { listTable } from "./nft.ts";
 import { type Probe, type ServePorts, startProbe } from "./probe_client.ts";
 import type { Resource } from "./fake_apiserver.ts";
 import type { ProbeReply } from "./probe.ts";
@@ -107,10 +108,12 @@ export interface External extends Host {
   readonly underlayIps: readonly string[];
 }
 
-/** Routes and iptables rules, one dump per family: what `--once` must leave as it found it. */
+/** Routes, iptables rules (one dump per family) and the agent's nftables table, normalised. */
 export interface NodeState {
   readonly routes: readonly string[];
   readonly iptables: readonly string[];
+  /** The agent's table as {@linkcode listTable} prints it; "" when absent. */
+  readonly nftables: string;
 }
 
 /** A running simulated cluster; `await using` tears it all down. */
@@ -526,7 +529,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
           )
         ),
       );
-      return { routes, iptables };
+      return { routes, iptables, nftables: await listTable(node.netns, "inet mycni") };
     },
     ping: (from, to, o = {}) => pingFrom(from.netns, to, o),
     async tcp(from, to, o = {}) {

@@ -65,6 +65,8 @@ for (const mode of MODES) {
       for (const dump of after.routes) assertNoDuplicates(dump, "route");
       assertEquals(after.routes, before.routes);
       assertEquals(after.iptables, before.iptables);
+      assertEquals(after.nftables, before.nftables);
+      assert(after.nftables.includes('"masquerade"'), "the table masquerades");
     });
 
     await step("killing and restarting agents keeps the datapath working throughout", async () => {

@@ -6,6 +6,7 @@ import type { NftSet, NftTable } from "../../lib/net/nft_ruleset.ts";
 import { run, runOutput } from "../../lib/process/run.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import { canRunPrivileged, type TempNetns, tempNetns } from "../harness/netns.ts";
+import { listTable } from "../harness/nft.ts";
 
 const FWD = "type filter hook forward priority filter; policy accept;";
 
@@ -69,18 +70,9 @@ function mergedRanges(ips: string[]): string[] {
   return out;
 }
 
-/** The table as nft lists it, handles and counter values dropped, elements sorted. */
-async function listed(ns: TempNetns): Promise<string> {
-  const out = await run(ns.exec(["nft", "-j", "list", "table", "inet", "mctest"]));
-  const items = (JSON.parse(out).nftables as Record<string, Record<string, unknown>>[])
-    .filter((i) => !("metainfo" in i))
-    .map((i) => {
-      const [kind, body] = Object.entries(i)[0];
-      const { handle: _h, packets: _p, bytes: _b, ...rest } = body;
-      if (Array.isArray(rest.elem)) rest.elem = rest.elem.map((e) => JSON.stringify(e)).sort();
-      return JSON.stringify([kind, rest]);
-    });
-  return items.sort().join("\n");
+/** The test table as tests compare it. */
+function listed(ns: TempNetns): Promise<string> {
+  return listTable(ns.path, "inet mctest");
 }
 
 function seeded(seed: number): () => number {
