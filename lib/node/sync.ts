@@ -91,15 +91,16 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
   let lastPolicy: PolicyState | undefined;
 
   async function ensurePlugin(full: boolean): Promise<void> {
-    if (pluginInstalled && !(full && !(await fileExists(pluginDst)))) return;
+    const recheck = full && Date.now() - pluginCheckedAt >= RULES_RECHECK_MS;
+    if (pluginInstalled && status.pluginRuns && !recheck) return;
     const done = await installPlugin(pluginSrc, opts.cniBinDir);
     if (done.runtime?.copied) {
       log.info("plugin runtime installed", { src: pluginSrc, dst: done.runtime.path });
     }
     if (done.copied) log.info("plugin installed", { src: pluginSrc, dst: pluginDst });
     pluginInstalled = true;
-    // Run it as a runtime would: a plugin that cannot start breaks every pod on the node.
-    const recheck = full && Date.now() - pluginCheckedAt >= RULES_RECHECK_MS;
+    // Run it as a runtime would: a plugin that cannot start breaks every pod on the node. Again
+    // after every change, while it fails, and on the periodic re-check.
     if (!done.copied && !done.runtime?.copied && status.pluginRuns && !recheck) return;
     pluginCheckedAt = Date.now();
     const problem = await pluginProblem(pluginDst);

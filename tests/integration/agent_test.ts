@@ -9,7 +9,9 @@ import {
   fakeApiServer,
   makeAgentNode,
   ourRoutes,
+  ROOT,
   spawnIn,
+  STAND_IN_PLUGIN,
   uninstallArgv,
   waitFor,
   writeNodes,
@@ -213,4 +215,72 @@ Deno.test({
   assertEquals(await ourRoutes(ns), before);
   assertEquals(await agent.stop(), 0);
   assert(agent.logs.some((l) => l.includes("expired, listing again")));
+});
+
+Deno.test({
+  name:
+    "mycni-init installs a bundled plugin with its runtime: it runs after the build's deno is gone",
+  ignore: !canRunPrivileged,
+}, async () => {
+  await using node = await makeAgentNode(NODE);
+  const { ns, dir } = node;
+  const built = await Deno.readTextFile(join(ROOT, "bin/mycni"));
+  const shebang = /^#!\/usr\/bin\/env -S (\S+) (.*)$/m.exec(built.split("\n")[0]);
+  if (!shebang) return; // a compiled plugin carries its runtime inside: nothing to install
+  // A checkout that will move: its own deno, and the plugin built against it.
+  const checkout = join(dir, "checkout");
+  await Deno.mkdir(checkout);
+  await Deno.copyFile(shebang[1], join(checkout, "deno"));
+  const src = join(checkout, "mycni");
+  await Deno.writeTextFile(
+    src,
+    built.replace(/^.*\n/, `#!/usr/bin/env -S ${join(checkout, "deno")} ${shebang[2]}\n`),
+    { mode: 0o755 },
+  );
+  const once = agentArgv(dir, ["--nodes-file", join(dir, "nodes.json"), "--once"], {
+    pluginSrc: src,
+  });
+  const out = await runOutput(ns.exec(once));
+  assertEquals(out.code, 0, out.stderr);
+  assertMatch(out.stderr, /"plugin runtime installed"/);
+  assertMatch(out.stderr, /"installed plugin runs"/);
+  await Deno.remove(checkout, { recursive: true });
+  const version = await runOutput([join(dir, "bin", "mycni")], {
+    env: { CNI_COMMAND: "VERSION" },
+    clearEnv: true,
+    stdin: '{"cniVersion":"1.0.0"}',
+  });
+  assertEquals(version.code, 0, version.stderr);
+  assert(JSON.parse(version.stdout).supportedVersions.includes("1.1.0"));
+});
+
+Deno.test({
+  name:
+    "mycni-init reports an installed plugin that does not run in /healthz, /metrics and the log",
+  ignore: !canRunPrivileged,
+}, async () => {
+  await using node = await makeAgentNode(NODE);
+  const { ns, dir } = node;
+  const broken = join(dir, "broken-plugin");
+  await Deno.writeTextFile(broken, "#!/bin/sh\necho 'cannot load libc' >&2\nexit 1\n");
+  await using agent = spawnIn(
+    ns,
+    agentArgv(dir, ["--nodes-file", join(dir, "nodes.json")], { pluginSrc: broken }),
+  );
+  await waitFor(
+    "the plugin problem logged",
+    () => agent.logs.some((l) => l.includes("installed plugin does not run")),
+    { proc: agent },
+  );
+  const health = await curl(ns, "http://127.0.0.1:9749/healthz");
+  assertEquals(health.code, 503);
+  assertMatch(JSON.parse(health.text).lastError, /VERSION exited 1: cannot load libc/);
+  assertMatch((await curl(ns, "http://127.0.0.1:9749/metrics")).text, /^mycni_plugin_runs 0$/m);
+  // Fixed at the source: the next install runs it again and the node turns healthy.
+  await Deno.writeTextFile(broken, STAND_IN_PLUGIN);
+  await waitFor(
+    "healthz 200 once the plugin runs",
+    async () => (await curl(ns, "http://127.0.0.1:9749/healthz")).code === 200,
+    { ms: 20000, proc: agent },
+  );
 });

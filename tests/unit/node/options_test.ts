@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
-import { parseAgentArgs, UsageError } from "../../../lib/node/options.ts";
+import { parseAgentArgs, parseExplainArgs, UsageError } from "../../../lib/node/options.ts";
 
 Deno.test("parseAgentArgs() applies the contract's defaults", () => {
   const o = parseAgentArgs(["--nodes-file", "/n.json"], { NODE_NAME: "n1" });
@@ -48,4 +48,72 @@ Deno.test("parseAgentArgs() rejects a missing node name, source, bad CIDR or unk
 Deno.test("parseAgentArgs() needs no node or source for --uninstall", () => {
   const o = parseAgentArgs(["--uninstall", "--health-addr", "[::1]:9000"], {});
   assertEquals([o.uninstall, o.healthAddr], [true, { hostname: "::1", port: 9000 }]);
+});
+
+Deno.test("parseAgentArgs() takes --no-masquerade-cidr (repeated or comma-separated) and --network-policy", () => {
+  const o = parseAgentArgs(
+    [
+      "--node-name",
+      "n1",
+      "--nodes-file",
+      "f",
+      "--no-masquerade-cidr",
+      "172.16.0.0/12,fd00:99::/64",
+      "--no-masquerade-cidr",
+      "192.168.0.0/16",
+      "--network-policy=false",
+    ],
+    {},
+  );
+  assertEquals(o.noMasqueradeCidrs, ["172.16.0.0/12", "fd00:99::/64", "192.168.0.0/16"]);
+  assertEquals(o.networkPolicy, false);
+  assertEquals(parseAgentArgs(["--node-name", "n1", "--nodes-file", "f"], {}).networkPolicy, true);
+  assertThrows(
+    () =>
+      parseAgentArgs(["--node-name", "n1", "--nodes-file", "f", "--network-policy", "maybe"], {}),
+    /--network-policy wants true or false/,
+  );
+  assertThrows(
+    () =>
+      parseAgentArgs([
+        "--node-name",
+        "n1",
+        "--nodes-file",
+        "f",
+        "--no-masquerade-cidr",
+        "10.0.0.1/8",
+      ], {}),
+    /--no-masquerade-cidr: .*host bits/,
+  );
+});
+
+Deno.test("parseExplainArgs() reads the flow and defaults the protocol to TCP", () => {
+  assertEquals(parseExplainArgs(["--from", "x/a", "--to", "y/b", "--port", "80"]), {
+    from: "x/a",
+    to: "y/b",
+    port: 80,
+    protocol: "TCP",
+    healthAddr: { hostname: "127.0.0.1", port: 9749 },
+  });
+  const o = parseExplainArgs([
+    "--from",
+    "x/a",
+    "--to",
+    "203.0.113.1",
+    "--port",
+    "53/udp",
+    "--health-addr",
+    "127.0.0.1:9000",
+  ]);
+  assertEquals([o.to, o.port, o.protocol, o.healthAddr.port], ["203.0.113.1", 53, "UDP", 9000]);
+  for (
+    const bad of [
+      ["--from", "x/a", "--to", "y/b"],
+      ["--from", "a", "--to", "y/b", "--port", "80"],
+      ["--from", "x/a", "--to", "y/b", "--port", "80/ICMP"],
+      ["--from", "x/a", "--to", "y/b", "--port", "70000"],
+    ]
+  ) {
+    assertThrows(() => parseExplainArgs(bad), UsageError, bad.join(" "));
+  }
 });
