@@ -120,6 +120,7 @@ export function renderTableChange(prev: NftTable, next: NftTable): string {
 /** Turning `old`'s elements (none when new) into `set`'s. */
 function elementChanges(t: string, name: string, old: NftSet | undefined, set: NftSet): string[] {
   if (!old) return addElements(t, name, [...set.elements.values()]);
+  if (old.elements === set.elements) return [];
   if (set.interval) {
     if (sameElements(old.elements, set.elements)) return [];
     return [`flush ${set.kind} ${t} ${name}`, ...addElements(t, name, [...set.elements.values()])];
@@ -157,6 +158,7 @@ function decl(set: NftSet): string {
 }
 
 function sameElements(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a === b) return true;
   if (a.size !== b.size) return false;
   for (const [k, v] of a) if (b.get(k) !== v) return false;
   return true;

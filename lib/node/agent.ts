@@ -295,8 +295,11 @@ function createScheduler(sync: NodeSync) {
   };
   // The informers keep changing their maps: each run works on copies, so what it applied and
   // what `explain` answers from stay one consistent state.
+  // The node list is copied only when it changed: an unchanged list keeps its identity, which
+  // lets a reconcile for a pod or policy event skip everything derived from the nodes.
+  let nodesCopy: ReadonlyMap<string, NodeInfo> | undefined;
   const snapshot = (): ClusterState => ({
-    nodes: new Map(nodes!),
+    nodes: nodesCopy ??= new Map(nodes!),
     policy: policy.pods && policy.namespaces && policy.policies
       ? {
         pods: new Map(policy.pods),
@@ -326,6 +329,7 @@ function createScheduler(sync: NodeSync) {
     /** The node list changed (or was listed again, `isFull`). */
     nodes(next: ReadonlyMap<string, NodeInfo>, isFull: boolean) {
       nodes = next;
+      nodesCopy = undefined;
       nodesChanged = true;
       request(isFull);
     },

@@ -89,6 +89,7 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
   let policyWaitLogged = false;
   let reportedPolicyErrors = new Set<string>();
   let lastPolicy: PolicyState | undefined;
+  let clusterMemo: { nodes: ReadonlyMap<string, NodeInfo>; cidrs: string[] } | undefined;
 
   async function ensurePlugin(full: boolean): Promise<void> {
     const recheck = full && Date.now() - pluginCheckedAt >= RULES_RECHECK_MS;
@@ -161,12 +162,20 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
     if (problem) throw new Error(problem);
   }
 
+  /** The cluster CIDRs of a node list, computed once per list (a policy event reuses them). */
+  function clusterOf(nodes: ReadonlyMap<string, NodeInfo>): string[] {
+    if (clusterMemo?.nodes !== nodes) {
+      clusterMemo = { nodes, cidrs: clusterCidrs(opts.clusterCidrs, nodes.values()) };
+    }
+    return clusterMemo.cidrs;
+  }
+
   async function ensureRules(
     nodes: ReadonlyMap<string, NodeInfo>,
     own: NodeInfo | undefined,
     full: boolean,
   ) {
-    const cluster = clusterCidrs(opts.clusterCidrs, nodes.values());
+    const cluster = clusterOf(nodes);
     const pods = (own?.podCIDRs ?? []).filter((c) => familiesOf([c]).length > 0);
     const recheck = full && Date.now() - rulesCheckedAt >= RULES_RECHECK_MS;
     if (recheck) rulesCheckedAt = Date.now();
@@ -187,6 +196,7 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
   async function syncTable(state: ClusterState, own: NodeInfo | undefined, full: boolean) {
     if (!own) return; // no podCIDR known: nothing to masquerade, and no pod of ours to police
     const started = performance.now();
+    let planned = started;
     let policy;
     if (status.policyEnabled) {
       if (!state.policy) {
@@ -196,8 +206,9 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
         policyWaitLogged = true;
         throw new Error("Pods, namespaces and NetworkPolicies are not listed yet");
       }
-      lastPolicy = { ...state.policy, nodes: nodeAddresses(state.nodes) };
+      lastPolicy = { ...state.policy, nodes: addressesOf(state.nodes) };
       const plan = compilePolicies(lastPolicy, { node: opts.nodeName });
+      planned = performance.now();
       policy = policyObjects(plan);
       reportPolicyErrors(plan.errors);
       status.policies = state.policy.policies.size;
@@ -206,7 +217,7 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
       status.policyRules = policy.ruleCount;
     }
     const table = desiredTable({
-      clusterCidrs: clusterCidrs(opts.clusterCidrs, state.nodes.values()),
+      clusterCidrs: clusterOf(state.nodes),
       noMasqueradeCidrs: opts.noMasqueradeCidrs,
       podCIDRs: own.podCIDRs,
       policy,
@@ -221,9 +232,10 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
         whole: replace || !initialDone,
         policyTargets: policy ? status.policyTargets : undefined,
         ms: Math.round(performance.now() - started),
-        // Where it went: computing the table, and nft applying it.
+        // Where it went: compiling the policies, turning them into the table, nft applying it.
         stepsMs: {
-          compile: Math.round(compiled - started),
+          plan: Math.round(planned - started),
+          rules: Math.round(compiled - planned),
           nft: Math.round(performance.now() - compiled),
         },
       });
@@ -350,6 +362,11 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
   };
 }
 
-function nodeAddresses(nodes: ReadonlyMap<string, NodeInfo>): Map<string, readonly string[]> {
-  return new Map([...nodes.values()].map((n) => [n.name, n.ips]));
+const addressMemo = new WeakMap<ReadonlyMap<string, NodeInfo>, Map<string, readonly string[]>>();
+
+/** Node name -> its addresses (what explain needs to know a pod's own node), once per list. */
+function addressesOf(nodes: ReadonlyMap<string, NodeInfo>): Map<string, readonly string[]> {
+  let m = addressMemo.get(nodes);
+  if (!m) addressMemo.set(nodes, m = new Map([...nodes.values()].map((n) => [n.name, n.ips])));
+  return m;
 }

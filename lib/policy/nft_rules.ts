@@ -60,13 +60,22 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
   for (const dir of ["ingress", "egress"] as const) {
     for (const f of FAMILIES) maps.set(MAP_NAME(dir, f), new Map());
   }
-  const peerSets = new PeerSets(sets);
+  // Two passes over the same rules: the first sees every set's content (so identical ones can
+  // share one set, named after the first rule that needs it), the second renders the chains.
+  const pool = new SetPool();
+  for (const target of plan.targets) {
+    for (const dir of ["ingress", "egress"] as const) {
+      const d = target[dir];
+      if (d) chainRules(dir, d, pool);
+    }
+  }
+  pool.seal(sets);
   let ruleCount = 0;
   for (const target of plan.targets) {
     for (const dir of ["ingress", "egress"] as const) {
       const d = target[dir];
       if (!d) continue;
-      const rules = chainRules(dir, d, peerSets);
+      const rules = chainRules(dir, d, pool);
       const name = `${dir === "ingress" ? "ing" : "egr"}_${
         nameDigest(rules.join("\n")).slice(0, 16)
       }`;
@@ -118,7 +127,7 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
  * An allowed egress packet returns (its ingress is judged next); an allowed ingress one is
  * accepted.
  */
-function chainRules(dir: Direction, plan: DirectionPlan, peerSets: PeerSets): string[] {
+function chainRules(dir: Direction, plan: DirectionPlan, pool: SetPool): string[] {
   const verdict = dir === "ingress" ? "accept" : "return";
   const peerField = dir === "ingress" ? "saddr" : "daddr";
   const out = new Set<string>(); // a rule both families share is rendered once
@@ -127,7 +136,7 @@ function chainRules(dir: Direction, plan: DirectionPlan, peerSets: PeerSets): st
     for (const f of FAMILIES) {
       let peer = "";
       if (rule.peers !== "any") {
-        const set = peerSets.name(dir, rule, f);
+        const set = pool.peers(dir, rule, f);
         if (set === undefined) continue; // no peer of this family
         peer = `${IP[f]} ${peerField} @${set} `;
       }
@@ -136,71 +145,171 @@ function chainRules(dir: Direction, plan: DirectionPlan, peerSets: PeerSets): st
         continue;
       }
       for (const [i, port] of rule.ports.entries()) {
-        const match = portMatch(port, f, (named) => peerSets.endpointsName(dir, rule, i, f, named));
-        if (match !== undefined) out.add(`${peer}${match} ${verdict}`);
+        const matches = portMatches(port, f, (named, n) =>
+          // Every peer has the port under that number (a Deployment's pods, typically): the peer
+          // set already says it, no second set of the same addresses.
+          coversPeers(rule, named, n, f) ? "" : pool.endpoints(dir, rule, i, f, named, n));
+        for (const match of matches) out.add(`${peer}${match} ${verdict}`);
       }
     }
   }
   return [...out, `counter name ${DROP_COUNTERS[dir]} drop`];
 }
 
-/** The match for one resolved port; undefined when it can match nothing in family `f`. */
-function portMatch(
-  port: PortMatch,
-  f: Family,
-  endpoints: (named: NamedPort) => string | undefined,
-): string | undefined {
-  const proto = PROTO[port.protocol];
-  if (port.kind === "named") {
-    const set = endpoints(port);
-    return set && `${IP[f]} daddr . meta l4proto . th dport @${set}`;
-  }
-  if (port.port <= 1 && port.endPort >= 65535) return `meta l4proto ${proto}`;
-  const ports = port.port === port.endPort ? `${port.port}` : `${port.port}-${port.endPort}`;
-  return `meta l4proto ${proto} th dport ${ports}`;
+/**
+ * Whether the destinations of `named` that use port `n` in family `f` are exactly the rule's
+ * peers of that family (the compiler only lists endpoints among the peers, each once).
+ */
+function coversPeers(rule: AllowRule, named: NamedPort, n: number, f: Family): boolean {
+  if (rule.peers === "any") return false;
+  let size = 0n;
+  for (const r of f === 4 ? rule.peers.v4 : rule.peers.v6) size += r.end - r.start + 1n;
+  let count = 0n;
+  for (const e of named.endpoints) if (e.port === n && e.ip.includes(":") === (f === 6)) count++;
+  return count > 0n && count === size;
 }
 
-/** Peer and endpoint sets, declared once per (policy, rule, family) however many targets use them. */
-class PeerSets {
-  constructor(private readonly sets: Map<string, NftSet>) {}
+/**
+ * The matches for one resolved port (several for a named port that resolves to different numbers
+ * on different destinations); none when it can match nothing in family `f`.
+ */
+function portMatches(
+  port: PortMatch,
+  f: Family,
+  /** The set of the destinations using `number`; "" when no set is needed, undefined for none. */
+  endpoints: (named: NamedPort, number: number) => string | undefined,
+): string[] {
+  const proto = PROTO[port.protocol];
+  if (port.kind === "named") {
+    const numbers = [...new Set(port.endpoints.map((e) => e.port))].sort((a, b) => a - b);
+    return numbers.flatMap((n) => {
+      const set = endpoints(port, n);
+      if (set === undefined) return [];
+      const to = set === "" ? "" : `${IP[f]} daddr @${set} `;
+      return [`${to}meta l4proto ${proto} th dport ${n}`];
+    });
+  }
+  if (port.port <= 1 && port.endPort >= 65535) return [`meta l4proto ${proto}`];
+  const ports = port.port === port.endPort ? `${port.port}` : `${port.port}-${port.endPort}`;
+  return [`meta l4proto ${proto} th dport ${ports}`];
+}
 
-  /** The set of `rule`'s peers of family `f`, or undefined when it has none. */
-  name(dir: Direction, rule: AllowRule, f: Family): string | undefined {
+/** A set's content and the names of the rules that want it. */
+interface Group {
+  readonly set: NftSet;
+  /** The smallest name proposed for it: the set's name once sealed. */
+  name: string;
+}
+
+/** A set as its content key (cheap to build from the compiler's data) and the set itself. */
+interface Content {
+  readonly key: string;
+  readonly set: NftSet;
+}
+
+// The sets of the previous compile, by content key: a set that did not change is the same
+// object again, so it is neither rebuilt (formatting thousands of addresses each time) nor
+// compared element by element when the table is diffed.
+let previousSets = new Map<string, NftSet>();
+
+/**
+ * The peer and endpoint sets. A set is named after the first (by name) policy rule that needs
+ * it, so its name stays as pods come and go (only elements change), and rules of different
+ * policies that select the same peers (a namespaceSelector many policies repeat) share one set:
+ * nft reads every element of the table before each change, so duplicates cost every change.
+ */
+class SetPool {
+  readonly #groups = new Map<string, Group>();
+  // Contents computed once per object: the compiler shares one peers object per policy rule.
+  readonly #contents = new WeakMap<object, Map<string, Content | null>>();
+  readonly #sets = new Map<string, NftSet>();
+  #sealed = false;
+
+  /** The set holding `rule`'s peers of family `f`, or undefined when it has none. */
+  peers(dir: Direction, rule: AllowRule, f: Family): string | undefined {
     const peers = rule.peers as AddressSet;
-    const ranges = f === 4 ? peers.v4 : peers.v6;
-    if (ranges.length === 0) return undefined;
-    const name = `${dir[0]}_${ruleId(rule)}_${f}`;
-    if (!this.sets.has(name)) {
-      const elements = new Map(ranges.map((r) => [rangeKey(r, f), formatRange(f, r)]));
-      this.sets.set(name, { kind: "set", type: ADDR[f], interval: true, elements });
-    }
-    return name;
+    const content = this.#content(peers, `${f}`, () => {
+      const ranges = f === 4 ? peers.v4 : peers.v6;
+      if (ranges.length === 0) return null;
+      return {
+        key: `${f}|${ranges.map((r) => r.start === r.end ? `${r.start}` : `${r.start}-${r.end}`)}`,
+        make: () => ({
+          kind: "set",
+          type: ADDR[f],
+          interval: true,
+          elements: new Map(ranges.map((r) => [rangeKey(r, f), formatRange(f, r)])),
+        }),
+      };
+    });
+    return content && this.#claim(content, `${dir[0]}_${ruleId(rule)}_${f}`);
   }
 
-  /** The `address . protocol . port` set of an egress named port, or undefined when empty. */
-  endpointsName(
+  /**
+   * The destinations of an egress named port that resolve to `port` (a name can resolve to
+   * different numbers on different pods: one set per number), or undefined when none does.
+   */
+  endpoints(
     dir: Direction,
     rule: AllowRule,
     index: number,
     f: Family,
-    port: NamedPort,
+    named: NamedPort,
+    port: number,
   ): string | undefined {
-    const proto = PROTO[port.protocol];
-    const elements = new Map<string, string>();
-    for (const e of port.endpoints) {
-      if (e.ip.includes(":") !== (f === 6)) continue;
-      const el = `${e.ip} . ${proto} . ${e.port}`;
-      elements.set(el, el);
-    }
-    if (elements.size === 0) return undefined;
-    const name = `${dir[0]}n_${ruleId(rule)}_${index}_${f}`;
-    this.sets.set(name, {
-      kind: "set",
-      type: `${ADDR[f]} . inet_proto . inet_service`,
-      interval: false,
-      elements,
+    const content = this.#content(named.endpoints, `${f}/${port}`, () => {
+      const ips: string[] = [];
+      for (const e of named.endpoints) {
+        if (e.port === port && e.ip.includes(":") === (f === 6)) ips.push(e.ip);
+      }
+      if (ips.length === 0) return null;
+      return {
+        key: `${f}|${port}|${ips}`,
+        make: () => ({
+          kind: "set",
+          type: ADDR[f],
+          interval: false,
+          elements: new Map(ips.map((ip) => [ip, ip])),
+        }),
+      };
     });
-    return name;
+    return content && this.#claim(content, `${dir[0]}n_${ruleId(rule)}_${index}_${port}_${f}`);
+  }
+
+  /** Names are final: declares every set in `into`, and keeps them for the next compile. */
+  seal(into: Map<string, NftSet>): void {
+    this.#sealed = true;
+    for (const g of this.#groups.values()) into.set(g.name, g.set);
+    previousSets = this.#sets;
+  }
+
+  #claim(content: Content, name: string): string {
+    let g = this.#groups.get(content.key);
+    if (!g) {
+      if (this.#sealed) throw new Error(`Set for ${name} appeared after the sets were named`);
+      this.#groups.set(content.key, g = { set: content.set, name });
+    } else if (!this.#sealed && name < g.name) g.name = name;
+    return g.name;
+  }
+
+  #content(
+    owner: object,
+    variant: string,
+    describe: () => { key: string; make: () => NftSet } | null,
+  ): Content | undefined {
+    let byVariant = this.#contents.get(owner);
+    if (!byVariant) this.#contents.set(owner, byVariant = new Map());
+    let c = byVariant.get(variant);
+    if (c === undefined) {
+      const d = describe();
+      if (d === null) c = null;
+      else {
+        const set = this.#sets.get(d.key) ?? previousSets.get(d.key) ?? d.make();
+        this.#sets.set(d.key, set);
+        c = { key: d.key, set };
+      }
+      byVariant.set(variant, c);
+    }
+    return c ?? undefined;
   }
 }
 

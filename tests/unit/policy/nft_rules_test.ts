@@ -120,13 +120,13 @@ Deno.test("policyObjects() renders every kind of port, and skips what can match 
     "meta l4proto udp th dport 53 return",
     "meta l4proto tcp th dport 32000-32768 return",
     "meta l4proto sctp return",
-    `ip daddr . meta l4proto . th dport @${named4} return`,
-    `ip6 daddr . meta l4proto . th dport @${named6} return`,
+    `ip daddr @${named4} meta l4proto tcp th dport 8080 return`,
+    `ip6 daddr @${named6} meta l4proto tcp th dport 8080 return`,
     `ip6 daddr @${peer6} return`,
     "counter name egress_dropped drop",
   ]);
-  assertEquals(els(objs, named4), ["10.244.2.5 . tcp . 8080"]);
-  assertEquals(objs.sets.get(named4)?.type, "ipv4_addr . inet_proto . inet_service");
+  assertEquals(els(objs, named4), ["10.244.2.5"]);
+  assertEquals(objs.sets.get(named4)?.type, "ipv4_addr");
 });
 
 Deno.test("policyObjects() names peer sets after their policy rule, so a pod change touches only elements", () => {
@@ -155,4 +155,49 @@ Deno.test("policyObjects() isolates a pod with no allow rule: only the drop", ()
     errors: [],
   });
   assertEquals([...objs.chains.values()][0].rules, ["counter name ingress_dropped drop"]);
+});
+
+Deno.test("policyObjects() gives a named port that resolves differently one set per port number", () => {
+  const objs = policyObjects({
+    targets: [target("x/a", ["10.244.1.2"], {
+      egress: {
+        policies: ["x/p"],
+        allow: [{
+          policy: "x/p",
+          rule: 0,
+          peers: "any",
+          ports: [{
+            kind: "named",
+            protocol: "UDP",
+            name: "dns",
+            endpoints: [{ ip: "10.244.2.5", port: 53 }, { ip: "10.244.3.5", port: 5353 }],
+          }],
+        }],
+      },
+    })],
+    errors: [],
+  });
+  const rules = [...objs.chains.values()][0].rules;
+  assertEquals(rules.length, 3);
+  const [r53, r5353] = rules;
+  assert(r53.endsWith("meta l4proto udp th dport 53 return"), r53);
+  assert(r5353.endsWith("meta l4proto udp th dport 5353 return"), r5353);
+  assertEquals(els(objs, r53.match(/@(\S+)/)![1]), ["10.244.2.5"]);
+  assertEquals(els(objs, r5353.match(/@(\S+)/)![1]), ["10.244.3.5"]);
+});
+
+Deno.test("policyObjects() shares one set between policy rules whose peers are the same", () => {
+  const shared = peers("10.244.2.0/24");
+  const rule = (policy: string): AllowRule => ({ policy, rule: 0, peers: shared, ports: "any" });
+  const other = { ...rule("x/b"), peers: peers("10.244.2.0/24") }; // equal content, other object
+  const objs = policyObjects({
+    targets: [
+      target("x/a", ["10.244.1.2"], { ingress: { policies: ["x/a"], allow: [rule("x/a")] } }),
+      target("x/b", ["10.244.1.3"], { ingress: { policies: ["x/b"], allow: [other] } }),
+    ],
+    errors: [],
+  });
+  const peerSets = [...objs.sets.keys()].filter((k) => k.startsWith("i_"));
+  assertEquals(peerSets.length, 1);
+  assertEquals(objs.chains.size, 1, "same rules, same chain");
 });
