@@ -42,6 +42,8 @@ bench: build
 	$(DENO) run --allow-all --no-lock bench/plugin_latency.ts
 	$(DENO) run --allow-all --no-lock bench/agent_sync.ts
 	$(DENO) run --allow-all --no-lock bench/throughput.ts
+	$(DENO) run --allow-all --no-lock bench/policy_scale.ts
+	$(DENO) run --allow-all --no-lock bench/policy_throughput.ts
 
 clean:
 	rm -rf bin

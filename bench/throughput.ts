@@ -5,14 +5,12 @@
 //
 //   deno run -A --no-lock bench/throughput.ts [--runs 3] [--seconds 3] [--json]
 import { parseArgs } from "node:util";
-import { inNetns, run } from "../lib/process/run.ts";
-import { spawnChild } from "../tests/harness/child.ts";
 import { type Cluster, type Host, startCluster } from "../tests/harness/cluster.ts";
+import { iperf, iperfServer, median } from "./iperf.ts";
 import { canRunPrivileged } from "../tests/harness/netns.ts";
 
 /** Target from issue 3: mycni's pod path at least this fraction of the hand-wired one. */
 const TARGET_RATIO = 0.95;
-const IPERF_PORT = 5201;
 
 interface Path {
   readonly name: string;
@@ -20,28 +18,6 @@ interface Path {
   readonly to: Host;
   readonly toIp: string;
   readonly gbps: number[];
-}
-
-/** One iperf3 run from `from` to the server at `toIp`; bits/s received. */
-async function iperf(from: Host, toIp: string, seconds: number): Promise<number> {
-  const out = await run(inNetns(from.netns, [
-    "iperf3",
-    "-c",
-    toIp,
-    "-p",
-    String(IPERF_PORT),
-    "-t",
-    String(seconds),
-    "-J",
-  ]));
-  const report = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
-  return report.end.sum_received.bits_per_second;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 async function main(): Promise<number> {
@@ -83,11 +59,7 @@ async function main(): Promise<number> {
     { name: "node↔node (underlay)", from: mycni.nodes[0], to: mycni.nodes[1], toIp: "", gbps: [] },
   ].map((p) => ({ ...p, toIp: p.to.ips[0] }));
 
-  const servers = await Promise.all(
-    paths.map((p) =>
-      spawnChild(inNetns(p.to.netns, ["iperf3", "-s", "-p", String(IPERF_PORT), "-B", p.toIp]))
-    ),
-  );
+  const servers = await Promise.all(paths.map((p) => iperfServer(p.to, p.toIp)));
   try {
     await new Promise((r) => setTimeout(r, 300));
     for (let i = 0; i < runs; i++) {
