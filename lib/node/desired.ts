@@ -218,6 +218,9 @@ export function renderConflist(input: ConflistInput): string {
     logFile: input.logFile,
     mtu: input.mtu,
     hairpinMode: true,
+    // Runtimes that pin addresses (podman --ip/--ip6) pass them as runtimeConfig.ips, and only to
+    // a plugin that declares the capability; kubelet never does.
+    capabilities: { ips: true },
   }];
   if (input.portmap) {
     plugins.push({ type: "portmap", capabilities: { portMappings: true }, snat: true });

@@ -107,6 +107,7 @@ Deno.test("renderConflist() chains portmap only when asked", () => {
         logFile: "/var/log/mycni.log",
         mtu: 1450,
         hairpinMode: true,
+        capabilities: { ips: true },
       },
       { type: "portmap", capabilities: { portMappings: true }, snat: true },
     ],
