@@ -3,6 +3,7 @@
 // API server going away (the rules stay as they were). Malformed policies are in
 // tests/integration/netpol_test.ts's truth tables.
 import { join } from "node:path";
+import { inNetns, run } from "../../lib/process/run.ts";
 import { assert, assertMatch } from "../harness/assert.ts";
 import { waitFor } from "../harness/cluster.ts";
 import { canRunPrivileged } from "../harness/netns.ts";
@@ -97,6 +98,39 @@ Deno.test({
     const log = await Deno.readTextFile(join(n1.dir, "agent.log"));
     assertMatch(log, /injected failure/);
   });
+
+  await t.step(
+    "bridged traffic switched away from netfilter is brought back by the agent",
+    async () => {
+      // x/a and y/c share n1: their traffic only crosses the bridge (x admits z only by now).
+      const yc = nc.pods.get("y/c")!;
+      assert(yc.node === n1, "y/c is not on n1");
+      const sysctl = (v?: string) =>
+        run(inNetns(
+          n1.netns,
+          v === undefined
+            ? ["cat", "/proc/sys/net/bridge/bridge-nf-call-iptables"]
+            : ["sh", "-c", `echo ${v} > /proc/sys/net/bridge/bridge-nf-call-iptables`],
+        ));
+      const reach = async () =>
+        (await yc.probe!.tcp(nc.pods.get("x/a")!.ips[0], { port: 80, timeoutMs: 800 })).ok;
+      assert(!(await reach()), "y/c reached isolated x/a");
+      await sysctl("0");
+      assert(await reach(), "with bridge-nf-call-iptables=0 the bridge should bypass the rules");
+      // Any reconcile puts it back: here, a policy event.
+      await cluster.apiPut(
+        "networkpolicies",
+        policy("x", "nudge", { podSelector: {}, ingress: [] }),
+      );
+      await waitFor(
+        "bridge-nf-call-iptables back to 1",
+        10000,
+        async () => (await sysctl()).trim() === "1",
+      );
+      assert(!(await reach()), "y/c reaches isolated x/a again after the agent's fix");
+      await cluster.apiDelete("networkpolicies", "x/nudge");
+    },
+  );
 
   await t.step("the API server going away leaves the rules as they were", async () => {
     const onlyZ = new Reachability(true).expectTo("x/", false).expect("z/", "x/", true)
