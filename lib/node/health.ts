@@ -16,6 +16,13 @@ export interface AgentStatus {
   lastSyncTime: number;
   lastReconcileSeconds: number;
   lastError: string;
+  // Backends (DESIGN.md "Backends"): how the routes to other nodes' podCIDRs are made.
+  /** Routes to peer podCIDRs via the peer's address (on-link). */
+  routesHostGw: number;
+  /** Routes to peer podCIDRs through the VXLAN device. */
+  routesVxlan: number;
+  /** Peer podCIDRs that get no route, each with why (e.g. `--backend host-gw`, not on-link). */
+  unreachable: string[];
 }
 
 /** A fresh status: not synced, not watching, all counters zero. */
@@ -31,6 +38,9 @@ export function newStatus(): AgentStatus {
     lastSyncTime: 0,
     lastReconcileSeconds: 0,
     lastError: "",
+    routesHostGw: 0,
+    routesVxlan: 0,
+    unreachable: [],
   };
 }
 
@@ -82,7 +92,18 @@ export function renderMetrics(status: AgentStatus): string {
     const v = status[key];
     const value = typeof v === "boolean" ? (v ? 1 : 0) : Number(v);
     return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}\n`;
-  }).join("");
+  }).join("") + renderBackendMetrics(status);
+}
+
+/** The backend gauges: routes per backend (a label), and peer podCIDRs left unreachable. */
+function renderBackendMetrics(status: AgentStatus): string {
+  return "# HELP mycni_backend_routes Routes to other nodes' podCIDRs, by backend\n" +
+    "# TYPE mycni_backend_routes gauge\n" +
+    `mycni_backend_routes{backend="host-gw"} ${status.routesHostGw}\n` +
+    `mycni_backend_routes{backend="vxlan"} ${status.routesVxlan}\n` +
+    "# HELP mycni_unreachable_peer_cidrs Other nodes' podCIDRs no backend can reach\n" +
+    "# TYPE mycni_unreachable_peer_cidrs gauge\n" +
+    `mycni_unreachable_peer_cidrs ${status.unreachable.length}\n`;
 }
 
 /** Answers /healthz and /metrics from `status`. */
@@ -104,6 +125,7 @@ export function healthHandler(status: AgentStatus): (req: Request) => Response {
         routes: status.routesProgrammed,
         lastSyncTime: status.lastSyncTime,
         lastError: status.lastError,
+        unreachable: status.unreachable,
       };
       return new Response(JSON.stringify(body) + "\n", {
         status: ok ? 200 : 503,

@@ -30,3 +30,19 @@ Deno.test("healthHandler() answers 200 only when synced and watching", async () 
   assertEquals((await res.json()).ok, true);
   assertEquals(get("/nope").status, 404);
 });
+
+Deno.test("renderMetrics() counts routes per backend and unreachable peer podCIDRs", () => {
+  const s = { ...newStatus(), routesHostGw: 2, routesVxlan: 4, unreachable: ["n3: why"] };
+  const text = renderMetrics(s);
+  assertMatch(text, /^# TYPE mycni_backend_routes gauge$/m);
+  assertMatch(text, /^mycni_backend_routes\{backend="host-gw"\} 2$/m);
+  assertMatch(text, /^mycni_backend_routes\{backend="vxlan"\} 4$/m);
+  assertMatch(text, /^mycni_unreachable_peer_cidrs 1$/m);
+});
+
+Deno.test("healthHandler() names the unreachable peers in /healthz", async () => {
+  const s = { ...newStatus(), watching: true, unreachable: ["node n3 podCIDR 10.244.3.0/24: x"] };
+  const res = healthHandler(s)(new Request("http://x/healthz"));
+  assertEquals(res.status, 503);
+  assertEquals((await res.json()).unreachable, ["node n3 podCIDR 10.244.3.0/24: x"]);
+});
