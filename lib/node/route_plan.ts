@@ -38,7 +38,13 @@ export function planRoutes(
     }
     const keep = mine.find((c) => routeMatches(c, d)) ?? mine[0];
     for (const c of mine) if (c !== keep) changes.push({ op: "delete", route: c });
-    if (!routeMatches(keep, d)) changes.push({ op: "replace", route: d });
+    if (routeMatches(keep, d)) continue;
+    if (d.family === 6 && d.onlink && keep.oif !== d.oif) {
+      // IPv6 checks an onlink gateway against the table, where the route being replaced still
+      // covers it through the other device: "Nexthop has invalid gateway or device mismatch"
+      // (ip6_route_check_nh_onlink). So host-gw -> VXLAN is delete, then add.
+      changes.push({ op: "delete", route: keep }, { op: "add", route: d });
+    } else changes.push({ op: "replace", route: d });
   }
   for (const [dst, mine] of have) {
     if (!wanted.has(dst)) { for (const c of mine) changes.push({ op: "delete", route: c }); }

@@ -66,6 +66,17 @@ Deno.test("planRoutes() replaces a route whose node moved, or switched backend e
   assertEquals(ops(planRoutes([moved], [kernel(toVxlan)])), [
     "replace 10.244.2.0/24 via 192.0.2.22",
   ]);
+  // IPv6 refuses to replace a route with an onlink one through another device while the old
+  // route covers the new gateway: delete, then add.
+  const v6 = hostGw("fd00:10:244:2::/64", "fd00:192:0:2::12");
+  const v6Vxlan = vxlan("fd00:10:244:2::/64", "fd00:10:244:2::");
+  assertEquals(ops(planRoutes([v6Vxlan], [kernel(v6)])), [
+    "delete fd00:10:244:2::/64 via fd00:192:0:2::12",
+    "add fd00:10:244:2::/64 via fd00:10:244:2::",
+  ]);
+  assertEquals(ops(planRoutes([v6], [kernel(v6Vxlan)])), [
+    "replace fd00:10:244:2::/64 via fd00:192:0:2::12",
+  ]);
   // Same gateway, other device (the underlay moved to another link), or onlink lost.
   assertEquals(ops(planRoutes([moved], [kernel(moved, { oif: 5 })])).length, 1);
   assertEquals(ops(planRoutes([toVxlan], [kernel(toVxlan, { onlink: false })])).length, 1);
