@@ -43,13 +43,17 @@ export async function spawnChild(argv: readonly string[], opts: ChildOptions = {
   }).spawn();
   const pumps: Promise<void>[] = [];
   if (log) {
-    const writer = log.writable.getWriter();
+    // Straight to the file, chunk by chunk: the file's WritableStream holds everything back
+    // until it is closed, and a log is read while its process still runs (a failing test's
+    // agent tails).
     const pump = async (stream: ReadableStream<Uint8Array>) => {
-      for await (const chunk of stream) await writer.write(chunk);
+      for await (const chunk of stream) {
+        for (let off = 0; off < chunk.length;) off += await log.write(chunk.subarray(off));
+      }
     };
     pumps.push(pump(process.stderr).catch(() => {}));
     if (!opts.pipeStdio) pumps.push(pump(process.stdout).catch(() => {}));
-    Promise.all(pumps).finally(() => writer.close().catch(() => {}));
+    Promise.all(pumps).finally(() => log.close());
   }
   let done = false;
   const status = process.status.then(async (s) => {
