@@ -169,7 +169,9 @@ export async function plugIntoSwitch(
 /**
  * The router between the segments: a namespace with a leg on each switch (.254 / ::fe),
  * forwarding on, no NAT; its default route is the external host on segment A, so segment B
- * reaches the outside through it.
+ * reaches the outside through it. Like a cloud fabric, it knows node addresses only: it drops
+ * anything to or from a pod address, so pod traffic between segments must cross encapsulated
+ * (and a node's traffic into the tunnel must come from an address the tunnel brings back).
  */
 export async function createRouter(
   ns: string,
@@ -180,6 +182,12 @@ export async function createRouter(
   const path = `/run/netns/${ns}`;
   await run(inNetns(path, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]));
   await run(inNetns(path, ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"]));
+  for (const cidr of CLUSTER_CIDRS) {
+    const tables = cidr.includes(":") ? "ip6tables" : "iptables";
+    for (const dir of ["-s", "-d"]) {
+      await run(inNetns(path, [tables, "-w", "5", "-A", "FORWARD", dir, cidr, "-j", "DROP"]));
+    }
+  }
   for (const [i, sw] of switches.entries()) {
     const seg = SEGMENTS[i];
     await plugIntoSwitch(sw, ns, {

@@ -227,6 +227,10 @@ Deno.test({
     const state = async (n: ClusterNode) => ({
       ...await cluster.nodeState(n),
       vxlan: await vxlanEntries(n),
+      // The same device, not one made anew (that would drop traffic through it for a moment).
+      device: JSON.parse(
+        await run(["ip", "-n", n.nsName, "-j", "link", "show", "dev", VXLAN_DEVICE]),
+      ).map((l: { ifindex: number; address: string }) => [l.ifindex, l.address]),
     });
     const before = await Promise.all([n1, n3].map(state));
     await Promise.all([n1, n3].map((n) => cluster.restartAgent(n, "SIGKILL")));

@@ -164,16 +164,17 @@ Deno.test({
   await waitFor("healthz 200", async () => (await health(ns)).code === 200, WAIT);
   assertEquals(await ourRoutes(ns), GOOD_ROUTES);
 
-  // Someone else's route already holds n4's podCIDR: the kernel refuses our (exclusive) add with
-  // EEXIST. n2's move and n3's route must still go through in the same reconcile, the foreign
-  // route must stay as it is, and the failure must show in /healthz and /metrics.
+  // Someone else's route already holds n0's podCIDR: the kernel refuses our (exclusive) add with
+  // EEXIST. n0 sorts first, so its change is tried before the others: n2's move must still go
+  // through in the same reconcile, the foreign route must stay as it is, and the failure must
+  // show in /healthz and /metrics.
   const foreign = ["10.244.4.0/24", "via", "192.0.2.99", "proto", "static"];
   await run(ns.exec(["ip", "route", "add", ...foreign]));
   await writeNodes(dir, [
     NODES[0],
     { ...NODES[1], ip: "192.0.2.22" },
     NODES[2],
-    { name: "n4", ip: "192.0.2.14", podCIDRs: ["10.244.4.0/24"] },
+    { name: "n0", ip: "192.0.2.14", podCIDRs: ["10.244.4.0/24"] },
   ]);
   await waitFor(
     "healthz 503 after the refused route",
@@ -190,12 +191,12 @@ Deno.test({
   assert(errors >= 1, "the failure is not counted in /metrics");
 
   // The foreign route goes away without any node change: only the agent's own retry can bring
-  // n4's route in.
+  // n0's route in.
   await run(ns.exec(["ip", "route", "del", ...foreign]));
   // Failed reconciles are retried with backoff (0.5 s doubling), well before the 10 s resync.
   const fixedAt = performance.now();
   await waitFor(
-    "n4's route on retry",
+    "n0's route on retry",
     async () => (await ourRoutes(ns)).includes("10.244.4.0/24 via 192.0.2.14"),
     { ms: 9000 },
   );
