@@ -19,19 +19,14 @@ export interface ShownRoute {
 
 /** The agent's routes on `node`, both families. */
 export async function agentRoutes(node: ClusterNode): Promise<ShownRoute[]> {
+  return await shownRoutes(node, ["proto", String(ROUTE_PROTO)]);
+}
+
+/** `ip -j route show [filter...]` on `node`, both families. */
+async function shownRoutes(node: ClusterNode, filter: readonly string[]): Promise<ShownRoute[]> {
   const out: ShownRoute[] = [];
   for (const family of ["-4", "-6"]) {
-    const text = await run([
-      "ip",
-      "-n",
-      node.nsName,
-      "-j",
-      family,
-      "route",
-      "show",
-      "proto",
-      String(ROUTE_PROTO),
-    ]);
+    const text = await run(["ip", "-n", node.nsName, "-j", family, "route", "show", ...filter]);
     out.push(...(JSON.parse(text || "[]") as ShownRoute[]));
   }
   return out;
@@ -65,10 +60,11 @@ export type PairBackend = "host-gw" | "vxlan" | "none";
  * await pairBackends(n1, n3); // ["vxlan", "vxlan"]
  */
 export async function pairBackends(from: ClusterNode, to: ClusterNode): Promise<PairBackend[]> {
-  const routes = await agentRoutes(from);
+  // Every route, not only the agent's: a hand-wired cluster (vx0) has the same two kinds.
+  const routes = await shownRoutes(from, []);
   return to.podCIDRs.map((cidr) => {
     const r = routes.find((r) => r.dst === cidr);
-    return r === undefined ? "none" : r.dev === VXLAN_DEVICE ? "vxlan" : "host-gw";
+    return r === undefined ? "none" : [VXLAN_DEVICE, "vx0"].includes(r.dev) ? "vxlan" : "host-gw";
   });
 }
 
