@@ -7,10 +7,8 @@ import {
   concat,
   NetlinkError,
   NLM_F_CREATE,
-  NLM_F_DUMP,
   NLM_F_EXCL,
   NLM_F_REPLACE,
-  parseAttrs,
   Rtnl,
   u32Attr,
 } from "./netlink.ts";
@@ -47,8 +45,6 @@ const RT_SCOPE_UNIVERSE = 0;
 const RT_SCOPE_NOWHERE = 255;
 /** errno of a delete whose route is already gone. */
 const ESRCH = 3;
-/** errno for a lookup the kernel acked without an answer (never seen; kept from being silent). */
-const ENODATA = 61;
 
 /** A route as the kernel lists it. */
 export interface KernelRoute {
@@ -83,11 +79,18 @@ export interface RouteSpec {
  * @example
  * listRoutes(nl, 4).filter((r) => r.dst === "0.0.0.0/0"); // the default route(s)
  */
-export function listRoutes(nl: Rtnl, family: Family): KernelRoute[] {
+export function listRoutes(
+  nl: Rtnl,
+  family: Family,
+  keep: (body: Uint8Array) => boolean = () => true,
+): KernelRoute[] {
   const msg = new Uint8Array(12);
   msg[0] = family === 4 ? AF_INET : AF_INET6;
-  const replies = nl.request(RTM_GETROUTE, NLM_F_DUMP, msg, `ip -${family} route show table all`);
-  return replies.filter((r) => r.type === RTM_NEWROUTE).map((r) => parseRoute(r.body));
+  const out: KernelRoute[] = [];
+  nl.dumpEach(RTM_GETROUTE, msg, `ip -${family} route show table all`, (type, body) => {
+    if (type === RTM_NEWROUTE && keep(body)) out.push(parseRoute(body));
+  });
+  return out;
 }
 
 /**
@@ -98,13 +101,13 @@ export function listRoutes(nl: Rtnl, family: Family): KernelRoute[] {
  * listOwnedRoutes(nl); // [{ family: 4, dst: "10.244.2.0/24", via: "192.0.2.12", oif: 2, ... }]
  */
 export function listOwnedRoutes(nl?: Rtnl): OwnedRoute[] {
+  // Only ours are parsed: rtm_protocol is byte 5 of the rtmsg.
+  const ours = (body: Uint8Array) => body[5] === ROUTE_PROTO;
   return withRtnl(
     nl,
     (s) =>
-      [4, 6].flatMap((f) =>
-        listRoutes(s, f as Family).filter((r) =>
-          r.protocol === ROUTE_PROTO && r.table === RT_TABLE_MAIN
-        )
+      [...listRoutes(s, 4, ours), ...listRoutes(s, 6, ours)].filter((r) =>
+        r.table === RT_TABLE_MAIN
       ),
   );
 }
@@ -150,36 +153,64 @@ export function flushOwnedRoutes(nl?: Rtnl): number {
   });
 }
 
-/** What the kernel answered to `ip route get IP`. */
+/** What the kernel answered to `ip route get IP`: what tells an on-link peer from others. */
 export interface RouteAnswer {
   /** How many routes it answered with (one, for a unicast lookup). */
   readonly routes: number;
-  readonly route: KernelRoute;
+  /** rtm_type: 1 unicast, 2 local, 6 blackhole, 7 unreachable... */
+  readonly type: number;
+  readonly via?: string;
+  readonly oif?: number;
+  readonly multipath: boolean;
 }
 
 /**
- * `ip route get IP`: the route the kernel would use for a packet to `ip`. Throws the kernel's
- * refusal (e.g. "Network is unreachable") as a {@linkcode NetlinkError}.
+ * `ip route get IP` for each of `ips`: the route the kernel would use for a packet to it, or the
+ * kernel's refusal (e.g. "Network is unreachable") as a {@linkcode NetlinkError}. Pipelined:
+ * thousands of peers cost one system call each.
  *
  * @example
- * routeGet(nl, "192.0.2.12").route.via; // undefined: on-link
+ * routeGetEach(nl, ["192.0.2.12"])[0]; // { routes: 1, type: 1, oif: 2, multipath: false }
  */
-export function routeGet(nl: Rtnl, ip: string): RouteAnswer {
-  const replies = nl.request(RTM_GETROUTE, 0, routeGetMessage(ip), `ip route get ${ip}`)
-    .filter((r) => r.type === RTM_NEWROUTE);
-  if (replies.length === 0) throw new NetlinkError(`ip route get ${ip}`, nl.netns, ENODATA);
-  return { routes: replies.length, route: parseRoute(replies[0].body) };
+export function routeGetEach(nl: Rtnl, ips: readonly string[]): (RouteAnswer | NetlinkError)[] {
+  return nl.requestEach(
+    RTM_GETROUTE,
+    ips.map(routeGetMessage),
+    (i) => `ip route get ${ips[i]}`,
+    (type, body): RouteAnswer => {
+      if (type !== RTM_NEWROUTE) return { routes: 0, type: 0, multipath: false };
+      const r = parseRoute(body);
+      const answer: { -readonly [K in keyof RouteAnswer]: RouteAnswer[K] } = {
+        routes: 1,
+        type: r.type,
+        multipath: r.multipath,
+      };
+      if (r.via !== undefined) answer.via = r.via;
+      if (r.oif !== undefined) answer.oif = r.oif;
+      return answer;
+    },
+  );
 }
 
 /** The RTM_GETROUTE body of `ip route get IP`: a host-prefix rtmsg asking for the table too. */
 export function routeGetMessage(ip: string): Uint8Array {
-  const dst = ipBytes(ip);
-  const msg = new Uint8Array(12);
-  msg[0] = dst.length === 4 ? AF_INET : AF_INET6;
-  msg[1] = dst.length * 8;
-  new DataView(msg.buffer).setUint32(8, RTM_F_LOOKUP_TABLE, true);
-  return concat([msg, attr(RTA_DST, dst)]);
+  let body = lookupBodies.get(ip);
+  if (body === undefined) {
+    const dst = ipBytes(ip);
+    const msg = new Uint8Array(12);
+    msg[0] = dst.length === 4 ? AF_INET : AF_INET6;
+    msg[1] = dst.length * 8;
+    new DataView(msg.buffer).setUint32(8, RTM_F_LOOKUP_TABLE, true);
+    body = concat([msg, attr(RTA_DST, dst)]);
+    // Peers' addresses repeat on every resync: encode each once (bounded, cleared when full).
+    if (lookupBodies.size >= LOOKUP_CACHE_LIMIT) lookupBodies.clear();
+    lookupBodies.set(ip, body);
+  }
+  return body;
 }
+
+const LOOKUP_CACHE_LIMIT = 20_000;
+const lookupBodies = new Map<string, Uint8Array>();
 
 /** The message for a route change: rtmsg, then DST, GATEWAY, OIF as `ip` orders them. */
 export function routeMessage(
@@ -209,27 +240,36 @@ export function routeMessage(
   ]);
 }
 
-/** Parses an RTM_NEWROUTE body (rtmsg + attributes). */
+/** Parses an RTM_NEWROUTE body (rtmsg + attributes); `body` may be a view of a reused buffer. */
 export function parseRoute(body: Uint8Array): KernelRoute {
   const family: Family = body[0] === AF_INET ? 4 : 6;
-  const attrs = parseAttrs(body.subarray(12));
-  const u32 = (a: Uint8Array | undefined) =>
-    a && new DataView(a.buffer, a.byteOffset, a.byteLength).getUint32(0, true);
-  const dst = attrs.get(RTA_DST) ?? new Uint8Array(family === 4 ? 4 : 16);
-  const gateway = attrs.get(RTA_GATEWAY);
-  const oif = u32(attrs.get(RTA_OIF));
-  const flags = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(8, true);
-  return {
+  const v = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  let dst: Uint8Array | undefined, via: string | undefined, oif: number | undefined;
+  let table: number = body[4], multipath = false;
+  // One pass over the attributes, no map: a resync parses thousands of these.
+  for (let off = 12; off + 4 <= body.length;) {
+    const len = v.getUint16(off, true);
+    if (len < 4 || off + len > body.length) break;
+    const type = v.getUint16(off + 2, true) & 0x3fff;
+    if (type === RTA_DST) dst = body.subarray(off + 4, off + len);
+    else if (type === RTA_GATEWAY) via = ipText(body.subarray(off + 4, off + len));
+    else if (type === RTA_OIF) oif = v.getUint32(off + 4, true);
+    else if (type === RTA_TABLE) table = v.getUint32(off + 4, true);
+    else if (type === RTA_MULTIPATH) multipath = true;
+    off += (len + 3) & ~3;
+  }
+  const route: { -readonly [K in keyof KernelRoute]: KernelRoute[K] } = {
     family,
-    dst: `${ipText(dst)}/${body[1]}`,
-    table: u32(attrs.get(RTA_TABLE)) ?? body[4],
+    dst: `${ipText(dst ?? new Uint8Array(family === 4 ? 4 : 16))}/${body[1]}`,
+    table,
     protocol: body[5],
     type: body[7],
-    ...(gateway ? { via: ipText(gateway) } : {}),
-    ...(oif ? { oif } : {}),
-    onlink: (flags & RTNH_F_ONLINK) !== 0,
-    multipath: attrs.has(RTA_MULTIPATH),
+    onlink: (v.getUint32(8, true) & RTNH_F_ONLINK) !== 0,
+    multipath,
   };
+  if (via !== undefined) route.via = via;
+  if (oif) route.oif = oif;
+  return route;
 }
 
 function describe(route: Omit<RouteSpec, "via"> & { via?: string }): string {

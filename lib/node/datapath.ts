@@ -16,7 +16,7 @@ import {
   setNeighbour,
 } from "../net/neigh.ts";
 import { NetlinkError, Rtnl } from "../net/netlink.ts";
-import { deleteRoute, listOwnedRoutes, routeGet, setRoute } from "../net/route.ts";
+import { deleteRoute, listOwnedRoutes, routeGetEach, setRoute } from "../net/route.ts";
 import { type Dev, linkList } from "../net/rtnl.ts";
 import { errnoText } from "../net/syscall.ts";
 import {
@@ -147,15 +147,14 @@ export function createDatapath(
 
   function lookUp(targets: readonly string[]): Map<string, PathLookup> {
     const paths = new Map<string, PathLookup>();
-    for (const ip of targets) {
-      try {
-        const { routes, route } = routeGet(nl(), ip);
-        paths.set(ip, judgePath({ routes, ...route }));
-      } catch (err) {
-        if (!(err instanceof NetlinkError)) throw err;
-        paths.set(ip, judgePath(errnoText(err.errno)));
-      }
-    }
+    routeGetEach(nl(), targets).forEach((a, i) => {
+      paths.set(
+        targets[i],
+        judgePath(
+          a instanceof NetlinkError ? errnoText(a.errno) : a,
+        ),
+      );
+    });
     return paths;
   }
 
