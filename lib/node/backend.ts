@@ -258,8 +258,60 @@ export interface VtepFdb {
 export interface PeerChoice {
   readonly node: string;
   readonly dst: string;
+  readonly family: Family;
   readonly backend?: Backend;
-  readonly reason: string;
+  // Why, in parts that repeat from one resync to the next (so a choice is compared without
+  // building text for every peer every time); {@linkcode choiceReason} puts them in words.
+  /** The peer's address host-gw would route via; absent when it has none of this family. */
+  readonly gateway?: string;
+  /** What the kernel said about `gateway` (with `--backend vxlan`, that nobody asked). */
+  readonly path?: PathLookup;
+  /** What kept it from any backend. */
+  readonly blocked?: Blocked;
+}
+
+/** Why a peer podCIDR gets nothing. */
+export type Blocked =
+  | { readonly by: "host-gw" }
+  | { readonly by: "no-vxlan"; readonly detail: string }
+  | { readonly by: "no-underlay-address"; readonly underlay: Family }
+  | { readonly by: "mac-collision"; readonly mac: string; readonly owner: string };
+
+/**
+ * A choice in words, for logs and /healthz.
+ *
+ * @example
+ * choiceReason(plan.choices[0]); // "198.51.100.13 is not on-link: via 192.0.2.254"
+ */
+export function choiceReason(c: PeerChoice): string {
+  const why = c.path === FORCED_VXLAN
+    ? "--backend vxlan"
+    : c.gateway === undefined
+    ? `no IPv${c.family} address`
+    : c.path?.onLink
+    ? `${c.gateway} is on-link`
+    : `${c.gateway} is not on-link: ${c.path?.detail ?? "not looked up"}`;
+  const b = c.blocked;
+  if (b === undefined) return why;
+  switch (b.by) {
+    case "host-gw":
+      return `--backend host-gw cannot reach it: ${why}`;
+    case "no-vxlan":
+      return `${why}, and VXLAN is unavailable: ${b.detail}`;
+    case "no-underlay-address":
+      return c.gateway === undefined && c.family === b.underlay
+        ? `no IPv${c.family} address (for host-gw or the VXLAN underlay)`
+        : `${why}, and no IPv${b.underlay} address for the VXLAN underlay`;
+    case "mac-collision":
+      return `${why}, and its VTEP MAC ${b.mac} is also ${b.owner}'s`;
+  }
+}
+
+/** Whether two choices for one podCIDR say the same (parts compared as they are). */
+export function sameChoice(a: PeerChoice, b: PeerChoice): boolean {
+  const x = a.blocked, y = b.blocked;
+  return a.backend === b.backend && a.gateway === b.gateway && a.path === b.path &&
+    (x === y || (x !== undefined && y !== undefined && JSON.stringify(x) === JSON.stringify(y)));
 }
 
 /** Everything this node should have towards its peers. */
@@ -286,54 +338,55 @@ export function planDatapath(input: DatapathInput): DatapathPlan {
   const macOwner = new Map<string, string>();
   const vx = input.vxlan && "dev" in input.vxlan ? input.vxlan : undefined;
   if (vx) macOwner.set(vtepMac(vx.local), "this node");
+  const noVxlan: Blocked | undefined = vx ? undefined : {
+    by: "no-vxlan",
+    detail: input.vxlan && "unavailable" in input.vxlan ? input.vxlan.unavailable : "no device",
+  };
   for (const p of input.peers) {
-    const gateway = p.addrs[p.family];
+    const gateway = input.mode === "vxlan" ? undefined : p.addrs[p.family];
     const path = gateway === undefined ? undefined : input.paths.get(gateway);
-    const choose = (backend: Backend | undefined, reason: string) =>
-      choices.push({ node: p.node, dst: p.dst, ...(backend ? { backend } : {}), reason });
+    const choice: { -readonly [K in keyof PeerChoice]: PeerChoice[K] } = {
+      node: p.node,
+      dst: p.dst,
+      family: p.family,
+    };
+    choices.push(choice);
+    if (input.mode === "vxlan") choice.path = FORCED_VXLAN;
+    else if (gateway !== undefined) {
+      choice.gateway = gateway;
+      choice.path = path ?? NOT_LOOKED_UP;
+    }
     if (input.mode !== "vxlan" && gateway !== undefined && path?.onLink) {
-      routes.push({
+      const route: { -readonly [K in keyof PeerRoute]: PeerRoute[K] } = {
         family: p.family,
         dst: p.dst,
         via: gateway,
-        ...(path.oif !== undefined ? { oif: path.oif } : {}),
         onlink: false,
         node: p.node,
         backend: "host-gw",
-      });
-      choose("host-gw", `${gateway} is on-link`);
+      };
+      if (path.oif !== undefined) route.oif = path.oif;
+      routes.push(route);
+      choice.backend = "host-gw";
       continue;
     }
-    const why = input.mode === "vxlan"
-      ? "--backend vxlan"
-      : gateway === undefined
-      ? `no IPv${p.family} address`
-      : `${gateway} is not on-link: ${path?.detail ?? "not looked up"}`;
     if (input.mode === "host-gw") {
-      choose(undefined, `--backend host-gw cannot reach it: ${why}`);
+      choice.blocked = HOST_GW_ONLY;
       continue;
     }
     if (!vx) {
-      const unavailable = input.vxlan && "unavailable" in input.vxlan
-        ? input.vxlan.unavailable
-        : "no VXLAN device";
-      choose(undefined, `${why}, and VXLAN is unavailable: ${unavailable}`);
+      choice.blocked = noVxlan;
       continue;
     }
     const remote = p.addrs[vx.family];
     if (remote === undefined) {
-      choose(
-        undefined,
-        gateway === undefined && p.family === vx.family
-          ? `no IPv${p.family} address (for host-gw or the VXLAN underlay)`
-          : `${why}, and no IPv${vx.family} address for the VXLAN underlay`,
-      );
+      choice.blocked = { by: "no-underlay-address", underlay: vx.family };
       continue;
     }
     const mac = vtepMac(remote);
     const owner = macOwner.get(mac);
     if (owner !== undefined && owner !== p.node) {
-      choose(undefined, `${why}, and its VTEP MAC ${mac} is also ${owner}'s`);
+      choice.blocked = { by: "mac-collision", mac, owner };
       continue;
     }
     macOwner.set(mac, p.node);
@@ -348,7 +401,11 @@ export function planDatapath(input: DatapathInput): DatapathPlan {
       node: p.node,
       backend: "vxlan",
     });
-    choose("vxlan", why);
+    choice.backend = "vxlan";
   }
   return { routes, neighbours, fdb: [...fdb.values()], choices };
 }
+
+const HOST_GW_ONLY: Blocked = { by: "host-gw" };
+const NOT_LOOKED_UP: PathLookup = { onLink: false, detail: "not looked up" };
+const FORCED_VXLAN: PathLookup = { onLink: false, detail: "--backend vxlan" };

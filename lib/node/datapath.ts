@@ -28,13 +28,16 @@ import {
 } from "../net/vxlan.ts";
 import {
   type BackendMode,
+  choiceReason,
   judgePath,
   ownVtepAddresses,
   type PathLookup,
   pathTargets,
+  type PeerChoice,
   peerCidrs,
   planDatapath,
   podMtu,
+  sameChoice,
   vtepMac,
   vxlanOverhead,
   type VxlanState,
@@ -80,7 +83,8 @@ export function createDatapath(
   let socket: Rtnl | undefined;
   let mtuDecided: { key: string; mtu: number } | undefined;
   let skippedSeen = new Set<string>();
-  let choicesSeen: Map<string, string> | undefined;
+  let choicesSeen: Map<string, PeerChoice> | undefined;
+  const pathCache = new Map<string | number, PathLookup>();
 
   const nl = () => socket ??= Rtnl.open();
 
@@ -145,15 +149,25 @@ export function createDatapath(
     return { dev: ensured.dev.index, local: local.text, family: local.family };
   }
 
+  /**
+   * What the kernel says about each target, as PathLookups shared between resyncs (one per
+   * device for on-link peers, one per gateway and device for the others): choices compare
+   * them as they are, and a resync allocates nothing per peer for them.
+   */
   function lookUp(targets: readonly string[]): Map<string, PathLookup> {
     const paths = new Map<string, PathLookup>();
     routeGetEach(nl(), targets).forEach((a, i) => {
-      paths.set(
-        targets[i],
-        judgePath(
-          a instanceof NetlinkError ? errnoText(a.errno) : a,
-        ),
-      );
+      const key = a instanceof NetlinkError
+        ? `error ${a.errno}`
+        : a.routes === 1 && a.type === 1 && !a.multipath
+        ? (a.via === undefined ? a.oif ?? 0 : `${a.via} ${a.oif ?? 0}`)
+        : undefined;
+      let path = key === undefined ? undefined : pathCache.get(key);
+      if (path === undefined) {
+        path = judgePath(a instanceof NetlinkError ? errnoText(a.errno) : a);
+        if (key !== undefined) pathCache.set(key, path);
+      }
+      paths.set(targets[i], path);
     });
     return paths;
   }
@@ -163,20 +177,19 @@ export function createDatapath(
    * logged with their backend anyway), then a line per peer podCIDR whose choice changes. A peer
    * that gets nothing is a warning, once per peer and reason.
    */
-  function reportChoices(choices: ReturnType<typeof planDatapath>["choices"]): void {
+  function reportChoices(choices: readonly PeerChoice[]): void {
     const first = choicesSeen === undefined;
-    const seen = new Map<string, string>();
+    const seen = new Map<string, PeerChoice>();
     const unreachable: string[] = [];
     let hostGw = 0, vxlan = 0;
     for (const c of choices) {
-      const key = `${c.node}\n${c.dst}`;
-      const said = `${c.backend ?? "none"}\n${c.reason}`;
-      seen.set(key, said);
+      seen.set(c.dst, c);
       if (c.backend === "host-gw") hostGw++;
       else if (c.backend === "vxlan") vxlan++;
-      else unreachable.push(`node ${c.node} podCIDR ${c.dst}: ${c.reason}`);
-      if (choicesSeen?.get(key) === said) continue;
-      const fields = { node: c.node, podCIDR: c.dst, reason: c.reason };
+      else unreachable.push(`node ${c.node} podCIDR ${c.dst}: ${choiceReason(c)}`);
+      const before = choicesSeen?.get(c.dst);
+      if (before !== undefined && before.node === c.node && sameChoice(before, c)) continue;
+      const fields = { node: c.node, podCIDR: c.dst, reason: choiceReason(c) };
       if (!c.backend) log.warn("peer unreachable", fields);
       else if (!first) log.info("peer backend", { ...fields, backend: c.backend });
     }

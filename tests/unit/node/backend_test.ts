@@ -2,6 +2,7 @@
 import { deepStrictEqual as assertEquals, match as assertMatch, throws } from "node:assert/strict";
 import type { NodeInfo } from "../../../lib/kube/node.ts";
 import {
+  choiceReason,
   judgePath,
   ownVtepAddresses,
   type PathLookup,
@@ -9,6 +10,7 @@ import {
   peerCidrs,
   planDatapath,
   podMtu,
+  sameChoice,
   vtepAddress,
   vtepMac,
   vxlanOverhead,
@@ -210,7 +212,7 @@ Deno.test("planDatapath() auto: host-gw to on-link peers, VXLAN to the rest, v6 
     { family: 6, ip: "fd00:10:244:3::", mac, node: "n3" },
   ]);
   assertEquals(plan.fdb, [{ mac, dst: "198.51.100.13", node: "n3" }]);
-  assertEquals(plan.choices.map((c) => [c.dst, c.backend, c.reason]), [
+  assertEquals(plan.choices.map((c) => [c.dst, c.backend, choiceReason(c)]), [
     ["10.244.2.0/24", "host-gw", "192.0.2.12 is on-link"],
     ["fd00:10:244:2::/64", "host-gw", "2001:db8::12 is on-link"],
     ["10.244.3.0/24", "vxlan", "198.51.100.13 is not on-link: via 192.0.2.254"],
@@ -228,7 +230,7 @@ Deno.test("planDatapath() host-gw: a peer that is not on-link gets nothing, and 
   assertEquals(plan.routes.map((r) => r.dst), ["10.244.2.0/24", "fd00:10:244:2::/64"]);
   assertEquals([plan.neighbours, plan.fdb], [[], []]);
   const failed = plan.choices.filter((c) => c.backend === undefined);
-  assertEquals(failed.map((c) => [c.node, c.dst, c.reason]), [
+  assertEquals(failed.map((c) => [c.node, c.dst, choiceReason(c)]), [
     [
       "n3",
       "10.244.3.0/24",
@@ -265,7 +267,7 @@ Deno.test("planDatapath() configures nothing it cannot finish, and says why", ()
   const paths = new Map([["192.0.2.11", judgePath({ routes: 1, type: 2, multipath: false })]]);
   const plan = planDatapath({ mode: "auto", peers, paths, vxlan: VXLAN });
   assertEquals([plan.routes, plan.neighbours, plan.fdb], [[], [], []]);
-  assertEquals(plan.choices.map((c) => [c.node, c.reason]), [
+  assertEquals(plan.choices.map((c) => [c.node, choiceReason(c)]), [
     [
       "twin",
       "192.0.2.11 is not on-link: a local address of this node, and its VTEP MAC " +
@@ -280,5 +282,25 @@ Deno.test("planDatapath() configures nothing it cannot finish, and says why", ()
     vxlan: { unavailable: "vxlan: Operation not supported" },
   });
   assertEquals(down.routes, []);
-  assertMatch(down.choices[0].reason, /VXLAN is unavailable: vxlan: Operation not supported$/);
+  assertMatch(
+    choiceReason(down.choices[0]),
+    /VXLAN is unavailable: vxlan: Operation not supported$/,
+  );
+});
+
+Deno.test("sameChoice() compares the parts as they are: shared lookups, same words", () => {
+  const { peers } = peerCidrs(nodes, "n1");
+  const paths = new Map([["192.0.2.12", ON_LINK], ["2001:db8::12", ON_LINK], [
+    "198.51.100.13",
+    ROUTED,
+  ]]);
+  const a = planDatapath({ mode: "auto", peers, paths, vxlan: VXLAN }).choices;
+  const b = planDatapath({ mode: "auto", peers, paths, vxlan: VXLAN }).choices;
+  assertEquals(a.map((c, i) => sameChoice(c, b[i])), [true, true, true, true]);
+  const moved = new Map(paths).set("198.51.100.13", ON_LINK);
+  const c = planDatapath({ mode: "auto", peers, paths: moved, vxlan: VXLAN }).choices;
+  assertEquals(a.map((x, i) => sameChoice(x, c[i])), [true, true, false, true]);
+  const hostGw = planDatapath({ mode: "host-gw", peers, paths }).choices;
+  assertEquals(sameChoice(hostGw[2], a[2]), false);
+  assertEquals(choiceReason(hostGw[3]), "--backend host-gw cannot reach it: no IPv6 address");
 });
