@@ -30,11 +30,12 @@ RUN DENO="$(command -v deno)" bash scripts/build.sh \
      done
 
 # Run stage: only what the agent runs at run time.
-#   iproute2  `ip`: routes to other nodes' podCIDRs
 #   nftables  `nft`: the agent's table inet mycni (masquerade, NetworkPolicy)
 #   iptables  the forward accept chain (hosts whose FORWARD policy is DROP), nft backend (what
 #             current kube-proxy and kind use; rules written with iptables-legacy would sit in
 #             tables the nft kernel path ignores)
+# No iproute2: routes, the VXLAN device, neighbours and FDB entries go over rtnetlink from the
+# agent itself (lib/net), as the plugin's links and addresses do.
 #
 # What the PLUGIN needs on the node: the plugin is not run in this container. The agent copies
 # bin/mycni to the node's /opt/cni/bin and the container runtime (containerd, CRI-O) execs it there,
@@ -44,7 +45,7 @@ RUN DENO="$(command -v deno)" bash scripts/build.sh \
 # every common distro have both.
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
-  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 iptables nftables \
+  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables nftables \
   && update-alternatives --set iptables /usr/sbin/iptables-nft \
   && update-alternatives --set ip6tables /usr/sbin/ip6tables-nft \
   && rm -rf /var/lib/apt/lists/*

@@ -1,12 +1,15 @@
 // Benchmark of the node agent at 1000 nodes (dual-stack, podCIDRs allocated in order as the
-// node IPAM controller does): start -> first full sync from a nodes
-// file, a no-change resync, node event -> route present over the API watch, and resident memory.
+// node IPAM controller does), half of them on the agent's link (host-gw) and half behind a
+// router (VXLAN: a route, a neighbour per family and an FDB entry each): start -> first full
+// sync from a nodes file, a no-change resync, node event -> route present over the API watch,
+// and resident memory.
 // Runs in a namespace it creates (re-executing itself inside it), so it can talk to the agent's
 // 127.0.0.1 health port directly; nothing is changed outside that namespace.
 //   deno run -A --no-lock bench/agent_sync.ts [--nodes 1000]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { listOwnedRoutes, ROUTE_PROTO } from "../lib/net/route.ts";
+import { VXLAN_DEVICE } from "../lib/net/vxlan.ts";
 import { run } from "../lib/process/run.ts";
 import { AGENT, agentArgv, ROOT, spawnLogged, uninstallArgv } from "../tests/harness/agent_node.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
@@ -24,12 +27,16 @@ else await outside();
 async function outside() {
   await using ns = await tempNetns("mca");
   const x = (argv: string[]) => run(ns.exec(argv));
-  // One underlay link holding every node's address range (10.250/16, fd00:250::/64).
+  // One underlay link holding half the nodes' address range (10.250/16, fd00:250::/64), and a
+  // router on it (.254 / ::fe) to the other half (10.251/16, fd00:251::/64): nothing answers
+  // there, but the agent only asks the kernel how each peer is reached.
   await x(["ip", "link", "add", "u0", "type", "veth", "peer", "name", "u1"]);
   await x(["ip", "link", "set", "u1", "up"]);
   await x(["ip", "link", "set", "u0", "up"]);
   await x(["ip", "addr", "add", "10.250.0.1/16", "dev", "u0"]);
   await x(["ip", "addr", "add", "fd00:250::1/64", "dev", "u0", "nodad"]);
+  await x(["ip", "route", "add", "10.251.0.0/16", "via", "10.250.0.254"]);
+  await x(["ip", "route", "add", "fd00:251::/64", "via", "fd00:250::fe"]);
   const dir = await Deno.makeTempDir({ prefix: "mca-bench-" });
   try {
     const me = new URL(import.meta.url).pathname;
@@ -52,12 +59,14 @@ async function outside() {
   }
 }
 
+/** Node i: even ones behind the router (VXLAN), odd ones (n1, the agent's, too) on-link. */
 function node(i: number) {
-  const v4 = `10.250.${i >> 8}.${i & 255}`;
+  const behind = i % 2 === 0;
+  const v4 = `10.${behind ? 251 : 250}.${i >> 8}.${i & 255}`;
   return {
     name: `n${i}`,
     ip: v4,
-    ips: [`fd00:250::${i.toString(16)}`],
+    ips: [`fd00:${behind ? 251 : 250}::${i.toString(16)}`],
     podCIDRs: [`10.${64 + (i >> 8)}.${i & 255}.0/24`, `fd00:10:244:${i.toString(16)}::/64`],
   };
 }
@@ -82,8 +91,20 @@ async function metrics(): Promise<Record<string, number>> {
   return out;
 }
 
-async function routeCount(): Promise<number> {
-  return (await listOwnedRoutes()).length;
+function routeCount(): number {
+  return listOwnedRoutes().length;
+}
+
+/** Routes through the tunnel, and the tunnel's permanent neighbour and FDB entries. */
+async function vxlanCounts(): Promise<{ routes: number; neighbours: number; fdb: number }> {
+  const lines = async (argv: string[]) =>
+    (await run(argv)).split("\n").filter((l) => /permanent/i.test(l)).length;
+  const routes = listOwnedRoutes().filter((r) => r.onlink).length;
+  return {
+    routes,
+    neighbours: await lines(["ip", "neigh", "show", "dev", VXLAN_DEVICE]),
+    fdb: await lines(["bridge", "fdb", "show", "dev", VXLAN_DEVICE]),
+  };
 }
 
 function memoryMiB(pid: number): { rss: number; peak: number } {
@@ -105,18 +126,27 @@ async function inside(dir: string) {
   const want = (COUNT - 1) * 2;
   const kind = (await Deno.readTextFile(AGENT)).startsWith("#!") ? "bundled script" : "compiled";
   console.log(
-    `agent_sync: ${COUNT} nodes, dual-stack (${want} routes), bin/mycni-init is a ${kind}`,
+    `agent_sync: ${COUNT} nodes, dual-stack (${want} routes), half behind a router, ` +
+      `bin/mycni-init is a ${kind}`,
   );
 
   // 1. Nodes file: cold start to first full sync, memory, then a resync that changes nothing.
   const a = startAgent(dir, ["--nodes-file", nodesFile]);
   const syncMs = await a.synced;
-  const got = await routeCount();
+  const got = routeCount();
   line(
     "start -> first full sync (nodes file)",
     `${syncMs.toFixed(0)} ms (${got} routes)`,
     "< 2000 ms",
     syncMs < 2000 && got === want,
+  );
+  const behind = Math.floor(COUNT / 2);
+  const vx = await vxlanCounts();
+  line(
+    "  of which through VXLAN (routes, neigh, fdb)",
+    `${vx.routes}, ${vx.neighbours}, ${vx.fdb}`,
+    `${behind * 2}, ${behind * 2}, ${behind}`,
+    vx.routes === behind * 2 && vx.neighbours === behind * 2 && vx.fdb === behind,
   );
   await new Promise((r) => setTimeout(r, 1000));
   const before = await metrics();

@@ -1,9 +1,12 @@
-// `make demo`: a 3-node dual-stack simulated cluster with two pods per node, the real agent on
-// every node (watching a stand-in API server) and pods made by the real plugin; prints who
-// reaches whom (ping + TCP, with the source address each destination saw), then a NetworkPolicy
-// act, then tears it all down. Exits 1 if any check failed. `--static` runs the agents from a
-// nodes file instead (no policy act), `--manual` wires everything by hand (no mycni at all).
+// `make demo`: a 4-node dual-stack simulated cluster on two underlay segments joined by a
+// router (two nodes on each), two pods per node, the real agent on every node (watching a
+// stand-in API server) and pods made by the real plugin; prints which backend each node pair uses
+// (host-gw on a segment, VXLAN across) and who reaches whom (ping + TCP, with the source address
+// each destination saw), then a NetworkPolicy act, then tears it all down. Exits 1 if any check
+// failed. `--static` runs the agents from a nodes file instead (no policy act), `--manual` wires
+// everything by hand (no mycni at all).
 import { canRunPrivileged } from "../tests/harness/netns.ts";
+import { backendTable } from "../tests/harness/backends.ts";
 import { policyAct } from "./demo_policy.ts";
 import { type Cluster, type ClusterMode, startCluster } from "../tests/harness/cluster.ts";
 import {
@@ -33,11 +36,18 @@ async function main(): Promise<number> {
     : "api";
   const t0 = performance.now();
   const since = () => `${((performance.now() - t0) / 1000).toFixed(1)}s`;
-  console.log(bold(`mycni demo: 3 nodes, 2 pods each, IPv4 + IPv6, agents in ${mode} mode`));
+  console.log(
+    bold(
+      `mycni demo: 4 nodes on 2 segments, 2 pods each, IPv4 + IPv6, agents in ${mode} mode`,
+    ),
+  );
   await using cluster = await startCluster({
-    nodes: 3,
+    nodes: 4,
     podsPerNode: 2,
     dualStack: true,
+    segments: 2,
+    // Without agents, the hand-wired cluster reaches the other segment over VXLAN by hand.
+    vxlanByHand: mode === "manual",
     mode,
     log: (line) => console.log(dim(`  [${since()}] ${line}`)),
   });
@@ -48,6 +58,9 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onInterrupt);
   describeCluster(cluster);
+  console.log(bold("backends: how each node reaches the other nodes' podCIDRs (its routes)"));
+  for (const line of await backendTable(cluster)) console.log(`  ${line}`);
+  console.log();
   const [first, ...others] = cluster.pods();
   await cluster.waitReachable(first, others.flatMap((p) => p.ips));
   console.log(dim(`  [${since()}] ${first.name} reaches every other pod`));
@@ -82,10 +95,16 @@ function describeCluster(cluster: Cluster): void {
       cluster.external.ips.join(", ")
     }  (no routes to pods: answers only masqueraded traffic)`,
   );
+  console.log(
+    "segment A 192.0.2.0/24 fd00:192:0:2::/64, segment B 198.51.100.0/24 fd00:198:51:100::/64," +
+      " joined by a router (.254, ::fe) that forwards node addresses only",
+  );
   for (const n of cluster.nodes) {
     const pods = n.pods.map((p) => `${p.name} ${p.ips.join(" ")}`).join(", ");
     console.log(
-      `node ${n.name} ${n.ips.join(" ")}  podCIDRs ${n.podCIDRs.join(" ")}\n  pods: ${pods}`,
+      `node ${n.name} (segment ${"AB"[cluster.segmentOf(n)]}) ${n.ips.join(" ")}  podCIDRs ${
+        n.podCIDRs.join(" ")
+      }\n  pods: ${pods}`,
     );
   }
   console.log();

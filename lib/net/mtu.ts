@@ -1,28 +1,47 @@
-// The MTU of the node's default-route interface, read from procfs of our own netns (no process
-// spawned on the plugin's hot path; /sys/class/net would show the root netns, not ours).
+// The node's underlay MTU, one function for the plugin and the agent: the MTU of the link that
+// holds the node's address, else of the default route's link. Read over rtnetlink, which answers
+// for this process's netns (/sys/class/net would show the root netns, not ours).
+import type { Family } from "../ip/cidr.ts";
 import { Rtnl } from "./netlink.ts";
-import { linkGet } from "./rtnl.ts";
+import { listRoutes } from "./route.ts";
+import { addrList, linkList, RT_TABLE_MAIN } from "./rtnl.ts";
 
-const FALLBACK_MTU = 1500;
+/** What an MTU is taken to be when no link can be found to ask. */
+export const FALLBACK_MTU = 1500;
 
-/** MTU of the IPv4 default-route interface, or 1500 when there is no default route. */
-export async function defaultRouteMtu(): Promise<number> {
-  const dev = await defaultRouteDevice();
-  if (!dev) return FALLBACK_MTU;
-  // The IPv6 MTU of a device follows its link MTU (addrconf resets it on NETDEV_CHANGEMTU).
-  try {
-    const mtu = Number((await Deno.readTextFile(`/proc/sys/net/ipv6/conf/${dev}/mtu`)).trim());
-    if (Number.isInteger(mtu) && mtu >= 68) return mtu;
-  } catch { /* IPv6 disabled on the device */ }
-  using node = Rtnl.open();
-  return linkGet(node, dev)?.mtu || FALLBACK_MTU;
+/** The underlay link and its MTU. */
+export interface Underlay {
+  readonly mtu: number;
+  /** The link it was read from; undefined when none was found (then `mtu` is the fallback). */
+  readonly dev?: string;
 }
 
-async function defaultRouteDevice(): Promise<string | undefined> {
-  const text = await Deno.readTextFile("/proc/net/route").catch(() => "");
-  for (const line of text.split("\n").slice(1)) {
-    const [iface, dst, , , , , , mask] = line.trim().split(/\s+/);
-    if (dst === "00000000" && mask === "00000000") return iface;
+/**
+ * The MTU of the link holding `address` (the node's own IP, canonical text) when given and
+ * found, else of the IPv4 default route's link, else of the IPv6 one, else 1500.
+ *
+ * @example
+ * underlayMtu(nl, "192.0.2.11"); // { mtu: 1500, dev: "eth0" }
+ */
+export function underlayMtu(nl: Rtnl, address?: string): Underlay {
+  let index = address === undefined
+    ? undefined
+    : addrList(nl).find((a) => a.address.slice(0, a.address.lastIndexOf("/")) === address)?.index;
+  for (const family of [4, 6] as Family[]) {
+    if (index !== undefined) break;
+    const any = family === 4 ? "0.0.0.0/0" : "::/0";
+    index = listRoutes(nl, family)
+      .find((r) => r.table === RT_TABLE_MAIN && r.dst === any && r.oif !== undefined)?.oif;
   }
-  return undefined;
+  const link = index === undefined ? undefined : linkList(nl).find((l) => l.index === index);
+  return link && link.mtu > 0 ? { mtu: link.mtu, dev: link.name } : { mtu: FALLBACK_MTU };
+}
+
+/**
+ * The plugin's MTU when its config names none: {@linkcode underlayMtu} of the default route in
+ * this process's netns.
+ */
+export function defaultRouteMtu(): number {
+  using nl = Rtnl.open();
+  return underlayMtu(nl).mtu;
 }

@@ -381,3 +381,36 @@ export function linkAddBridge(nl: Rtnl, bridge: NewLink): void {
     `ip link add name ${bridge.name} type bridge`,
   );
 }
+
+// The agent's rtnetlink modules (route.ts, vxlan.ts, neigh.ts) build on the same definitions:
+// one place for each constant and codec.
+export {
+  AF_INET,
+  AF_INET6,
+  formatMac,
+  IFA_ADDRESS,
+  IFA_LOCAL,
+  IFF_UP,
+  ifinfomsg,
+  IFLA_ADDRESS,
+  IFLA_EXT_MASK,
+  IFLA_IFNAME,
+  IFLA_INFO_DATA,
+  IFLA_INFO_KIND,
+  IFLA_LINKINFO,
+  IFLA_MTU,
+  ipText,
+  macBytes,
+  parseLink,
+  RT_TABLE_MAIN,
+  RTA_DST,
+  RTA_GATEWAY,
+  RTA_OIF,
+  RTA_TABLE,
+  RTEXT_FILTER_SKIP_STATS,
+  RTM_GETLINK,
+  RTM_GETROUTE,
+  RTM_NEWLINK,
+  RTM_NEWROUTE,
+  RTN_UNICAST,
+};

@@ -13,6 +13,8 @@ import type { Logger } from "../log/logger.ts";
 import { deleteChains } from "../net/iptables.ts";
 import { deleteTable } from "../net/nft.ts";
 import { flushOwnedRoutes } from "../net/route.ts";
+import { deleteVxlan, VXLAN_DEVICE } from "../net/vxlan.ts";
+import { Rtnl } from "../net/netlink.ts";
 import { CONFLIST_NAME } from "./desired.ts";
 import { healthHandler, newStatus } from "./health.ts";
 import { deleteFile, fileExists, PLUGIN_NAME, PLUGIN_RUNTIME_NAME } from "./install.ts";
@@ -379,9 +381,14 @@ async function uninstall(opts: AgentOptions, log: Logger): Promise<number> {
       }
     });
   }
-  await step("remove routes", async () => {
-    const n = await flushOwnedRoutes();
+  await step("remove routes", () => {
+    const n = flushOwnedRoutes();
     if (n > 0) log.info("routes removed", { count: n });
+  });
+  // Its neighbours, FDB entries, VTEP addresses and any route left on it go with the device.
+  await step("remove the VXLAN device", () => {
+    using nl = Rtnl.open();
+    if (deleteVxlan(nl)) log.info("vxlan device removed", { dev: VXLAN_DEVICE });
   });
   return steps.ok ? 0 : 1;
 }

@@ -1,5 +1,5 @@
-// Pure desired state: from the node list to the routes, the cluster CIDRs and the conflist this
-// node should have. Nothing here touches the kernel or the disk.
+// Pure desired state: from the node list to the cluster CIDRs and the conflist this node should
+// have (the routes to peers: backend.ts). Nothing here touches the kernel or the disk.
 import {
   type Cidr,
   cidrsOverlap,
@@ -59,78 +59,10 @@ export function canonicalIp(text: string): { family: Family; text: string } | un
   return hit;
 }
 
-/** A route this node should have: another node's podCIDR via that node's address. */
-export interface DesiredRoute {
-  readonly family: Family;
-  readonly dst: string;
-  readonly via: string;
-  readonly node: string;
-}
-
 /** A node (or one of its podCIDRs) left out of the routes, and why. */
 export interface Skipped {
   readonly node: string;
   readonly reason: string;
-}
-
-/** Routes for every other node plus what was left out. */
-export interface RoutePlanInput {
-  readonly routes: DesiredRoute[];
-  readonly skipped: Skipped[];
-}
-
-/**
- * One route per other node's podCIDR via that node's address of the same family. Nodes are
- * taken in name order so a podCIDR claimed twice always resolves the same way.
- *
- * @example
- * desiredRoutes([{ name: "n2", ips: ["192.0.2.12"], podCIDRs: ["10.244.2.0/24"] }], "n1");
- * // { routes: [{ family: 4, dst: "10.244.2.0/24", via: "192.0.2.12", node: "n2" }], skipped: [] }
- */
-export function desiredRoutes(nodes: Iterable<NodeInfo>, self: string): RoutePlanInput {
-  const sorted = [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const own = sorted.find((n) => n.name === self);
-  const ownCidrs = own ? validCidrs(own.podCIDRs) : [];
-  const routes: DesiredRoute[] = [];
-  const skipped: Skipped[] = [];
-  const taken = new Map<string, string>();
-  for (const node of sorted) {
-    if (node.name === self) continue;
-    const via = new Map<Family, string>();
-    for (const text of node.ips) {
-      const ip = canonicalIp(text);
-      if (ip === undefined) {
-        skipped.push({ node: node.name, reason: `address "${text}" is not an IP` });
-      } else if (!via.has(ip.family)) via.set(ip.family, ip.text);
-    }
-    if (node.podCIDRs.length === 0) skipped.push({ node: node.name, reason: "no podCIDR" });
-    for (const text of node.podCIDRs) {
-      const c = canonicalCidr(text);
-      if ("error" in c) {
-        skipped.push({ node: node.name, reason: c.error });
-        continue;
-      }
-      const { cidr, text: dst } = c;
-      const gw = via.get(cidr.family);
-      if (gw === undefined) {
-        skipped.push({
-          node: node.name,
-          reason: `no IPv${cidr.family} address for podCIDR ${dst}`,
-        });
-      } else if (ownCidrs.some((o) => cidrsOverlap(o, cidr))) {
-        skipped.push({ node: node.name, reason: `podCIDR ${dst} overlaps this node's podCIDRs` });
-      } else if (taken.has(dst)) {
-        skipped.push({
-          node: node.name,
-          reason: `podCIDR ${dst} is already node ${taken.get(dst)}'s`,
-        });
-      } else {
-        taken.set(dst, node.name);
-        routes.push({ family: cidr.family, dst, via: gw, node: node.name });
-      }
-    }
-  }
-  return { routes, skipped };
 }
 
 /**
@@ -182,7 +114,7 @@ export function familiesOf(cidrs: readonly string[]): Family[] {
 function validCidrs(texts: readonly string[]): Cidr[] {
   const out: Cidr[] = [];
   for (const t of texts) {
-    // A bad one is reported by desiredRoutes() as a skipped podCIDR; not a reason to fail here.
+    // A bad one is reported by peerCidrs() as a skipped podCIDR; not a reason to fail here.
     const c = canonicalCidr(t);
     if ("cidr" in c) out.push(c.cidr);
   }

@@ -37,6 +37,13 @@ export interface AgentStatus {
   lastPolicySyncSeconds: number;
   /** The last installed plugin answered VERSION as a runtime would call it. */
   pluginRuns: boolean;
+  // Backends (DESIGN.md "Backends"): how the routes to other nodes' podCIDRs are made.
+  /** Routes to peer podCIDRs via the peer's address (on-link). */
+  routesHostGw: number;
+  /** Routes to peer podCIDRs through the VXLAN device. */
+  routesVxlan: number;
+  /** Peer podCIDRs that get no route, each with why (e.g. `--backend host-gw`, not on-link). */
+  unreachable: string[];
 }
 
 /** A fresh status: not synced, not watching, all counters zero. */
@@ -62,6 +69,9 @@ export function newStatus(): AgentStatus {
     nftChanges: 0,
     lastPolicySyncSeconds: 0,
     pluginRuns: false,
+    routesHostGw: 0,
+    routesVxlan: 0,
+    unreachable: [],
   };
 }
 
@@ -123,7 +133,7 @@ export function renderMetrics(
     const v = status[key];
     const value = typeof v === "boolean" ? (v ? 1 : 0) : Number(v);
     return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}\n`;
-  }).join("");
+  }).join("") + renderBackendMetrics(status);
   if (drops) {
     text += "# HELP mycni_policy_drops_total Packets dropped by NetworkPolicy\n" +
       "# TYPE mycni_policy_drops_total counter\n";
@@ -132,6 +142,17 @@ export function renderMetrics(
     }
   }
   return text;
+}
+
+/** The backend gauges: routes per backend (a label), and peer podCIDRs left unreachable. */
+function renderBackendMetrics(status: AgentStatus): string {
+  return "# HELP mycni_backend_routes Routes to other nodes' podCIDRs, by backend\n" +
+    "# TYPE mycni_backend_routes gauge\n" +
+    `mycni_backend_routes{backend="host-gw"} ${status.routesHostGw}\n` +
+    `mycni_backend_routes{backend="vxlan"} ${status.routesVxlan}\n` +
+    "# HELP mycni_unreachable_peer_cidrs Other nodes' podCIDRs no backend can reach\n" +
+    "# TYPE mycni_unreachable_peer_cidrs gauge\n" +
+    `mycni_unreachable_peer_cidrs ${status.unreachable.length}\n`;
 }
 
 /** What the health server asks the agent for besides the status. */
@@ -181,6 +202,7 @@ export function healthHandler(
           : undefined,
         lastSyncTime: status.lastSyncTime,
         lastError: status.lastError,
+        unreachable: status.unreachable,
       };
       return json(body, ok ? 200 : 503);
     }

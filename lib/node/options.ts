@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { parseCidr } from "../ip/cidr.ts";
 import { inClusterConfig, type KubeConfig } from "../kube/client.ts";
+import { BACKEND_MODES, type BackendMode } from "./backend.ts";
 
 /** Everything the agent runs from. */
 export interface AgentOptions {
@@ -23,6 +24,12 @@ export interface AgentOptions {
   readonly noMasqueradeCidrs: readonly string[];
   /** `--network-policy`: enforce NetworkPolicy (API mode only). */
   readonly networkPolicy: boolean;
+  // Backends (DESIGN.md "Backends").
+  /** How other nodes' podCIDRs are reached: per peer (`auto`), or forced. */
+  readonly backend: BackendMode;
+  /** The VXLAN device's VNI and UDP port. */
+  readonly vxlanVni: number;
+  readonly vxlanPort: number;
 }
 
 /** A bad command line: the entry prints it with the usage and exits 2. */
@@ -53,6 +60,10 @@ export const USAGE =
   --once                  install and sync once, then exit
   --uninstall             remove the conflist, the plugin, our rules and routes, then exit
   --health-addr ADDR      /healthz and /metrics (default 127.0.0.1:9749)
+  --backend MODE          auto (default: host-gw to on-link peers, VXLAN to the others),
+                          host-gw or vxlan (every peer)
+  --vxlan-vni N           the VXLAN device's VNI (default 1)
+  --vxlan-port N          the VXLAN device's UDP port (default 8472)
 
        mycni-init explain --from NS/POD --to NS/POD|IP --port N/PROTO [--health-addr ADDR]
   asks the running agent whether that flow is allowed and which policies decide it
@@ -91,6 +102,9 @@ export function parseAgentArgs(
         "health-addr": { type: "string", default: "127.0.0.1:9749" },
         once: { type: "boolean", default: false },
         uninstall: { type: "boolean", default: false },
+        backend: { type: "string", default: "auto" },
+        "vxlan-vni": { type: "string", default: "1" },
+        "vxlan-port": { type: "string", default: "8472" },
       },
     }));
   } catch (err) {
@@ -139,6 +153,31 @@ export function parseAgentArgs(
     pluginSrc: values["plugin-src"] ?? env.MYCNI_PLUGIN_SRC,
     noMasqueradeCidrs,
     networkPolicy,
+    ...parseBackendFlags(values.backend!, values["vxlan-vni"]!, values["vxlan-port"]!),
+  };
+}
+
+/** `--backend`, `--vxlan-vni`, `--vxlan-port`, checked. */
+function parseBackendFlags(
+  backend: string,
+  vni: string,
+  port: string,
+): Pick<AgentOptions, "backend" | "vxlanVni" | "vxlanPort"> {
+  if (!(BACKEND_MODES as readonly string[]).includes(backend)) {
+    throw new UsageError(`--backend wants one of ${BACKEND_MODES.join(", ")}, got "${backend}"`);
+  }
+  const int = (flag: string, text: string, max: number, min: number) => {
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n < min || n > max) {
+      throw new UsageError(`${flag} wants an integer in ${min}..${max}, got "${text}"`);
+    }
+    return n;
+  };
+  return {
+    backend: backend as BackendMode,
+    // 24 bits of VNI on the wire; port 0 would let the kernel pick, which no peer could know.
+    vxlanVni: int("--vxlan-vni", vni, 0xffffff, 0),
+    vxlanPort: int("--vxlan-port", port, 65535, 1),
   };
 }
 

@@ -12,9 +12,11 @@ export interface Tool {
   readonly usedFor: string;
 }
 
-/** What the agent runs. iptables-save comes first in every rule change (lib/net/iptables.ts). */
+/**
+ * What the agent runs. iptables-save comes first in every rule change (lib/net/iptables.ts).
+ * Routes, the VXLAN device, neighbours and FDB entries go over rtnetlink: no `ip`.
+ */
 export const AGENT_TOOLS: readonly Tool[] = [
-  { name: "ip", required: true, usedFor: "routes to other nodes' podCIDRs" },
   { name: "nft", required: true, usedFor: "masquerade and NetworkPolicy (table inet mycni)" },
   { name: "iptables-restore", required: true, usedFor: "the IPv4 forward accept rules" },
   { name: "iptables-save", required: true, usedFor: "reading IPv4 rules before changing them" },

@@ -4,7 +4,7 @@ import type { Logger } from "../log/logger.ts";
 
 /** Runs named steps, logging failures instead of stopping; `ok` says whether all succeeded. */
 export interface StepRunner {
-  step(what: string, fn: () => Promise<void>): Promise<void>;
+  step(what: string, fn: () => void | Promise<void>): Promise<void>;
   readonly ok: boolean;
 }
 
@@ -13,7 +13,7 @@ export interface StepRunner {
  *
  * @example
  * const steps = stepRunner(log);
- * await steps.step("remove routes", () => flushOwnedRoutes());
+ * await steps.step("remove routes", () => void flushOwnedRoutes());
  * return steps.ok ? 0 : 1;
  */
 export function stepRunner(log: Logger, onError: (message: string) => void = () => {}): StepRunner {

@@ -6,19 +6,13 @@
 import { join } from "node:path";
 import type { Family } from "../ip/cidr.ts";
 import { deleteChains, ensureChains } from "../net/iptables.ts";
-import { applyRouteBatch, defaultRouteMtu, listOwnedRoutes, ROUTE_PROTO } from "../net/route.ts";
 import { BRIDGE_NF_CALL, ensureSysctl, IPV4_FORWARD, IPV6_FORWARD } from "../net/sysctl.ts";
 import { compilePolicies, type PolicyState } from "../policy/compile.ts";
 import { explainFlow } from "../policy/explain.ts";
 import { policyObjects } from "../policy/nft_rules.ts";
 import type { Explanation, FlowQuery } from "../policy/plan.ts";
-import {
-  clusterCidrs,
-  CONFLIST_NAME,
-  desiredRoutes,
-  familiesOf,
-  renderConflist,
-} from "./desired.ts";
+import { createDatapath } from "./datapath.ts";
+import { clusterCidrs, CONFLIST_NAME, familiesOf, renderConflist } from "./desired.ts";
 import type { AgentStatus } from "./health.ts";
 import {
   defaultPluginSource,
@@ -34,7 +28,6 @@ import type { NodeInfo } from "../kube/node.ts";
 import { createTableSync } from "./nft_sync.ts";
 import { desiredTable } from "./nft_table.ts";
 import type { AgentOptions } from "./options.ts";
-import { planRoutes } from "./route_plan.ts";
 import { stepRunner } from "./steps.ts";
 
 /** Rules unchanged in our memory are still re-checked against the kernel this often. */
@@ -79,7 +72,7 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
   let ownKey = "";
   const rulesApplied = new Map<Family, string>();
   let rulesCheckedAt = 0;
-  let skippedSeen = new Set<string>();
+  const datapath = createDatapath(opts, status, log);
   let missingSelfLogged = false;
   let initialDone = false;
   const tables = createTableSync();
@@ -116,7 +109,8 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
 
   async function ensureConflist(own: NodeInfo, full: boolean): Promise<void> {
     const key = own.podCIDRs.join(",");
-    if (mtu === undefined || full || key !== ownKey) mtu = await defaultRouteMtu();
+    // The underlay's MTU, less the VXLAN overhead unless every peer is host-gw (datapath.ts).
+    mtu = datapath.mtu(own, mtu === undefined || full || key !== ownKey);
     ownKey = key;
     const text = renderConflist({
       podCIDRs: own.podCIDRs,
@@ -271,40 +265,6 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
     reportedPolicyErrors = now;
   }
 
-  async function reconcileRoutes(nodes: ReadonlyMap<string, NodeInfo>): Promise<void> {
-    const { routes, skipped } = desiredRoutes(nodes.values(), opts.nodeName);
-    const seen = new Set<string>();
-    for (const s of skipped) {
-      const key = `${s.node}\n${s.reason}`;
-      seen.add(key);
-      if (!skippedSeen.has(key)) log.warn("node skipped", { node: s.node, reason: s.reason });
-    }
-    skippedSeen = seen;
-    const changes = planRoutes(routes, await listOwnedRoutes(), ROUTE_PROTO);
-    const failures = await applyRouteBatch(changes.map((c) => c.line));
-    const failed = new Set(failures.map((f) => f.line));
-    const verb = {
-      add: "route added",
-      replace: "route replaced",
-      delete: "route deleted",
-    } as const;
-    for (const c of changes) {
-      if (!failed.has(c.line)) log.info(verb[c.op], { dst: c.dst, via: c.via });
-    }
-    status.routeChanges += changes.length - failed.size;
-    if (failures.length === 0) {
-      status.routesProgrammed = routes.length;
-      return;
-    }
-    for (const f of failures) log.error("route change failed", { change: f.line, error: f.error });
-    status.routesProgrammed = (await listOwnedRoutes()).length;
-    throw new Error(
-      `${failures.length} of ${changes.length} route changes failed, first: ${failures[0].line}: ${
-        failures[0].error
-      }`,
-    );
-  }
-
   return {
     async run(state, runOpts) {
       const nodes = state.nodes;
@@ -332,13 +292,20 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
       await step("enable forwarding", () => ensureForwarding(own));
       await step("sync the nftables table", () => syncTable(state, own, full));
       await step("sync the iptables forward chain", () => ensureRules(nodes, own, full));
+      // Routes to every peer (host-gw or VXLAN), the VXLAN device, its neighbours and FDB.
       if (full || runOpts.nodesChanged) {
-        await step("reconcile routes", () => reconcileRoutes(nodes));
+        await step("reconcile routes", () => datapath.reconcile(nodes));
       }
       status.nodesKnown = nodes.size;
       status.reconciles++;
       status.lastReconcileSeconds = (performance.now() - started) / 1000;
-      const ok = selfKnown && steps.ok;
+      // A peer no backend can reach is a sync that did not do its job (DESIGN.md "Backends").
+      const ok = selfKnown && steps.ok && status.unreachable.length === 0;
+      if (selfKnown && steps.ok && !ok) {
+        status.lastError = `${status.unreachable.length} peer podCIDR(s) unreachable, first: ${
+          status.unreachable[0]
+        }`;
+      }
       status.synced = ok;
       if (ok) {
         status.lastSyncTime = Date.now() / 1000;

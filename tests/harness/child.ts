@@ -46,7 +46,9 @@ export async function spawnChild(argv: readonly string[], opts: ChildOptions = {
   }).spawn();
   const pumps: Promise<void>[] = [];
   if (log) {
-    // Straight to the file, chunk by chunk: a test reads the log while the child still runs.
+    // Straight to the file, chunk by chunk: the file's WritableStream holds everything back
+    // until it is closed, and a log is read while its process still runs (a failing test's
+    // agent tails).
     const pump = async (stream: ReadableStream<Uint8Array>) => {
       for await (const chunk of stream) {
         for (let off = 0; off < chunk.length;) off += await log.write(chunk.subarray(off));

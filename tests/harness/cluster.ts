@@ -17,12 +17,18 @@ import {
   addNetns,
   API_ADDR,
   CLUSTER_CIDRS,
+  createRouter,
   createSwitch,
   deleteNetns,
   EXTERNAL,
+  type IpFamily,
   type NodePlan,
-  planNode,
+  planNodeOn,
   plugIntoSwitch,
+  routesToOtherSegment,
+  type Segment,
+  segmentOf,
+  SEGMENTS,
   underlayPrefix,
 } from "./topology.ts";
 import { routeByHand, wireNodeByHand, wirePodByHand } from "./hand_wired.ts";
@@ -49,6 +55,18 @@ export interface ClusterOptions {
   readonly binDir?: string;
   /** Progress lines (default silent). */
   readonly log?: (line: string) => void;
+  // Two underlay segments and single-stack clusters (issue 11).
+  /** IP families (default [4, 6], or [4] with `dualStack: false`); [6] is IPv6-only. */
+  readonly families?: readonly IpFamily[];
+  /**
+   * 2: a second segment behind a router (no NAT), the first half of the nodes (rounded up) on
+   * segment A, the rest on B. Default 1.
+   */
+  readonly segments?: 1 | 2;
+  /** manual mode: the pods' MTU (default the veth's, 1500); the bench's same-MTU baseline. */
+  readonly podMtu?: number;
+  /** manual mode with 2 segments: reach the other segment over a hand-wired VXLAN device. */
+  readonly vxlanByHand?: boolean;
 }
 
 /** Anything traffic can start from: a node, a pod, the external host. */
@@ -121,13 +139,25 @@ export interface Cluster extends AsyncDisposable {
   readonly id: string;
   readonly mode: ClusterMode;
   readonly dualStack: boolean;
+  /** The cluster's IP families, v4 first. */
+  readonly families: readonly IpFamily[];
+  /** How many underlay segments (1, or 2 joined by a router). */
+  readonly segments: 1 | 2;
   readonly dir: string;
   readonly nodes: ClusterNode[];
   readonly external: External;
   /** Every pod on every node. */
   pods(): Pod[];
   /** Adds node n<max+1> to the node list (file or API), wires it, starts its agent and pods. */
-  addNode(opts?: { pods?: number }): Promise<ClusterNode>;
+  addNode(opts?: { pods?: number; segment?: Segment }): Promise<ClusterNode>;
+  /**
+   * Moves `node` to the other segment: its underlay link is re-plugged there with that
+   * segment's addresses (same podCIDRs), then the node list (file or API) says so. Resolves when
+   * the node list has the new address; returns that moment (performance.now()).
+   */
+  moveNode(node: ClusterNode, segment: Segment): Promise<number>;
+  /** The segment `node` is on now. */
+  segmentOf(node: ClusterNode): Segment;
   /** Stops the node's agent, removes it from the node list and deletes its namespaces. */
   removeNode(node: ClusterNode): Promise<void>;
   /** Creates one more pod on `node` with the plugin (and publishes it in API mode). */
@@ -187,7 +217,10 @@ const ONCE_HEALTH_ADDR = "127.0.0.1:9750";
  */
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const mode = opts.mode ?? "static";
-  const dualStack = opts.dualStack ?? true;
+  const families: readonly IpFamily[] = opts.families ?? (opts.dualStack ?? true ? [4, 6] : [4]);
+  const dualStack = families.length === 2;
+  const segments = opts.segments ?? 1;
+  const familyIndex = (f: IpFamily) => (f === 4 ? 0 : 1);
   const binDir = opts.binDir ?? Deno.env.get("MYCNI_BIN_DIR") ?? `${REPO}bin`;
   const log = opts.log ?? (() => {});
   const id = uniqueName("mcc");
@@ -220,6 +253,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   };
 
   const sw = `${id}sw`;
+  /** One switch per segment: A is `sw` (as with one segment), B is `swb`. */
+  const switches = [sw, `${id}swb`] as const;
   let external: External = undefined as unknown as External;
   try {
     namespaces.push(sw);
@@ -228,20 +263,32 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       name: "external",
       nsName: `${id}ex`,
       netns: await ns("ex"),
-      ips: dualStack ? [...EXTERNAL.public] : [EXTERNAL.public[0]],
-      underlayIps: dualStack ? [...EXTERNAL.underlay] : [EXTERNAL.underlay[0]],
+      ips: families.map((f) => EXTERNAL.public[familyIndex(f)]),
+      underlayIps: families.map((f) => EXTERNAL.underlay[familyIndex(f)]),
     };
     await plugIntoSwitch(sw, external.nsName, {
       port: "ext",
       addrs: external.underlayIps.map((ip) => `${ip}/${underlayPrefix(ip)}`),
+      // Replies to segment B's nodes (pods masqueraded to their address) go back by the router.
+      routes: segments === 2 ? routesToOtherSegment(0, families) : [],
     });
+    if (segments === 2) {
+      namespaces.push(switches[1]);
+      await createSwitch(switches[1]);
+      namespaces.push(`${id}rt`);
+      await createRouter(`${id}rt`, switches, { families, external: external.underlayIps });
+    }
     await run(["ip", "-n", external.nsName, "-batch", "-"], {
       stdin: external.ips.map((ip) => `addr add ${ip}/${ip.includes(":") ? 128 : 32} dev lo\n`)
         .join(""),
     });
     const externalProbe = withProbe(external);
 
-    const plans = Array.from({ length: opts.nodes ?? 3 }, (_, i) => planNode(i + 1, dualStack));
+    const count = opts.nodes ?? 3;
+    const plans = Array.from(
+      { length: count },
+      (_, i) => planNodeOn(i + 1, { families, segment: initialSegment(i, count) }),
+    );
     await Deno.writeTextFile(`${dir}/nodes.json`, nodesFileText(plans));
     await externalProbe;
     if (mode === "api") {
@@ -252,9 +299,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
     await settleAll(plans.map((plan) => createNode(plan)));
     nodes.sort((a, b) => a.plan.index - b.plan.index);
-    if (mode === "manual") {
-      await Promise.all(nodes.map((n) => routeByHand(n.nsName, n.plan, plans)));
-    }
+    if (mode === "manual") await routeAllByHand();
     log(`cluster ${id}: ${nodes.length} nodes up (${mode})`);
     for (let k = 0; k < (opts.podsPerNode ?? 2); k++) {
       // One pod per node at a time: nodes in parallel, a node's pods in order (as kubelet).
@@ -285,11 +330,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       pods: [],
     };
     nodes.push(node);
-    await plugIntoSwitch(sw, nsName, {
-      port: plan.name,
-      addrs: plan.ips.map((ip) => `${ip}/${underlayPrefix(ip)}`),
-      gateways: external.underlayIps,
-    });
+    await plugNode(nsName, plan);
     if (mode === "manual") {
       await wireNodeByHand(nsName, plan, {
         masquerade: opts.masquerade ?? true,
@@ -305,6 +346,37 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     }
     await withProbe(node);
     return node;
+  }
+
+  /** Segment A for the first half of the nodes (rounded up), B for the rest. */
+  function initialSegment(i: number, count: number): Segment {
+    return segments === 2 && i >= Math.ceil(count / 2) ? 1 : 0;
+  }
+
+  /**
+   * The node's underlay link on its plan's segment: on A the external host is the default
+   * gateway and the router a route to B; on B the router is the default gateway.
+   */
+  async function plugNode(nsName: string, plan: NodePlan): Promise<void> {
+    const segment = segmentOf(plan.ips[0]);
+    await plugIntoSwitch(switches[segment], nsName, {
+      port: plan.name,
+      addrs: plan.ips.map((ip) => `${ip}/${underlayPrefix(ip)}`),
+      gateways: segment === 0
+        ? external.underlayIps
+        : families.map((f) => SEGMENTS[1].router[familyIndex(f)]),
+      routes: segments === 2 && segment === 0 ? routesToOtherSegment(0, families) : [],
+    });
+  }
+
+  /** manual mode: every node's routes to every other node, by hand (VXLAN across if asked). */
+  async function routeAllByHand(): Promise<void> {
+    const plans = nodes.map((n) => n.plan);
+    await Promise.all(
+      nodes.map((n) =>
+        routeByHand(n.nsName, n.plan, plans, { vxlan: opts.vxlanByHand ?? false, segmentOf })
+      ),
+    );
   }
 
   function agentArgv(node: ClusterNode, extra: readonly string[] = []): string[] {
@@ -363,6 +435,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         plan: node.plan,
         hostIndex: k + 1,
         hostVeth: `veth${short}`,
+        mtu: opts.podMtu,
       });
     } else {
       ips = await execPluginAdd(node, { netns, containerId, namespace, podName });
@@ -416,7 +489,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
   async function podRoutes(node: ClusterNode): Promise<string[]> {
     const out: string[] = [];
-    for (const family of dualStack ? ["-4", "-6"] : ["-4"]) {
+    for (const family of families.map((f) => `-${f}`)) {
       const routes = JSON.parse(
         await run(["ip", "-n", node.nsName, "-j", family, "route", "show"]),
       ) as { dst: string; gateway?: string }[];
@@ -458,22 +531,20 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     id,
     mode,
     dualStack,
+    families,
+    segments,
     dir,
     nodes,
     external,
     pods: () => nodes.flatMap((n) => n.pods),
     async addNode(o = {}) {
       const index = Math.max(0, ...nodes.map((n) => n.plan.index)) + 1;
-      const plan = planNode(index, dualStack);
+      const plan = planNodeOn(index, { families, segment: o.segment ?? 0 });
       // The node object exists before its agent starts (kubelet registers, then the DaemonSet pod runs).
       if (mode === "api") await api("PUT", `/_test/nodes/${plan.name}`, nodeEntry(plan));
       else if (mode === "static") await writeNodeList([...nodes.map((n) => n.plan), plan]);
       const node = await createNode(plan);
-      if (mode === "manual") {
-        await Promise.all(
-          nodes.map((n) => routeByHand(n.nsName, n.plan, nodes.map((m) => m.plan))),
-        );
-      }
+      if (mode === "manual") await routeAllByHand();
       for (let k = 0; k < (o.pods ?? opts.podsPerNode ?? 2); k++) await addPod(node);
       return node;
     },
@@ -516,7 +587,6 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     waitForRoutes,
     podRoutes,
     async nodeState(node) {
-      const families = dualStack ? [4, 6] : [4];
       const routes = await Promise.all(
         families.map((f) =>
           run(["ip", "-n", node.nsName, `-${f}`, "route", "show", "table", "all"])
@@ -540,6 +610,18 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       return (await cluster.tcp(from, to)).seen;
     },
     apiRequest: api,
+    segmentOf: (node) => segmentOf(node.plan.ips[0]),
+    async moveNode(node, segment) {
+      if (mode === "manual") throw new Error("A hand-wired cluster's nodes do not move");
+      const plan = planNodeOn(node.plan.index, { families, segment });
+      // Unplugged from the old switch (the pair goes with its switch end), plugged into the new.
+      await run(["ip", "-n", switches[cluster.segmentOf(node)], "link", "del", node.name]);
+      await plugNode(node.nsName, plan);
+      Object.assign(node, { plan, ips: plan.ips });
+      if (mode === "api") await api("PUT", `/_test/nodes/${node.name}`, nodeEntry(plan));
+      else await writeNodeList();
+      return performance.now();
+    },
     async waitReachable(from, ips, timeoutMs = 10000) {
       await Promise.all(
         ips.map((ip) =>

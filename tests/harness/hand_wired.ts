@@ -1,7 +1,7 @@
 // The same datapath mycni builds, wired by hand with ip and sysctl (no plugin, no agent): the
 // baseline for the throughput bench, and a way to exercise the fixture without mycni.
-import { inNetns, run } from "../../lib/process/run.ts";
-import { ipBatch, type NodePlan } from "./topology.ts";
+import { inNetns, run, runOutput } from "../../lib/process/run.ts";
+import { ipBatch, type NodePlan, type Segment } from "./topology.ts";
 
 /** Bridge cni0 holding the gateways, forwarding on, optional masquerade of pod traffic. */
 export async function wireNodeByHand(
@@ -46,10 +46,13 @@ export async function wireNodeByHand(
 export async function wirePodByHand(
   nodeNs: string,
   podNs: string,
-  opts: { plan: NodePlan; hostIndex: number; hostVeth: string },
+  opts: { plan: NodePlan; hostIndex: number; hostVeth: string; mtu?: number },
 ): Promise<string[]> {
   const ips: string[] = [];
-  const lines = [`link add eth0 type veth peer name ${opts.hostVeth} netns ${nodeNs}`];
+  const mtu = opts.mtu === undefined ? "" : ` mtu ${opts.mtu}`;
+  const lines = [
+    `link add eth0${mtu} type veth peer name ${opts.hostVeth}${mtu} netns ${nodeNs}`,
+  ];
   opts.plan.podCIDRs.forEach((cidr) => {
     const [net, prefix] = cidr.split("/");
     const v6 = cidr.includes(":");
@@ -71,20 +74,55 @@ export async function wirePodByHand(
   return ips;
 }
 
-/** Routes on node `ns` to every other node's podCIDRs via that node's underlay address. */
+/**
+ * Routes on node `ns` to every other node's podCIDRs via that node's underlay address; with
+ * `vxlan`, nodes on the other segment are reached through a VXLAN device wired by hand the way
+ * mycni wires its own (VNI 1, port 8472, nolearning, static FDB and neighbour entries, onlink
+ * routes via the peer podCIDR's network address): the bench's VXLAN baseline.
+ */
 export async function routeByHand(
   ns: string,
   self: NodePlan,
   all: readonly NodePlan[],
+  opts: { vxlan?: boolean; segmentOf?: (ip: string) => Segment } = {},
 ): Promise<void> {
+  const segment = opts.segmentOf ?? (() => 0 as Segment);
+  const across = (o: NodePlan) => opts.vxlan === true && segment(o.ips[0]) !== segment(self.ips[0]);
+  const mac = (p: NodePlan) => `02:00:00:00:00:${p.index.toString(16).padStart(2, "0")}`;
   const lines: string[] = [];
-  for (const other of all) {
-    if (other.name === self.name) continue;
+  const fdb: string[] = [];
+  const others = all.filter((o) => o.name !== self.name);
+  if (others.some(across)) {
+    const local = self.ips[0];
+    const mtu = 1500 - (local.includes(":") ? 70 : 50);
+    await runOutput(["ip", "-n", ns, "link", "del", "vx0"]);
+    lines.push(
+      `link add vx0 address ${
+        mac(self)
+      } mtu ${mtu} type vxlan id 1 local ${local} dstport 8472 nolearning`,
+      "link set vx0 up",
+      ...self.podCIDRs.map((c) => {
+        const host = c.includes(":") ? `${c.split("/")[0]}/128 nodad` : `${c.split("/")[0]}/32`;
+        return `addr add ${host} dev vx0`;
+      }),
+    );
+  }
+  for (const other of others) {
+    if (across(other)) {
+      fdb.push(`fdb append ${mac(other)} dev vx0 dst ${other.ips[0]} self permanent`);
+    }
     other.podCIDRs.forEach((cidr) => {
       const v6 = cidr.includes(":");
+      if (across(other)) {
+        const vtep = cidr.split("/")[0];
+        lines.push(`neigh replace ${vtep} lladdr ${mac(other)} dev vx0 nud permanent`);
+        lines.push(`route replace ${cidr} via ${vtep} dev vx0 onlink`);
+        return;
+      }
       const via = other.ips.find((ip) => ip.includes(":") === v6);
       if (via) lines.push(`route replace ${cidr} via ${via}`);
     });
   }
   if (lines.length) await ipBatch(ns, lines);
+  if (fdb.length) await run(["bridge", "-n", ns, "-batch", "-"], { stdin: fdb.join("\n") + "\n" });
 }

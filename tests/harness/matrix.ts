@@ -49,7 +49,7 @@ export function planChecks(cluster: Cluster, families: readonly (4 | 6)[] = [4, 
   const checks: Check[] = [];
   const pods = cluster.pods();
   for (const family of families) {
-    if (family === 6 && !cluster.dualStack) continue;
+    if (!cluster.families.includes(family)) continue;
     const at = (h: Host) => h.ips.find((ip) => ip.includes(":") === (family === 6));
     const nodeIp = (p: Pod) => at(p.node)!;
     for (const from of pods) {
@@ -95,10 +95,13 @@ export function planChecks(cluster: Cluster, families: readonly (4 | 6)[] = [4, 
     }
     for (const node of cluster.nodes) {
       for (const to of pods) {
-        // A node talks from its underlay address, or from the bridge to its own pods.
+        // A node talks from its underlay address, from the bridge to its own pods, or through
+        // VXLAN from its VTEP address (its podCIDR's network address, as flannel's).
         const own = [
           at(node)!,
           ...node.plan.gateways.filter((g) => g.includes(":") === (family === 6)),
+          ...node.podCIDRs.filter((c) => c.includes(":") === (family === 6))
+            .map((c) => c.split("/")[0]),
         ];
         checks.push({
           kind: "node→pod",

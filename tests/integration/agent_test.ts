@@ -104,7 +104,7 @@ Deno.test({
 
   const conf = JSON.parse(await Deno.readTextFile(join(dir, "conf", "10-mycni.conflist")));
   assertEquals(conf.plugins[0].podCIDRs, ["10.244.1.0/24", "fd00:10:244:1::/64"]);
-  assertEquals(conf.plugins[0].mtu, 1450);
+  assertEquals(conf.plugins[0].mtu, 1400, "underlay 1450 less VXLAN over IPv4 (--backend auto)");
   assertEquals(conf.plugins[0].dataDir, join(dir, "data"));
   assertEquals(conf.plugins[1].type, "portmap");
   assertEquals((Deno.statSync(join(dir, "bin", "mycni")).mode ?? 0) & 0o777, 0o755);

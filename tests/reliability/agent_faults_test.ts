@@ -1,6 +1,6 @@
 // Agent faults: the built agent (bin/mycni-init) in a node namespace of its own, against an API
 // server that is down at start, drops its watch, expires it (410 Gone), sends garbage and dies
-// mid-stream; and against a node whose address is off-link so `ip route` fails mid-reconcile.
+// mid-stream; and against a kernel that refuses one route change mid-reconcile.
 // The agent must keep the last good routes, retry with backoff, and say what is wrong in
 // /healthz and /metrics.
 import { join } from "node:path";
@@ -157,7 +157,7 @@ function errorsOf(logs: readonly string[]): number {
 }
 
 Deno.test({
-  name: "mycni-init keeps the last good route when `ip route` fails mid-reconcile and retries it",
+  name: "mycni-init applies every other change when the kernel refuses one route, and retries it",
   ignore: !canRunPrivileged,
 }, async () => {
   await using node = await makeAgentNode({ nodes: NODES, prefix: "mcr" });
@@ -166,34 +166,40 @@ Deno.test({
   await waitFor("healthz 200", async () => (await health(ns)).code === 200, WAIT);
   assertEquals(await ourRoutes(ns), GOOD_ROUTES);
 
-  // n2 moves to an address that is not on any link: its route change fails, n3's and a new
-  // n4's still go in, the old n2 route stays, and the failure shows in /healthz and /metrics.
+  // Someone else's route already holds n0's podCIDR: the kernel refuses our (exclusive) add with
+  // EEXIST. n0 sorts first, so its change is tried before the others: n2's move must still go
+  // through in the same reconcile, the foreign route must stay as it is, and the failure must
+  // show in /healthz and /metrics.
+  const foreign = ["10.244.4.0/24", "via", "192.0.2.99", "proto", "static"];
+  await run(ns.exec(["ip", "route", "add", ...foreign]));
   await writeNodes(dir, [
     NODES[0],
-    { ...NODES[1], ip: "198.51.100.12" },
+    { ...NODES[1], ip: "192.0.2.22" },
     NODES[2],
-    { name: "n4", ip: "192.0.2.14", podCIDRs: ["10.244.4.0/24"] },
+    { name: "n0", ip: "192.0.2.14", podCIDRs: ["10.244.4.0/24"] },
   ]);
   await waitFor(
-    "healthz 503 after the failed route",
+    "healthz 503 after the refused route",
     async () => (await health(ns)).code === 503,
     WAIT,
   );
   const bad = await health(ns);
-  assertMatch(bad.lastError, /10\.244\.2\.0\/24/);
-  assertEquals(await ourRoutes(ns), [...GOOD_ROUTES, "10.244.4.0/24 via 192.0.2.14"]);
+  assertMatch(bad.lastError, /10\.244\.4\.0\/24/);
+  assertMatch(bad.lastError, /File exists/);
+  assertEquals(await ourRoutes(ns), ["10.244.2.0/24 via 192.0.2.22", GOOD_ROUTES[1]]);
+  assertMatch(await run(ns.exec(["ip", "route", "show", "10.244.4.0/24"])), /via 192\.0\.2\.99/);
   assertEquals(await metric(ns, "mycni_synced"), 0);
   const errors = await metric(ns, "mycni_errors_total");
   assert(errors >= 1, "the failure is not counted in /metrics");
 
-  // The network is fixed under the agent (198.51.100.0/24 becomes on-link) without any node
-  // change: only the agent's own retry can bring n2's new route in.
-  await run(ns.exec(["ip", "addr", "add", "198.51.100.11/24", "dev", "u0"]));
+  // The foreign route goes away without any node change: only the agent's own retry can bring
+  // n0's route in.
+  await run(ns.exec(["ip", "route", "del", ...foreign]));
   // Failed reconciles are retried with backoff (0.5 s doubling), well before the 10 s resync.
   const fixedAt = performance.now();
   await waitFor(
-    "n2's new route on retry",
-    async () => (await ourRoutes(ns)).includes("10.244.2.0/24 via 198.51.100.12"),
+    "n0's route on retry",
+    async () => (await ourRoutes(ns)).includes("10.244.4.0/24 via 192.0.2.14"),
     { ms: 9000 },
   );
   const healMs = Math.round(performance.now() - fixedAt);
@@ -202,8 +208,8 @@ Deno.test({
   assertEquals(await agent.stop(), 0);
   const failedLines = agent.logs.filter((l) => l.includes("route change failed")).length;
   console.log(
-    `reliability agent-faults (ip): 1 route change failed mid-reconcile (${failedLines} failed ` +
-      `attempts logged, ${errors} errors in /metrics), the other routes and the old one kept, ` +
-      `healed by the agent's retry ${healMs} ms after the network was fixed`,
+    `reliability agent-faults (kernel): 1 route refused mid-reconcile (${failedLines} failed ` +
+      `attempts logged, ${errors} errors in /metrics), the other changes made and the foreign ` +
+      `route kept, healed by the agent's retry ${healMs} ms after the route was freed`,
   );
 });

@@ -87,16 +87,18 @@ Deno.test("Dockerfile ships both binaries in the directory of the DaemonSet's co
   assert.equal(posix.normalize(words.at(-1)! + "/"), posix.dirname(command) + "/");
 });
 
-Deno.test("Dockerfile run stage installs every program the agent runs, iptables on nft", () => {
+Deno.test("Dockerfile run stage installs every program the agent runs, iptables on nft, no iproute2", () => {
   const final = stages(parseDockerfile()).at(-1)!;
   const run = argsOf(final, "RUN").join("\n");
   // The Debian package of each program the agent's start-up check looks for.
-  const PACKAGE: Record<string, string> = { ip: "iproute2", nft: "nftables" };
+  const PACKAGE: Record<string, string> = { nft: "nftables" };
   for (const tool of AGENT_TOOLS) {
     const pkg = PACKAGE[tool.name] ?? (/^ip6?tables/.test(tool.name) ? "iptables" : undefined);
     assert.ok(pkg, `no Debian package known for ${tool.name}`);
     assert.match(run, new RegExp(`apt-get install[^&]*\\b${pkg}\\b`), `${tool.name}: ${pkg}`);
   }
+  // The agent speaks rtnetlink itself (lib/net): nothing in the image runs `ip`.
+  assert.doesNotMatch(run, /\biproute2\b/);
   assert.match(run, /update-alternatives --set iptables \/usr\/sbin\/iptables-nft/);
   assert.match(run, /update-alternatives --set ip6tables \/usr\/sbin\/ip6tables-nft/);
 });

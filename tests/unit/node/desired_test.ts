@@ -3,7 +3,6 @@ import { parseCidr } from "../../../lib/ip/cidr.ts";
 import {
   aggregateCidrs,
   clusterCidrs,
-  desiredRoutes,
   familiesOf,
   renderConflist,
 } from "../../../lib/node/desired.ts";
@@ -22,35 +21,6 @@ const nodes: NodeInfo[] = [
   },
   { name: "n3", ips: ["192.0.2.13"], podCIDRs: ["10.244.3.0/24", "fd00:10:244:3::/64"] },
 ];
-
-Deno.test("desiredRoutes() routes every other node's podCIDRs via its address of the same family", () => {
-  const { routes, skipped } = desiredRoutes(nodes, "n1");
-  assertEquals(routes, [
-    { family: 4, dst: "10.244.2.0/24", via: "192.0.2.12", node: "n2" },
-    { family: 6, dst: "fd00:10:244:2::/64", via: "2001:db8::12", node: "n2" },
-    { family: 4, dst: "10.244.3.0/24", via: "192.0.2.13", node: "n3" },
-  ]);
-  assertEquals(skipped, [{ node: "n3", reason: "no IPv6 address for podCIDR fd00:10:244:3::/64" }]);
-});
-
-Deno.test("desiredRoutes() skips bad, overlapping and doubly claimed podCIDRs with a reason", () => {
-  const { routes, skipped } = desiredRoutes([
-    nodes[0],
-    { name: "a", ips: ["192.0.2.20"], podCIDRs: ["10.244.1.0/25"] },
-    { name: "b", ips: ["192.0.2.21"], podCIDRs: ["10.244.9.1/24", "10.244.8.0/24"] },
-    { name: "c", ips: ["192.0.2.22"], podCIDRs: ["10.244.8.0/24"] },
-    { name: "d", ips: [], podCIDRs: [] },
-  ], "n1");
-  assertEquals(routes.map((r) => `${r.dst}>${r.via}`), ["10.244.8.0/24>192.0.2.21"]);
-  assertEquals(skipped.map((s) => s.node), ["a", "b", "c", "d"]);
-});
-
-Deno.test("desiredRoutes() canonicalises addresses and CIDRs", () => {
-  const { routes } = desiredRoutes([
-    { name: "x", ips: ["2001:DB8:0:0::12"], podCIDRs: ["FD00:10:244:0002::/64"] },
-  ], "n1");
-  assertEquals(routes, [{ family: 6, dst: "fd00:10:244:2::/64", via: "2001:db8::12", node: "x" }]);
-});
 
 Deno.test("clusterCidrs() aggregates every node's podCIDRs when none are given", () => {
   const many = Array.from({ length: 256 }, (_, i) => ({

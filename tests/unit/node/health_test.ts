@@ -79,3 +79,19 @@ Deno.test("/explain answers loopback clients only, and 400 on a bad question", a
   assertEquals((await h(new Request(q), from("192.0.2.5"))).status, 403);
   assertEquals((await h(new Request("http://x/explain?from=x/a&to=y/b"), from("::1"))).status, 400);
 });
+
+Deno.test("renderMetrics() counts routes per backend and unreachable peer podCIDRs", () => {
+  const s = { ...newStatus(), routesHostGw: 2, routesVxlan: 4, unreachable: ["n3: why"] };
+  const text = renderMetrics(s);
+  assertMatch(text, /^# TYPE mycni_backend_routes gauge$/m);
+  assertMatch(text, /^mycni_backend_routes\{backend="host-gw"\} 2$/m);
+  assertMatch(text, /^mycni_backend_routes\{backend="vxlan"\} 4$/m);
+  assertMatch(text, /^mycni_unreachable_peer_cidrs 1$/m);
+});
+
+Deno.test("healthHandler() names the unreachable peers in /healthz", async () => {
+  const s = { ...newStatus(), watching: true, unreachable: ["node n3 podCIDR 10.244.3.0/24: x"] };
+  const res = await healthHandler(s)(new Request("http://x/healthz"));
+  assertEquals(res.status, 503);
+  assertEquals((await res.json()).unreachable, ["node n3 podCIDR 10.244.3.0/24: x"]);
+});

@@ -117,3 +117,21 @@ Deno.test("parseExplainArgs() reads the flow and defaults the protocol to TCP", 
     assertThrows(() => parseExplainArgs(bad), UsageError, bad.join(" "));
   }
 });
+
+Deno.test("parseAgentArgs() defaults to --backend auto, VNI 1, port 8472", () => {
+  const o = parseAgentArgs(["--node-name", "n1", "--nodes-file", "f"], {});
+  assertEquals([o.backend, o.vxlanVni, o.vxlanPort], ["auto", 1, 8472]);
+  const v = parseAgentArgs(
+    ["--node-name", "n1", "--nodes-file", "f", "--backend", "vxlan", "--vxlan-vni", "42"],
+    {},
+  );
+  assertEquals([v.backend, v.vxlanVni, v.vxlanPort], ["vxlan", 42, 8472]);
+});
+
+Deno.test("parseAgentArgs() rejects an unknown backend, a VNI past 24 bits, a bad port", () => {
+  const args = ["--node-name", "n1", "--nodes-file", "f"];
+  assertThrows(() => parseAgentArgs([...args, "--backend", "udp"], {}), /--backend wants one of/);
+  assertThrows(() => parseAgentArgs([...args, "--vxlan-vni", "16777216"], {}), /--vxlan-vni/);
+  assertThrows(() => parseAgentArgs([...args, "--vxlan-port", "0"], {}), /--vxlan-port/);
+  assertThrows(() => parseAgentArgs([...args, "--vxlan-port", "8472x"], {}), UsageError);
+});
