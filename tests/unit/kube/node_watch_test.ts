@@ -106,7 +106,7 @@ Deno.test("watchNodes() skips a node without podCIDR and picks it up once alloca
     api.upsert(n(7));
     await until("n7", (ns) => ns.includes("n7"));
     assert(!(await Promise.resolve(state.logs)).join("").includes('"node":"n7"'));
-    assert(state.logs.some((l) => l.includes('"node":"n6"') && l.includes("no podCIDR")));
+    assert(state.logs.some((l) => l.includes('"key":"n6"') && l.includes("no podCIDR")));
     api.upsert(n(6));
     await until("n6 allocated", (ns) => ns.includes("n6"));
   });
