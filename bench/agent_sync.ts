@@ -13,7 +13,7 @@ import { VXLAN_DEVICE } from "../lib/net/vxlan.ts";
 import { run } from "../lib/process/run.ts";
 import { AGENT, agentArgv, ROOT, spawnLogged, uninstallArgv } from "../tests/harness/agent_node.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
-import { tempNetns } from "../tests/harness/netns.ts";
+import { runAsNode } from "./bench_node.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -25,38 +25,13 @@ if (values.inside) await inside(values.inside);
 else await outside();
 
 async function outside() {
-  await using ns = await tempNetns("mca");
-  const x = (argv: string[]) => run(ns.exec(argv));
-  // One underlay link holding half the nodes' address range (10.250/16, fd00:250::/64), and a
-  // router on it (.254 / ::fe) to the other half (10.251/16, fd00:251::/64): nothing answers
-  // there, but the agent only asks the kernel how each peer is reached.
-  await x(["ip", "link", "add", "u0", "type", "veth", "peer", "name", "u1"]);
-  await x(["ip", "link", "set", "u1", "up"]);
-  await x(["ip", "link", "set", "u0", "up"]);
-  await x(["ip", "addr", "add", "10.250.0.1/16", "dev", "u0"]);
-  await x(["ip", "addr", "add", "fd00:250::1/64", "dev", "u0", "nodad"]);
-  await x(["ip", "route", "add", "10.251.0.0/16", "via", "10.250.0.254"]);
-  await x(["ip", "route", "add", "fd00:251::/64", "via", "fd00:250::fe"]);
-  const dir = await Deno.makeTempDir({ prefix: "mca-bench-" });
-  try {
-    const me = new URL(import.meta.url).pathname;
-    const out = await run(
-      ns.exec([
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--no-lock",
-        me,
-        "--inside",
-        dir,
-        "--nodes",
-        String(COUNT),
-      ]),
-    );
-    console.log(out.trimEnd());
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  // Half the nodes' address range is on the underlay link (10.250/16, fd00:250::/64), the other
+  // half (10.251/16, fd00:251::/64) behind a router on it (.254 / ::fe): nothing answers there,
+  // but the agent only asks the kernel how each peer is reached.
+  await runAsNode("mca", import.meta.url, ["--nodes", String(COUNT)], [
+    ["ip", "route", "add", "10.251.0.0/16", "via", "10.250.0.254"],
+    ["ip", "route", "add", "fd00:251::/64", "via", "fd00:250::fe"],
+  ]);
 }
 
 /** Node i: even ones behind the router (VXLAN), odd ones (n1, the agent's, too) on-link. */

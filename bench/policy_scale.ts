@@ -6,10 +6,10 @@
 //   deno run -A --no-lock bench/policy_scale.ts [--pods 10000] [--policies 500]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { run, runOutput } from "../lib/process/run.ts";
+import { run } from "../lib/process/run.ts";
 import { AGENT, agentArgv, ROOT, spawnLogged, uninstallArgv } from "../tests/harness/agent_node.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
-import { tempNetns } from "../tests/harness/netns.ts";
+import { runAsNode } from "./bench_node.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -32,29 +32,9 @@ if (values.inside) await inside(values.inside);
 else await outside();
 
 async function outside() {
-  await using ns = await tempNetns("mcp");
-  const x = (argv: string[]) => run(ns.exec(argv));
-  await x(["ip", "link", "add", "u0", "type", "veth", "peer", "name", "u1"]);
-  await x(["ip", "link", "set", "u1", "up"]);
-  await x(["ip", "link", "set", "u0", "up"]);
-  await x(["ip", "addr", "add", "10.250.0.1/16", "dev", "u0"]);
-  await x(["ip", "addr", "add", "fd00:250::1/64", "dev", "u0", "nodad"]);
-  const dir = await Deno.makeTempDir({ prefix: "mcp-bench-" });
-  try {
-    const me = new URL(import.meta.url).pathname;
-    const args = Object.entries(values).filter(([k]) => k !== "inside")
-      .flatMap(([k, v]) => [`--${k}`, String(v)]);
-    const out = await runOutput(
-      ns.exec([Deno.execPath(), "run", "-A", "--no-lock", me, "--inside", dir, ...args]),
-    );
-    console.log(out.stdout.trimEnd());
-    if (out.code !== 0) {
-      console.error(out.stderr.trimEnd());
-      Deno.exit(1);
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const args = Object.entries(values).filter(([k]) => k !== "inside")
+    .flatMap(([k, v]) => [`--${k}`, String(v)]);
+  await runAsNode("mcp", import.meta.url, args);
 }
 
 /** Node i (1-based): the agent runs as n1, 10.250.0.1. */

@@ -1,22 +1,13 @@
 // List + watch of nodes (lib/kube/informer.ts), kept as a map of what routing needs.
-import type { Logger } from "../log/logger.ts";
 import type { KubeClient } from "./client.ts";
-import { nameOf, runInformer } from "./informer.ts";
+import { type InformerOptions, nameOf, runInformer } from "./informer.ts";
 import { type NodeInfo, parseKubeNode } from "./node.ts";
 
-/** Tuning, mostly for tests. */
-export interface NodeWatchOptions {
-  readonly signal: AbortSignal;
-  readonly log: Logger;
-  /** Called after the map changed (or after every list, with `full`). */
-  readonly onChange: (nodes: ReadonlyMap<string, NodeInfo>, full: boolean) => void;
-  /** Called when the watch goes up or down; `error` says why it is down. */
-  readonly onState: (state: { watching: boolean; error?: string }) => void;
-  /** Full re-list every this many ms (default 5 min, as flannel). */
-  readonly relistMs?: number;
-  /** First backoff after an error (doubles to 30 s). */
-  readonly backoffMs?: number;
-}
+/** Callbacks and tuning (mostly for tests): the informer's, over the node map. */
+export type NodeWatchOptions = Pick<
+  InformerOptions<NodeInfo>,
+  "signal" | "log" | "onChange" | "onState" | "relistMs" | "backoffMs"
+>;
 
 /** Runs until `signal` aborts. Never throws: errors are reported and retried. */
 export async function watchNodes(client: KubeClient, opts: NodeWatchOptions): Promise<void> {

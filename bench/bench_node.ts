@@ -1,0 +1,43 @@
+// A node namespace for the agent benchmarks: one underlay link with this node's address
+// (10.250.0.1/16, fd00:250::1/64), in which the benchmark re-executes itself, so it can talk to
+// the agent's 127.0.0.1 health port and nothing changes outside the namespace.
+import { run, runOutput } from "../lib/process/run.ts";
+import { tempNetns } from "../tests/harness/netns.ts";
+
+/**
+ * Runs `script` again inside a fresh node namespace with `--inside <scratch dir>` and `args`,
+ * after `setUp` (extra `ip` commands, e.g. routes), and prints what it printed. Exits 1 when the
+ * inner run fails, with its stderr.
+ *
+ * @example
+ * await runAsNode("mca", import.meta.url, ["--nodes", "1000"]);
+ */
+export async function runAsNode(
+  prefix: string,
+  script: string,
+  args: readonly string[],
+  setUp: readonly string[][] = [],
+): Promise<void> {
+  await using ns = await tempNetns(prefix);
+  const x = (argv: string[]) => run(ns.exec(argv));
+  await x(["ip", "link", "add", "u0", "type", "veth", "peer", "name", "u1"]);
+  await x(["ip", "link", "set", "u1", "up"]);
+  await x(["ip", "link", "set", "u0", "up"]);
+  await x(["ip", "addr", "add", "10.250.0.1/16", "dev", "u0"]);
+  await x(["ip", "addr", "add", "fd00:250::1/64", "dev", "u0", "nodad"]);
+  for (const argv of setUp) await x(argv);
+  const dir = await Deno.makeTempDir({ prefix: `${prefix}-bench-` });
+  try {
+    const me = new URL(script).pathname;
+    const out = await runOutput(
+      ns.exec([Deno.execPath(), "run", "-A", "--no-lock", me, "--inside", dir, ...args]),
+    );
+    console.log(out.stdout.trimEnd());
+    if (out.code !== 0) {
+      console.error(out.stderr.trimEnd());
+      Deno.exit(1);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
