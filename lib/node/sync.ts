@@ -194,11 +194,12 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
     let policy;
     if (status.policyEnabled) {
       if (!state.policy) {
-        // Enforcing half-listed state could open an isolated pod: keep the kernel's table.
+        // Enforcing half-listed state could open an isolated pod: keep the kernel's table. Not an
+        // error (every start passes through it): the run is simply not done yet.
         status.policySynced = false;
         if (!policyWaitLogged) log.info("waiting for pods, namespaces and policies to be listed");
         policyWaitLogged = true;
-        throw new Error("Pods, namespaces and NetworkPolicies are not listed yet");
+        return;
       }
       lastPolicy = { ...state.policy, nodes: addressesOf(state.nodes) };
       const plan = compilePolicies(lastPolicy, { node: opts.nodeName });
@@ -299,12 +300,16 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
       status.nodesKnown = nodes.size;
       status.reconciles++;
       status.lastReconcileSeconds = (performance.now() - started) / 1000;
-      // A peer no backend can reach is a sync that did not do its job (DESIGN.md "Backends").
-      const ok = selfKnown && steps.ok && status.unreachable.length === 0;
+      // A peer no backend can reach is a sync that did not do its job (DESIGN.md "Backends"), and
+      // so is one that could not enforce NetworkPolicy yet.
+      const waiting = status.policyEnabled && !status.policySynced;
+      const ok = selfKnown && steps.ok && status.unreachable.length === 0 && !waiting;
       if (selfKnown && steps.ok && !ok) {
-        status.lastError = `${status.unreachable.length} peer podCIDR(s) unreachable, first: ${
-          status.unreachable[0]
-        }`;
+        status.lastError = waiting
+          ? "Waiting for pods, namespaces and NetworkPolicies to be listed"
+          : `${status.unreachable.length} peer podCIDR(s) unreachable, first: ${
+            status.unreachable[0]
+          }`;
       }
       status.synced = ok;
       if (ok) {
