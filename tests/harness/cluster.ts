@@ -67,6 +67,8 @@ export interface ClusterOptions {
   readonly podMtu?: number;
   /** manual mode with 2 segments: reach the other segment over a hand-wired VXLAN device. */
   readonly vxlanByHand?: boolean;
+  /** More flags for every node's agent (e.g. `--no-masquerade-cidr`). */
+  readonly agentArgs?: readonly string[];
 }
 
 /** Anything traffic can start from: a node, a pod, the external host. */
@@ -398,6 +400,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       `${node.dir}/mycni.log`,
       "--health-addr",
       HEALTH_ADDR,
+      ...opts.agentArgs ?? [],
       ...extra,
     ]);
   }

@@ -2,7 +2,7 @@
 // and pods made by the built plugin, once with a nodes file and once against the fake API
 // server. One 3-node dual-stack cluster per mode; each acceptance point is a step.
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert";
-import { runOutput } from "../../lib/process/run.ts";
+import { inNetns, run, runOutput } from "../../lib/process/run.ts";
 import { canRunPrivileged } from "../harness/netns.ts";
 import {
   type ClusterMode,
@@ -188,3 +188,37 @@ async function pingLoop(from: Pod, to: string, count: number) {
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+Deno.test({
+  name: "--no-masquerade-cidr: a destination in it sees the pod's own address, others the node's",
+  ignore: !canRunPrivileged,
+}, async () => {
+  await using cluster = await startCluster({
+    nodes: 2,
+    podsPerNode: 1,
+    dualStack: true,
+    mode: "static",
+    agentArgs: [
+      "--no-masquerade-cidr",
+      "203.0.113.1/32",
+      "--no-masquerade-cidr",
+      "2001:db8:203::1/128",
+    ],
+  });
+  const ext = cluster.external;
+  // A peered network: the external host knows the way back to the pods, and has one more address
+  // (.2) that is not in the list.
+  for (const node of cluster.nodes) {
+    for (const [i, cidr] of node.podCIDRs.entries()) {
+      await run(inNetns(ext.netns, ["ip", "route", "add", cidr, "via", node.ips[i]]));
+    }
+  }
+  await run(inNetns(ext.netns, ["ip", "addr", "add", "203.0.113.2/32", "dev", "lo"]));
+  await run(inNetns(ext.netns, ["ip", "addr", "add", "2001:db8:203::2/128", "dev", "lo"]));
+  for (const pod of cluster.pods()) {
+    assertEquals(await cluster.sourceSeenBy(pod, "203.0.113.1"), pod.ips[0]);
+    assertEquals(await cluster.sourceSeenBy(pod, "2001:db8:203::1"), pod.ips[1]);
+    assertEquals(await cluster.sourceSeenBy(pod, "203.0.113.2"), pod.node.ips[0]);
+    assertEquals(await cluster.sourceSeenBy(pod, "2001:db8:203::2"), pod.node.ips[1]);
+  }
+});
