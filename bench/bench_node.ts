@@ -18,6 +18,16 @@ export async function runAsNode(
   args: readonly string[],
   setUp: readonly string[][] = [],
 ): Promise<void> {
+  // Exit only once the namespace and the scratch dir are gone (Deno.exit skips `finally`).
+  if (!(await runInNode(prefix, script, args, setUp))) Deno.exit(1);
+}
+
+async function runInNode(
+  prefix: string,
+  script: string,
+  args: readonly string[],
+  setUp: readonly string[][],
+): Promise<boolean> {
   await using ns = await tempNetns(prefix);
   const x = (argv: string[]) => run(ns.exec(argv));
   await x(["ip", "link", "add", "u0", "type", "veth", "peer", "name", "u1"]);
@@ -33,10 +43,8 @@ export async function runAsNode(
       ns.exec([Deno.execPath(), "run", "-A", "--no-lock", me, "--inside", dir, ...args]),
     );
     console.log(out.stdout.trimEnd());
-    if (out.code !== 0) {
-      console.error(out.stderr.trimEnd());
-      Deno.exit(1);
-    }
+    if (out.code !== 0) console.error(out.stderr.trimEnd());
+    return out.code === 0;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
