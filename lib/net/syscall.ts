@@ -2,14 +2,19 @@
 // and its sendto/recvfrom, and setns around the socket() call that places it in a pod's netns
 // (lib/net/netlink.ts).
 //
-// One FFI symbol for every call: Deno builds a trampoline per symbol (~0.3 ms each).
+// One FFI symbol for every call: Deno sets up each symbol at dlopen. And both results are
+// declared as one-field structs: a struct of one 8-byte integer or pointer comes back in the
+// same register as the plain type (x86_64 SysV, AAPCS64), but a struct result makes Deno call
+// through libffi instead of compiling a fast-call trampoline with Cranelift at dlopen, which
+// cost the plugin ~1 ms per process (Cranelift's set-up, then ~0.3 ms per symbol) for calls
+// that are a few microseconds either way.
 
 const SYMBOLS = {
   syscall: {
     parameters: ["i64", "usize", "usize", "usize", "usize", "usize", "usize"],
-    result: "i64",
+    result: { struct: ["i64"] },
   },
-  __errno_location: { parameters: [], result: "pointer" },
+  __errno_location: { parameters: [], result: { struct: ["pointer"] } },
 } as const;
 
 /** System call numbers: asm/unistd_64.h on x86_64, the generic table on arm64. */
@@ -77,7 +82,7 @@ export function sys(call: Call, what: string, ...args: Arg[]): number {
   const nr = BigInt(table[call]);
   const w = [0, 1, 2, 3, 4, 5].map((i) => word(args[i]));
   for (;;) {
-    const ret = Number(symbols().syscall(nr, w[0], w[1], w[2], w[3], w[4], w[5]));
+    const ret = Number(i64(symbols().syscall(nr, w[0], w[1], w[2], w[3], w[4], w[5])));
     if (ret >= 0) return ret;
     const errno = lastErrno();
     if (errno !== Errno.EINTR || call === "close") throw new SyscallError(what, errno);
@@ -90,9 +95,21 @@ function word(arg: Arg | undefined): bigint {
   return Deno.UnsafePointer.value(Deno.UnsafePointer.of(arg)) as bigint;
 }
 
+// errno's address is per thread; the JS thread's never changes, so it is asked for once.
+let errnoView: Deno.UnsafePointerView | undefined;
+
 function lastErrno(): number {
-  const p = symbols().__errno_location();
-  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+  if (!errnoView) {
+    const p = Deno.UnsafePointer.create(i64(symbols().__errno_location()));
+    if (!p) return 0;
+    errnoView = new Deno.UnsafePointerView(p);
+  }
+  return errnoView.getInt32();
+}
+
+/** The 8-byte struct result as a number. */
+function i64(result: Uint8Array): bigint {
+  return new DataView(result.buffer, result.byteOffset, 8).getBigInt64(0, true);
 }
 
 /** `n` zero bytes in an ArrayBuffer of their own: V8 never moves it, so it can go by address. */
