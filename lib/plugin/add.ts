@@ -16,7 +16,7 @@ import {
 } from "../net/link.ts";
 import { defaultRouteMtu } from "../net/mtu.ts";
 import { checkPodNetns } from "../net/netns.ts";
-import { EEXIST, NetlinkError } from "../net/netlink.ts";
+import { EEXIST, NetlinkError, Rtnl } from "../net/netlink.ts";
 import { planVeth, podAddress } from "./plan.ts";
 import { ipamFor, type Request } from "./request.ts";
 import { stepTimer } from "./steps.ts";
@@ -46,13 +46,17 @@ export async function add(req: Request): Promise<Result> {
       routes: podRoutes(ipamResult.routes ?? [], addresses),
     });
     lap("plan");
-    const bridge = ensureBridge(plan);
+    // One socket per netns for the whole ADD, closed as the try block ends (before any undo,
+    // which opens its own).
+    using node = Rtnl.open();
+    const bridge = ensureBridge(node, plan);
     lap("bridge");
-    createVeth(plan);
+    using pod = Rtnl.open(plan.netns);
+    createVeth(pod, node, plan);
     undo.push("delete veth", () => deleteLink(plan.hostVeth));
-    configurePodInterface(plan);
+    configurePodInterface(pod, plan);
     lap("pod");
-    const bridgeMac = await attachToBridge(plan, bridge);
+    const bridgeMac = await attachToBridge(node, plan, bridge);
     lap("attach");
     if (conf.ipMasq) {
       undo.push("remove masquerade", () => teardownIpMasq(conf.name, env.containerId));
@@ -71,19 +75,19 @@ export async function add(req: Request): Promise<Result> {
 }
 
 /** Creates the veth; a stale host end left by a crashed ADD of this attachment is replaced once. */
-function createVeth(plan: VethPlan): void {
+function createVeth(pod: Rtnl, node: Rtnl, plan: VethPlan): void {
   try {
-    createVethPair(plan);
+    createVethPair(pod, plan);
   } catch (err) {
     if (!(err instanceof NetlinkError && err.errno === EEXIST)) throw err;
-    if (!deleteLink(plan.hostVeth)) {
+    if (!deleteLink(plan.hostVeth, node)) {
       throw new CniError(
         ErrorCode.Internal,
         `Cannot create ${plan.ifname} in ${plan.netns}: an interface named ${plan.ifname} already exists there`,
         err.message,
       );
     }
-    createVethPair(plan);
+    createVethPair(pod, plan);
   }
 }
 
