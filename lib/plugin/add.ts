@@ -46,18 +46,10 @@ export async function add(req: Request): Promise<Result> {
       routes: podRoutes(ipamResult.routes ?? [], addresses),
     });
     lap("plan");
-    // One socket per netns for the whole ADD, closed as the try block ends (before any undo,
-    // which opens its own).
-    using node = Rtnl.open();
-    const bridge = ensureBridge(node, plan);
-    lap("bridge");
-    using pod = Rtnl.open(plan.netns);
-    createVeth(pod, node, plan);
-    undo.push("delete veth", () => deleteLink(plan.hostVeth));
-    configurePodInterface(pod, plan);
-    lap("pod");
-    const bridgeMac = await attachToBridge(node, plan, bridge);
-    lap("attach");
+    const bridgeMac = await wirePod(plan, {
+      lap,
+      vethCreated: () => undo.push("delete veth", () => deleteLink(plan.hostVeth)),
+    });
     if (conf.ipMasq) {
       undo.push("remove masquerade", () => teardownIpMasq(conf.name, env.containerId));
       await setupIpMasq({
@@ -72,6 +64,35 @@ export async function add(req: Request): Promise<Result> {
     if (failed.length) req.log.undoFailed = failed;
     throw err;
   }
+}
+
+/**
+ * Everything ADD asks of the kernel, in order: the bridge, the veth pair, the pod side, the host
+ * side; returns the bridge's MAC. `on.lap(step)` marks the end of each step for the log line
+ * ("bridge", "pod", "attach"); `on.vethCreated()` runs once the pair exists. The latency bench
+ * (bench/plugin_latency.ts) times this same function in a warm process as the kernel's share of
+ * an ADD, so the two cannot drift apart.
+ *
+ * @example
+ * const mac = await wirePod(plan, { lap: () => {}, vethCreated: () => {} });
+ */
+export async function wirePod(
+  plan: VethPlan,
+  on: { lap(step: string): void; vethCreated(): void },
+): Promise<string> {
+  // One socket per netns, closed when this returns (an undo opens its own): the pod netns is
+  // entered once, for the socket() call.
+  using node = Rtnl.open();
+  const bridge = ensureBridge(node, plan);
+  on.lap("bridge");
+  using pod = Rtnl.open(plan.netns);
+  createVeth(pod, node, plan);
+  on.vethCreated();
+  configurePodInterface(pod, plan);
+  on.lap("pod");
+  const bridgeMac = await attachToBridge(node, plan, bridge);
+  on.lap("attach");
+  return bridgeMac;
 }
 
 /** Creates the veth; a stale host end left by a crashed ADD of this attachment is replaced once. */
