@@ -6,6 +6,10 @@
 // The attachment index makes DEL and ADD-retry O(1) instead of host-local's directory scan; it
 // is written before the IP files, so it always names a superset of what the attachment owns.
 // (No node:path here: a node: import costs the plugin tens of ms of start-up on every ADD.)
+// Files that may be missing are read and probed through lib/net/syscall.ts, which answers
+// "no such file" without an exception: a fresh ADD asks about two missing files, and the first
+// exception of a process costs the plugin ~1 ms.
+import { pathExists, readTextIfExists } from "../net/syscall.ts";
 
 /** Who holds an address. */
 export interface Owner {
@@ -108,17 +112,11 @@ export class DiskStore implements Store, Disposable {
   }
 
   isTaken(ip: string): boolean {
-    try {
-      Deno.lstatSync(join(this.dir, ipFileName(ip)));
-      return true;
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return false;
-      throw err;
-    }
+    return pathExists(join(this.dir, ipFileName(ip)));
   }
 
   owns(ip: string, owner: Owner): boolean {
-    const text = readIfExists(join(this.dir, ipFileName(ip)));
+    const text = readTextIfExists(join(this.dir, ipFileName(ip)));
     if (text === undefined) return false;
     const held = parseOwner(text);
     // Files written by host-local before 0.4 hold only the container ID.
@@ -130,7 +128,7 @@ export class DiskStore implements Store, Disposable {
     const out: Allocation[] = [];
     for (const entry of Deno.readDirSync(this.dir)) {
       if (!entry.isFile || !isIpFileName(entry.name)) continue;
-      const text = readIfExists(join(this.dir, entry.name));
+      const text = readTextIfExists(join(this.dir, entry.name));
       if (text !== undefined) {
         out.push({ ip: entry.name.replaceAll("_", ":"), owner: parseOwner(text) });
       }
@@ -139,7 +137,7 @@ export class DiskStore implements Store, Disposable {
   }
 
   lastReserved(range: number): string | undefined {
-    return (readIfExists(join(this.dir, `last_reserved_ip.${range}`)))?.trim();
+    return (readTextIfExists(join(this.dir, `last_reserved_ip.${range}`)))?.trim();
   }
 
   setLastReserved(range: number, ip: string): void {
@@ -148,14 +146,16 @@ export class DiskStore implements Store, Disposable {
   }
 
   attachmentIps(owner: Owner): string[] {
-    const text = readIfExists(join(this.dir, ATTACHMENTS, attachmentFileName(owner)));
+    const text = readTextIfExists(join(this.dir, ATTACHMENTS, attachmentFileName(owner)));
     return text === undefined ? [] : text.split("\n").filter((l) => l !== "");
   }
 
   setAttachmentIps(owner: Owner, ips: readonly string[]): void {
     const name = join(ATTACHMENTS, attachmentFileName(owner));
-    if (ips.length === 0) removeIfExists(join(this.dir, name));
-    else this.writeAtomic(name, ips.join("\n") + "\n");
+    // A repeated DEL finds no index: asked first, so that is not an exception either.
+    if (ips.length === 0) {
+      if (pathExists(join(this.dir, name))) removeIfExists(join(this.dir, name));
+    } else this.writeAtomic(name, ips.join("\n") + "\n");
   }
 
   listAttachments(): Owner[] {
@@ -227,15 +227,6 @@ function isIpFileName(name: string): boolean {
 function attachmentFileName(owner: Owner): string {
   // Container IDs cannot contain "@" (validated), so the split is unambiguous.
   return `${owner.containerId}@${owner.ifname}`;
-}
-
-function readIfExists(path: string): string | undefined {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
-  }
 }
 
 function removeIfExists(path: string): boolean {

@@ -5,6 +5,7 @@
 // per socket), and every message goes over one of two sockets.
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { EEXIST, NetlinkError, Rtnl } from "./netlink.ts";
+import { pathExists } from "./syscall.ts";
 import {
   addrAdd,
   linkAddBridge,
@@ -183,12 +184,8 @@ export function deleteLink(name: string, node?: Rtnl): boolean {
 
 /** Whether a link named `name` exists in our netns, read from procfs (no process spawned). */
 export function linkInProcfs(name: string): boolean {
-  try {
-    Deno.statSync(`/proc/sys/net/ipv4/conf/${name}`);
-    return true;
-  } catch {
-    return false;
-  }
+  // An FFI lstat: no exception when the link is gone, no Date objects (lib/net/syscall.ts).
+  return pathExists(`/proc/sys/net/ipv4/conf/${name}`);
 }
 
 /** Links enslaved to `bridge` in our netns ([] when the bridge does not exist). */
