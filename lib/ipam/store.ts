@@ -6,10 +6,21 @@
 // The attachment index makes DEL and ADD-retry O(1) instead of host-local's directory scan; it
 // is written before the IP files, so it always names a superset of what the attachment owns.
 // (No node:path here: a node: import costs the plugin tens of ms of start-up on every ADD.)
-// Files that may be missing are read and probed through lib/net/syscall.ts, which answers
-// "no such file" without an exception: a fresh ADD asks about two missing files, and the first
-// exception of a process costs the plugin ~1 ms.
-import { pathExists, readTextIfExists } from "../net/syscall.ts";
+// Files are read and written through lib/net/file.ts, not Deno's file API, which costs a
+// plugin process more to set up than the handful of system calls an ADD makes (file.ts says
+// how much); a missing file is an answer there, not an exception. Listing a directory (GC,
+// STATUS) stays with Deno.readDirSync.
+import {
+  linkFile,
+  lockFile,
+  makeDirs,
+  pathExists,
+  readTextIfExists,
+  removeFile,
+  renameFile,
+  writeTextFile,
+} from "../net/file.ts";
+import { Errno, SyscallError } from "../net/syscall.ts";
 
 /** Who holds an address. */
 export interface Owner {
@@ -61,33 +72,24 @@ let tempCounter = 0;
 
 /** The store for one network's directory; holds the directory's lock until disposed. */
 export class DiskStore implements Store, Disposable {
-  private constructor(readonly dir: string, private readonly lockFile: Deno.FsFile) {}
+  private constructor(readonly dir: string, private readonly lock: Disposable) {}
 
   /** Creates the directory if needed and takes its lock (waits for other plugin processes). */
   static open(dataDir: string, network: string): DiskStore {
     const dir = join(dataDir, network);
-    const openLock = () =>
-      Deno.openSync(join(dir, "lock"), { read: true, write: true, create: true, mode: 0o600 });
-    let lockFile: Deno.FsFile;
-    try {
-      lockFile = openLock();
-    } catch (err) {
-      // First use on this node: make the directory (host-local's mode) and try again.
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-      Deno.mkdirSync(join(dir, ATTACHMENTS), { recursive: true, mode: 0o755 });
-      lockFile = openLock();
-    }
     // flock(2), like host-local's lock; the kernel drops it when a killed process dies.
-    lockFile.lockSync(true);
-    return new DiskStore(dir, lockFile);
+    let lock = lockFile(join(dir, "lock"));
+    if (!lock) {
+      // First use on this node: make the directory (host-local's mode) and try again.
+      makeDirs(join(dir, ATTACHMENTS), 0o755);
+      lock = lockFile(join(dir, "lock"));
+    }
+    if (!lock) throw new Error(`${dir} vanished while it was being set up`);
+    return new DiskStore(dir, lock);
   }
 
   [Symbol.dispose](): void {
-    try {
-      this.lockFile.unlockSync();
-    } finally {
-      this.lockFile.close();
-    }
+    this.lock[Symbol.dispose]();
   }
 
   reserve(ip: string, owner: Owner): boolean {
@@ -95,20 +97,14 @@ export class DiskStore implements Store, Disposable {
     // file exists, so a reservation is exclusive and never visible half-written.
     const tmp = this.writeTemp(formatOwner(owner));
     try {
-      Deno.linkSync(tmp, join(this.dir, ipFileName(ip)));
-      return true;
-    } catch (err) {
-      if (err instanceof Deno.errors.AlreadyExists) return false;
-      throw err;
+      return linkFile(tmp, join(this.dir, ipFileName(ip)));
     } finally {
-      try {
-        Deno.removeSync(tmp);
-      } catch { /* already gone */ }
+      removeFile(tmp);
     }
   }
 
   release(ip: string, owner: Owner): void {
-    if (this.owns(ip, owner)) removeIfExists(join(this.dir, ipFileName(ip)));
+    if (this.owns(ip, owner)) removeFile(join(this.dir, ipFileName(ip)));
   }
 
   isTaken(ip: string): boolean {
@@ -142,7 +138,7 @@ export class DiskStore implements Store, Disposable {
 
   setLastReserved(range: number, ip: string): void {
     // In place, as host-local writes it: a torn write only moves the round-robin start.
-    Deno.writeTextFileSync(join(this.dir, `last_reserved_ip.${range}`), ip, { mode: 0o600 });
+    writeTextFile(join(this.dir, `last_reserved_ip.${range}`), ip, { mode: 0o600 });
   }
 
   attachmentIps(owner: Owner): string[] {
@@ -153,9 +149,8 @@ export class DiskStore implements Store, Disposable {
   setAttachmentIps(owner: Owner, ips: readonly string[]): void {
     const name = join(ATTACHMENTS, attachmentFileName(owner));
     // A repeated DEL finds no index: asked first, so that is not an exception either.
-    if (ips.length === 0) {
-      if (pathExists(join(this.dir, name))) removeIfExists(join(this.dir, name));
-    } else this.writeAtomic(name, ips.join("\n") + "\n");
+    if (ips.length === 0) removeFile(join(this.dir, name));
+    else this.writeAtomic(name, ips.join("\n") + "\n");
   }
 
   listAttachments(): Owner[] {
@@ -175,7 +170,7 @@ export class DiskStore implements Store, Disposable {
     for (const sub of [this.dir, join(this.dir, ATTACHMENTS)]) {
       for (const entry of readDirIfExists(sub)) {
         if (entry.name.startsWith(".tmp.")) {
-          n += removeIfExists(join(sub, entry.name)) ? 1 : 0;
+          n += removeFile(join(sub, entry.name)) ? 1 : 0;
         }
       }
     }
@@ -185,19 +180,19 @@ export class DiskStore implements Store, Disposable {
   private writeTemp(content: string): string {
     // Unique without crypto (loading it costs the plugin start-up): our pid, and a counter.
     const tmp = join(this.dir, `.tmp.${Deno.pid}.${tempCounter++}`);
-    Deno.writeTextFileSync(tmp, content, { mode: 0o600 });
+    writeTextFile(tmp, content, { mode: 0o600 });
     return tmp;
   }
 
   private writeAtomic(name: string, content: string): void {
     const tmp = this.writeTemp(content);
     try {
-      Deno.renameSync(tmp, join(this.dir, name));
+      renameFile(tmp, join(this.dir, name));
     } catch (err) {
       // A directory host-local made has no attachments/ yet.
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-      Deno.mkdirSync(join(this.dir, ATTACHMENTS), { recursive: true, mode: 0o755 });
-      Deno.renameSync(tmp, join(this.dir, name));
+      if (!(err instanceof SyscallError && err.errno === Errno.ENOENT)) throw err;
+      makeDirs(join(this.dir, ATTACHMENTS), 0o755);
+      renameFile(tmp, join(this.dir, name));
     }
   }
 }
@@ -227,16 +222,6 @@ function isIpFileName(name: string): boolean {
 function attachmentFileName(owner: Owner): string {
   // Container IDs cannot contain "@" (validated), so the split is unambiguous.
   return `${owner.containerId}@${owner.ifname}`;
-}
-
-function removeIfExists(path: string): boolean {
-  try {
-    Deno.removeSync(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
 
 function join(...parts: string[]): string {

@@ -5,7 +5,7 @@
 // per socket), and every message goes over one of two sockets.
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { EEXIST, NetlinkError, Rtnl } from "./netlink.ts";
-import { pathExists } from "./syscall.ts";
+import { pathExists } from "./file.ts";
 import {
   addrAdd,
   linkAddBridge,

@@ -1,8 +1,6 @@
 // System calls Deno has no API for, made through its FFI to libc's syscall(2): a netlink socket
 // and its sendto/recvfrom, and setns around the socket() call that places it in a pod's netns
-// (lib/net/netlink.ts). Also the file probes the plugin makes on every ADD and DEL, where
-// Deno's API costs more than the work: a missing file is an exception (the first one in a
-// process costs ~1 ms of set-up), and stat() builds four Date objects (V8's date set-up, ~0.5 ms).
+// (lib/net/netlink.ts); and the plugin's file I/O (lib/net/file.ts says why).
 //
 // One FFI symbol for every call: Deno sets up each symbol at dlopen. And both results are
 // declared as one-field structs: a struct of one 8-byte integer or pointer comes back in the
@@ -30,7 +28,14 @@ const NR = {
     openat: 257,
     setns: 308,
     read: 0,
+    write: 1,
+    ioctl: 16,
+    flock: 73,
+    mkdirat: 258,
     newfstatat: 262,
+    unlinkat: 263,
+    renameat: 264,
+    linkat: 265,
   },
   aarch64: {
     close: 57,
@@ -41,7 +46,14 @@ const NR = {
     openat: 56,
     setns: 268,
     read: 63,
+    write: 64,
+    ioctl: 29,
+    flock: 32,
+    mkdirat: 34,
     newfstatat: 79,
+    unlinkat: 35,
+    renameat: 38,
+    linkat: 37,
   },
 } as const;
 
@@ -54,6 +66,7 @@ export const Errno = {
   EINTR: 4,
   EEXIST: 17,
   ENODEV: 19,
+  ENOTTY: 25,
 } as const;
 
 /** The "current directory" fd for the *at() calls. */
@@ -87,8 +100,14 @@ export function sys(call: Call, what: string, ...args: Arg[]): number {
   return ret;
 }
 
-/** syscall(2) without the throw: the result, or minus errno. */
-function sysOrErrno(call: Call, what: string, args: Arg[]): number {
+/**
+ * syscall(2) without the throw: the result, or minus errno, for callers to whom some errno is an
+ * answer rather than a failure (ENOENT from a probe).
+ *
+ * @example
+ * if (sysOrErrno("unlinkat", "unlink x", [AT_FDCWD, cString("x"), 0]) === -Errno.ENOENT) {}
+ */
+export function sysOrErrno(call: Call, what: string, args: readonly Arg[]): number {
   const table = NR[Deno.build.arch as keyof typeof NR];
   // Deno ships Linux builds for these two; anywhere else the numbers would be another call's.
   if (!table) throw new Error(`no system call numbers for ${Deno.build.arch} (${what})`);
@@ -99,66 +118,6 @@ function sysOrErrno(call: Call, what: string, args: Arg[]): number {
     if (ret >= 0) return ret;
     const errno = lastErrno();
     if (errno !== Errno.EINTR || call === "close") return -errno;
-  }
-}
-
-const O_RDONLY_CLOEXEC = 0o2000000;
-const AT_SYMLINK_NOFOLLOW = 0x100;
-
-/** A file's identity: the device it is on and its inode (stat's st_dev and st_ino). */
-export interface FileId {
-  readonly dev: bigint;
-  readonly ino: bigint;
-}
-
-/**
- * stat(2) of `path` (lstat(2) with `{ follow: false }`) reduced to its identity; undefined when
- * there is no such file. Other failures throw {@linkcode SyscallError}.
- *
- * @example
- * const own = fileId("/proc/self/ns/net"); // the nsfs inode of our network namespace
- */
-export function fileId(path: string, opts: { follow?: boolean } = {}): FileId | undefined {
-  // struct stat starts with st_dev and st_ino, 8 bytes each, on x86_64 and on arm64.
-  const st = bytes(256);
-  const flags = opts.follow === false ? AT_SYMLINK_NOFOLLOW : 0;
-  const ret = sysOrErrno("newfstatat", `stat ${path}`, [AT_FDCWD, cString(path), st, flags]);
-  if (ret === -Errno.ENOENT) return undefined;
-  if (ret < 0) throw new SyscallError(`stat ${path}`, -ret);
-  const v = new DataView(st.buffer);
-  return { dev: v.getBigUint64(0, true), ino: v.getBigUint64(8, true) };
-}
-
-/** Whether `path` exists (not following a final symlink, as lstat). */
-export function pathExists(path: string): boolean {
-  return fileId(path, { follow: false }) !== undefined;
-}
-
-/**
- * The whole file as UTF-8 text; undefined when there is no such file. Other failures throw
- * {@linkcode SyscallError}.
- *
- * @example
- * readTextIfExists("/var/lib/cni/networks/mycni/last_reserved_ip.0"); // "10.244.1.7" or undefined
- */
-export function readTextIfExists(path: string): string | undefined {
-  const fd = sysOrErrno("openat", `open ${path}`, [AT_FDCWD, cString(path), O_RDONLY_CLOEXEC]);
-  if (fd === -Errno.ENOENT) return undefined;
-  if (fd < 0) throw new SyscallError(`open ${path}`, -fd);
-  try {
-    let buf = bytes(4096), len = 0;
-    for (;;) {
-      if (len === buf.length) {
-        const bigger = bytes(buf.length * 2);
-        bigger.set(buf);
-        buf = bigger;
-      }
-      const n = sys("read", `read ${path}`, fd, buf.subarray(len), buf.length - len);
-      if (n === 0) return new TextDecoder().decode(buf.subarray(0, len));
-      len += n;
-    }
-  } finally {
-    sysOrErrno("close", "close", [fd]);
   }
 }
 

@@ -1,4 +1,4 @@
-import { isoTime, writeLog } from "../../../lib/cni/log.ts";
+import { isoTime, writeLog } from "../../../lib/plugin/log.ts";
 import { assertEquals } from "../../harness/assert.ts";
 
 Deno.test("isoTime() formats a timestamp exactly as Date.prototype.toISOString does", () => {
