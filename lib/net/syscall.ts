@@ -2,20 +2,28 @@
 // and its sendto/recvfrom, and setns around the socket() call that places it in a pod's netns
 // (lib/net/netlink.ts); and the plugin's file I/O (lib/net/file.ts says why).
 //
-// One FFI symbol for every call: Deno sets up each symbol at dlopen. And both results are
-// declared as one-field structs: a struct of one 8-byte integer or pointer comes back in the
-// same register as the plain type (x86_64 SysV, AAPCS64), but a struct result makes Deno call
-// through libffi instead of compiling a fast-call trampoline with Cranelift at dlopen, which
-// cost the plugin ~1 ms per process (Cranelift's set-up, then ~0.3 ms per symbol) for calls
-// that are a few microseconds either way.
+// One FFI symbol for every call: Deno sets up each symbol at dlopen. And each symbol takes one
+// more parameter than the C function, a one-byte struct that the callee never reads: with a
+// struct among its parameters, Deno calls the symbol through libffi instead of compiling a
+// fast-call trampoline with Cranelift at dlopen (Cranelift's set-up is ~1 ms of a plugin
+// process, for calls that take microseconds either way), and the result stays a plain integer
+// (a struct result would cost a wrapper compiled with `new Function` at dlopen and a buffer per
+// call). The extra argument is harmless on both ABIs Deno ships for Linux: on x86_64 it lands
+// in a register or stack slot the callee does not read, and the caller pops it; on arm64 it
+// lands in a register the callee does not read (syscall(2) is variadic and reads the seven it
+// is given; __errno_location reads none).
 
+const PAD = { struct: ["u8"] } as const;
 const SYMBOLS = {
   syscall: {
-    parameters: ["i64", "usize", "usize", "usize", "usize", "usize", "usize"],
-    result: { struct: ["i64"] },
+    parameters: ["i64", "usize", "usize", "usize", "usize", "usize", "usize", PAD],
+    result: "i64",
   },
-  __errno_location: { parameters: [], result: { struct: ["pointer"] } },
+  __errno_location: { parameters: [PAD], result: "pointer" },
 } as const;
+
+/** The value of every {@linkcode PAD} argument. */
+const pad = new Uint8Array(1);
 
 /** System call numbers: asm/unistd_64.h on x86_64, the generic table on arm64. */
 const NR = {
@@ -114,7 +122,7 @@ export function sysOrErrno(call: Call, what: string, args: readonly Arg[]): numb
   const nr = BigInt(table[call]);
   const w = [0, 1, 2, 3, 4, 5].map((i) => word(args[i]));
   for (;;) {
-    const ret = Number(i64(symbols().syscall(nr, w[0], w[1], w[2], w[3], w[4], w[5])));
+    const ret = Number(symbols().syscall(nr, w[0], w[1], w[2], w[3], w[4], w[5], pad));
     if (ret >= 0) return ret;
     const errno = lastErrno();
     if (errno !== Errno.EINTR || call === "close") return -errno;
@@ -132,16 +140,11 @@ let errnoView: Deno.UnsafePointerView | undefined;
 
 function lastErrno(): number {
   if (!errnoView) {
-    const p = Deno.UnsafePointer.create(i64(symbols().__errno_location()));
+    const p = symbols().__errno_location(pad);
     if (!p) return 0;
     errnoView = new Deno.UnsafePointerView(p);
   }
   return errnoView.getInt32();
-}
-
-/** The 8-byte struct result as a number. */
-function i64(result: Uint8Array): bigint {
-  return new DataView(result.buffer, result.byteOffset, 8).getBigInt64(0, true);
 }
 
 /** `n` zero bytes in an ArrayBuffer of their own: V8 never moves it, so it can go by address. */
