@@ -44,6 +44,7 @@ const NR = {
     unlinkat: 263,
     renameat: 264,
     linkat: 265,
+    ftruncate: 77,
   },
   aarch64: {
     close: 57,
@@ -62,6 +63,7 @@ const NR = {
     unlinkat: 35,
     renameat: 38,
     linkat: 37,
+    ftruncate: 46,
   },
 } as const;
 
