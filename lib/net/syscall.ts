@@ -37,7 +37,6 @@ const NR = {
     setns: 308,
     read: 0,
     write: 1,
-    ioctl: 16,
     flock: 73,
     mkdirat: 258,
     newfstatat: 262,
@@ -56,7 +55,6 @@ const NR = {
     setns: 268,
     read: 63,
     write: 64,
-    ioctl: 29,
     flock: 32,
     mkdirat: 34,
     newfstatat: 79,
@@ -76,7 +74,6 @@ export const Errno = {
   EINTR: 4,
   EEXIST: 17,
   ENODEV: 19,
-  ENOTTY: 25,
 } as const;
 
 /** The "current directory" fd for the *at() calls. */
