@@ -184,7 +184,7 @@ export function deleteLink(name: string, node?: Rtnl): boolean {
 
 /** Whether a link named `name` exists in our netns, read from procfs (no process spawned). */
 export function linkInProcfs(name: string): boolean {
-  // An FFI lstat: no exception when the link is gone, no Date objects (lib/net/syscall.ts).
+  // An FFI lstat: no exception when the link is gone, no Date objects (lib/net/file.ts).
   return pathExists(`/proc/sys/net/ipv4/conf/${name}`);
 }
 

@@ -7,7 +7,7 @@ const NETNS_DIR = /^\/(var\/)?run\/netns\/[^/]+$/;
 
 /** Throws a CNI error naming CNI_NETNS when it cannot be a pod's network namespace. */
 export function checkPodNetns(path: string): void {
-  // stat through the FFI (lib/net/syscall.ts): Deno.statSync would build Date objects, which
+  // stat through the FFI (lib/net/file.ts): Deno.statSync would build Date objects, which
   // costs the plugin's ADD ~0.5 ms of V8 date set-up for two numbers it needs.
   let target: FileId | undefined, own: FileId | undefined;
   try {
