@@ -16,7 +16,10 @@ declare -A ENTRIES=([mycni]=mycni.ts [mycni-init]=init.ts)
 RUN_FLAGS="run --allow-all --no-config --no-lock --no-prompt --ext=js"
 # The agent lives as long as the node: V8's small young generation and lite mode (no optimizing
 # JIT) keep it under the 64 MiB target with 1000 nodes (bench/agent_sync.ts); it is not CPU-bound.
-declare -A V8_FLAGS=([mycni]="" [mycni-init]="--v8-flags=--max-semi-space-size=1,--lite-mode")
+# The plugin lives ~20 ms: lite mode spares it the baseline and optimizing compilers and native
+# regular expressions, which V8 would start on its loops and regexes and which cannot pay back in
+# one run (paired runs: ~1.5-1.9 ms less on ADD and DEL under load; README "Performance").
+declare -A V8_FLAGS=([mycni]="--v8-flags=--lite-mode" [mycni-init]="--v8-flags=--max-semi-space-size=1,--lite-mode")
 
 build_one() {
   local name=$1 entry=$2 tmp="bin/.$1.tmp" js="bin/.$1.js"

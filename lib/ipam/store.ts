@@ -6,6 +6,21 @@
 // The attachment index makes DEL and ADD-retry O(1) instead of host-local's directory scan; it
 // is written before the IP files, so it always names a superset of what the attachment owns.
 // (No node:path here: a node: import costs the plugin tens of ms of start-up on every ADD.)
+// Files are read and written through lib/net/file.ts, not Deno's file API, which costs a
+// plugin process more to set up than the handful of system calls an ADD makes (file.ts says
+// how much); a missing file is an answer there, not an exception. Listing a directory (GC,
+// STATUS) stays with Deno.readDirSync.
+import {
+  linkFile,
+  lockFile,
+  makeDirs,
+  pathExists,
+  readTextIfExists,
+  removeFile,
+  renameFile,
+  writeTextFile,
+} from "../net/file.ts";
+import { Errno, SyscallError } from "../net/syscall.ts";
 
 /** Who holds an address. */
 export interface Owner {
@@ -57,33 +72,24 @@ let tempCounter = 0;
 
 /** The store for one network's directory; holds the directory's lock until disposed. */
 export class DiskStore implements Store, Disposable {
-  private constructor(readonly dir: string, private readonly lockFile: Deno.FsFile) {}
+  private constructor(readonly dir: string, private readonly lock: Disposable) {}
 
   /** Creates the directory if needed and takes its lock (waits for other plugin processes). */
   static open(dataDir: string, network: string): DiskStore {
     const dir = join(dataDir, network);
-    const openLock = () =>
-      Deno.openSync(join(dir, "lock"), { read: true, write: true, create: true, mode: 0o600 });
-    let lockFile: Deno.FsFile;
-    try {
-      lockFile = openLock();
-    } catch (err) {
-      // First use on this node: make the directory (host-local's mode) and try again.
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-      Deno.mkdirSync(join(dir, ATTACHMENTS), { recursive: true, mode: 0o755 });
-      lockFile = openLock();
-    }
     // flock(2), like host-local's lock; the kernel drops it when a killed process dies.
-    lockFile.lockSync(true);
-    return new DiskStore(dir, lockFile);
+    let lock = lockFile(join(dir, "lock"));
+    if (!lock) {
+      // First use on this node: make the directory (host-local's mode) and try again.
+      makeDirs(join(dir, ATTACHMENTS), 0o755);
+      lock = lockFile(join(dir, "lock"));
+    }
+    if (!lock) throw new Error(`${dir} vanished while it was being set up`);
+    return new DiskStore(dir, lock);
   }
 
   [Symbol.dispose](): void {
-    try {
-      this.lockFile.unlockSync();
-    } finally {
-      this.lockFile.close();
-    }
+    this.lock[Symbol.dispose]();
   }
 
   reserve(ip: string, owner: Owner): boolean {
@@ -91,34 +97,22 @@ export class DiskStore implements Store, Disposable {
     // file exists, so a reservation is exclusive and never visible half-written.
     const tmp = this.writeTemp(formatOwner(owner));
     try {
-      Deno.linkSync(tmp, join(this.dir, ipFileName(ip)));
-      return true;
-    } catch (err) {
-      if (err instanceof Deno.errors.AlreadyExists) return false;
-      throw err;
+      return linkFile(tmp, join(this.dir, ipFileName(ip)));
     } finally {
-      try {
-        Deno.removeSync(tmp);
-      } catch { /* already gone */ }
+      removeFile(tmp);
     }
   }
 
   release(ip: string, owner: Owner): void {
-    if (this.owns(ip, owner)) removeIfExists(join(this.dir, ipFileName(ip)));
+    if (this.owns(ip, owner)) removeFile(join(this.dir, ipFileName(ip)));
   }
 
   isTaken(ip: string): boolean {
-    try {
-      Deno.lstatSync(join(this.dir, ipFileName(ip)));
-      return true;
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return false;
-      throw err;
-    }
+    return pathExists(join(this.dir, ipFileName(ip)));
   }
 
   owns(ip: string, owner: Owner): boolean {
-    const text = readIfExists(join(this.dir, ipFileName(ip)));
+    const text = readTextIfExists(join(this.dir, ipFileName(ip)));
     if (text === undefined) return false;
     const held = parseOwner(text);
     // Files written by host-local before 0.4 hold only the container ID.
@@ -130,7 +124,7 @@ export class DiskStore implements Store, Disposable {
     const out: Allocation[] = [];
     for (const entry of Deno.readDirSync(this.dir)) {
       if (!entry.isFile || !isIpFileName(entry.name)) continue;
-      const text = readIfExists(join(this.dir, entry.name));
+      const text = readTextIfExists(join(this.dir, entry.name));
       if (text !== undefined) {
         out.push({ ip: entry.name.replaceAll("_", ":"), owner: parseOwner(text) });
       }
@@ -139,22 +133,23 @@ export class DiskStore implements Store, Disposable {
   }
 
   lastReserved(range: number): string | undefined {
-    return (readIfExists(join(this.dir, `last_reserved_ip.${range}`)))?.trim();
+    return (readTextIfExists(join(this.dir, `last_reserved_ip.${range}`)))?.trim();
   }
 
   setLastReserved(range: number, ip: string): void {
     // In place, as host-local writes it: a torn write only moves the round-robin start.
-    Deno.writeTextFileSync(join(this.dir, `last_reserved_ip.${range}`), ip, { mode: 0o600 });
+    writeTextFile(join(this.dir, `last_reserved_ip.${range}`), ip, { mode: 0o600 });
   }
 
   attachmentIps(owner: Owner): string[] {
-    const text = readIfExists(join(this.dir, ATTACHMENTS, attachmentFileName(owner)));
+    const text = readTextIfExists(join(this.dir, ATTACHMENTS, attachmentFileName(owner)));
     return text === undefined ? [] : text.split("\n").filter((l) => l !== "");
   }
 
   setAttachmentIps(owner: Owner, ips: readonly string[]): void {
     const name = join(ATTACHMENTS, attachmentFileName(owner));
-    if (ips.length === 0) removeIfExists(join(this.dir, name));
+    // A repeated DEL finds no index: asked first, so that is not an exception either.
+    if (ips.length === 0) removeFile(join(this.dir, name));
     else this.writeAtomic(name, ips.join("\n") + "\n");
   }
 
@@ -175,7 +170,7 @@ export class DiskStore implements Store, Disposable {
     for (const sub of [this.dir, join(this.dir, ATTACHMENTS)]) {
       for (const entry of readDirIfExists(sub)) {
         if (entry.name.startsWith(".tmp.")) {
-          n += removeIfExists(join(sub, entry.name)) ? 1 : 0;
+          n += removeFile(join(sub, entry.name)) ? 1 : 0;
         }
       }
     }
@@ -185,19 +180,19 @@ export class DiskStore implements Store, Disposable {
   private writeTemp(content: string): string {
     // Unique without crypto (loading it costs the plugin start-up): our pid, and a counter.
     const tmp = join(this.dir, `.tmp.${Deno.pid}.${tempCounter++}`);
-    Deno.writeTextFileSync(tmp, content, { mode: 0o600 });
+    writeTextFile(tmp, content, { mode: 0o600 });
     return tmp;
   }
 
   private writeAtomic(name: string, content: string): void {
     const tmp = this.writeTemp(content);
     try {
-      Deno.renameSync(tmp, join(this.dir, name));
+      renameFile(tmp, join(this.dir, name));
     } catch (err) {
       // A directory host-local made has no attachments/ yet.
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-      Deno.mkdirSync(join(this.dir, ATTACHMENTS), { recursive: true, mode: 0o755 });
-      Deno.renameSync(tmp, join(this.dir, name));
+      if (!(err instanceof SyscallError && err.errno === Errno.ENOENT)) throw err;
+      makeDirs(join(this.dir, ATTACHMENTS), 0o755);
+      renameFile(tmp, join(this.dir, name));
     }
   }
 }
@@ -227,25 +222,6 @@ function isIpFileName(name: string): boolean {
 function attachmentFileName(owner: Owner): string {
   // Container IDs cannot contain "@" (validated), so the split is unambiguous.
   return `${owner.containerId}@${owner.ifname}`;
-}
-
-function readIfExists(path: string): string | undefined {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
-  }
-}
-
-function removeIfExists(path: string): boolean {
-  try {
-    Deno.removeSync(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
 
 function join(...parts: string[]): string {

@@ -1,8 +1,11 @@
 // The pod datapath, as the `ip` commands it amounts to: a veth pair made inside the pod netns
 // with its peer pushed into ours, the peer enslaved to the bridge. Sent over rtnetlink (see
-// netlink.ts): no process is spawned on the fast path.
+// netlink.ts): no process is spawned on the fast path. The caller opens one socket per
+// namespace and passes it to each step: an ADD enters the pod netns once (a setns round trip
+// per socket), and every message goes over one of two sockets.
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { EEXIST, NetlinkError, Rtnl } from "./netlink.ts";
+import { pathExists } from "./file.ts";
 import {
   addrAdd,
   linkAddBridge,
@@ -53,9 +56,8 @@ export interface PodRoute {
  * `ip link add ifname type veth peer name hostVeth netns <ours>`, made from inside the pod netns
  * so the pod end never exists in the host netns under a clashing name.
  */
-export function createVethPair(plan: VethPlan): void {
+export function createVethPair(pod: Rtnl, plan: VethPlan): void {
   const { ifname, mtu } = plan;
-  using pod = Rtnl.open(plan.netns);
   linkAddVeth(pod, { name: ifname, mac: plan.podMac, mtu }, {
     name: plan.hostVeth,
     mac: plan.hostMac,
@@ -69,9 +71,8 @@ export function createVethPair(plan: VethPlan): void {
  * `nodad` and a fixed link-local, so ADD never returns with a tentative address and never waits
  * the ~2 s DAD costs (what the reference does with accept_dad=0).
  */
-export function configurePodInterface(plan: VethPlan): void {
+export function configurePodInterface(pod: Rtnl, plan: VethPlan): void {
   const { ifname } = plan;
-  using pod = Rtnl.open(plan.netns);
   linkSet(pod, "lo", { up: true });
   const dev = linkGet(pod, ifname);
   if (!dev) throw new CniError(ErrorCode.Internal, `${ifname} is gone from ${plan.netns}`);
@@ -91,8 +92,7 @@ export function configurePodInterface(plan: VethPlan): void {
  * kernel's linkwatch, which then reports its carrier up to a second late, and the bridge does
  * not forward for it until then.
  */
-export function ensureBridge(plan: VethPlan): LinkState {
-  using node = Rtnl.open();
+export function ensureBridge(node: Rtnl, plan: VethPlan): LinkState {
   const bridge = linkGet(node, plan.bridge) ?? createBridge(node, plan);
   if (bridge.kind !== "bridge") {
     throw new CniError(ErrorCode.Internal, `"${plan.bridge}" already exists but is not a bridge`);
@@ -105,8 +105,11 @@ export function ensureBridge(plan: VethPlan): LinkState {
  * addresses; returns the bridge's MAC. `addr replace` is idempotent, so every ADD re-asserts
  * the gateway (a crash between creating the bridge and addressing it heals on the next pod).
  */
-export async function attachToBridge(plan: VethPlan, bridge: LinkState): Promise<string> {
-  using node = Rtnl.open();
+export async function attachToBridge(
+  node: Rtnl,
+  plan: VethPlan,
+  bridge: LinkState,
+): Promise<string> {
   // A bridge port needs no IPv6 address of its own: no link-local, no DAD, no MLD noise.
   linkSet(node, plan.hostVeth, { master: bridge.index, noAddrGen: true });
   if (plan.hairpin) linkSetHairpin(node, plan.hostVeth);
@@ -166,23 +169,23 @@ function createBridge(node: Rtnl, plan: VethPlan): LinkState {
   return bridge;
 }
 
-/** Deletes a link in our netns; already gone is success. Deleting one end of a veth removes both. */
-export function deleteLink(name: string): boolean {
+/**
+ * Deletes a link in our netns; already gone is success. Deleting one end of a veth removes both.
+ * Opens a socket unless given one (`node`, a socket in our netns).
+ */
+export function deleteLink(name: string, node?: Rtnl): boolean {
   // Most DELs repeat one that already removed the veth (containerd calls DEL twice): procfs
   // answers "no such link" without a netlink round trip. /proc/sys/net is per the reader's netns.
   if (!linkInProcfs(name)) return false;
-  using node = Rtnl.open();
-  return linkDel(node, name);
+  if (node) return linkDel(node, name);
+  using own = Rtnl.open();
+  return linkDel(own, name);
 }
 
 /** Whether a link named `name` exists in our netns, read from procfs (no process spawned). */
 export function linkInProcfs(name: string): boolean {
-  try {
-    Deno.statSync(`/proc/sys/net/ipv4/conf/${name}`);
-    return true;
-  } catch {
-    return false;
-  }
+  // An FFI lstat: no exception when the link is gone, no Date objects (lib/net/file.ts).
+  return pathExists(`/proc/sys/net/ipv4/conf/${name}`);
 }
 
 /** Links enslaved to `bridge` in our netns ([] when the bridge does not exist). */

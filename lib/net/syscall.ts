@@ -1,16 +1,29 @@
 // System calls Deno has no API for, made through its FFI to libc's syscall(2): a netlink socket
 // and its sendto/recvfrom, and setns around the socket() call that places it in a pod's netns
-// (lib/net/netlink.ts).
+// (lib/net/netlink.ts); and the plugin's file I/O (lib/net/file.ts says why).
 //
-// One FFI symbol for every call: Deno builds a trampoline per symbol (~0.3 ms each).
+// One FFI symbol for every call: Deno sets up each symbol at dlopen. And each symbol takes one
+// more parameter than the C function, a one-byte struct that the callee never reads: with a
+// struct among its parameters, Deno calls the symbol through libffi instead of compiling a
+// fast-call trampoline with Cranelift at dlopen (Cranelift's set-up is ~1 ms of a plugin
+// process, for calls that take microseconds either way), and the result stays a plain integer
+// (a struct result would cost a wrapper compiled with `new Function` at dlopen and a buffer per
+// call). The extra argument is harmless on both ABIs Deno ships for Linux: on x86_64 it lands
+// in a register or stack slot the callee does not read, and the caller pops it; on arm64 it
+// lands in a register the callee does not read (syscall(2) is variadic and reads the seven it
+// is given; __errno_location reads none).
 
+const PAD = { struct: ["u8"] } as const;
 const SYMBOLS = {
   syscall: {
-    parameters: ["i64", "usize", "usize", "usize", "usize", "usize", "usize"],
+    parameters: ["i64", "usize", "usize", "usize", "usize", "usize", "usize", PAD],
     result: "i64",
   },
-  __errno_location: { parameters: [], result: "pointer" },
+  __errno_location: { parameters: [PAD], result: "pointer" },
 } as const;
+
+/** The value of every {@linkcode PAD} argument. */
+const pad = new Uint8Array(1);
 
 /** System call numbers: asm/unistd_64.h on x86_64, the generic table on arm64. */
 const NR = {
@@ -22,6 +35,15 @@ const NR = {
     setsockopt: 54,
     openat: 257,
     setns: 308,
+    read: 0,
+    write: 1,
+    flock: 73,
+    mkdirat: 258,
+    newfstatat: 262,
+    unlinkat: 263,
+    renameat: 264,
+    linkat: 265,
+    ftruncate: 77,
   },
   aarch64: {
     close: 57,
@@ -31,6 +53,15 @@ const NR = {
     setsockopt: 208,
     openat: 56,
     setns: 268,
+    read: 63,
+    write: 64,
+    flock: 32,
+    mkdirat: 34,
+    newfstatat: 79,
+    unlinkat: 35,
+    renameat: 38,
+    linkat: 37,
+    ftruncate: 46,
   },
 } as const;
 
@@ -71,16 +102,29 @@ export type Arg = number | Uint8Array<ArrayBuffer>;
  * ArrayBuffer of their own so V8 never moves them while the kernel reads or writes them.
  */
 export function sys(call: Call, what: string, ...args: Arg[]): number {
+  const ret = sysOrErrno(call, what, args);
+  if (ret < 0) throw new SyscallError(what, -ret);
+  return ret;
+}
+
+/**
+ * syscall(2) without the throw: the result, or minus errno, for callers to whom some errno is an
+ * answer rather than a failure (ENOENT from a probe).
+ *
+ * @example
+ * if (sysOrErrno("unlinkat", "unlink x", [AT_FDCWD, cString("x"), 0]) === -Errno.ENOENT) {}
+ */
+export function sysOrErrno(call: Call, what: string, args: readonly Arg[]): number {
   const table = NR[Deno.build.arch as keyof typeof NR];
   // Deno ships Linux builds for these two; anywhere else the numbers would be another call's.
   if (!table) throw new Error(`no system call numbers for ${Deno.build.arch} (${what})`);
   const nr = BigInt(table[call]);
   const w = [0, 1, 2, 3, 4, 5].map((i) => word(args[i]));
   for (;;) {
-    const ret = Number(symbols().syscall(nr, w[0], w[1], w[2], w[3], w[4], w[5]));
+    const ret = Number(symbols().syscall(nr, w[0], w[1], w[2], w[3], w[4], w[5], pad));
     if (ret >= 0) return ret;
     const errno = lastErrno();
-    if (errno !== Errno.EINTR || call === "close") throw new SyscallError(what, errno);
+    if (errno !== Errno.EINTR || call === "close") return -errno;
   }
 }
 
@@ -90,9 +134,16 @@ function word(arg: Arg | undefined): bigint {
   return Deno.UnsafePointer.value(Deno.UnsafePointer.of(arg)) as bigint;
 }
 
+// errno's address is per thread; the JS thread's never changes, so it is asked for once.
+let errnoView: Deno.UnsafePointerView | undefined;
+
 function lastErrno(): number {
-  const p = symbols().__errno_location();
-  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+  if (!errnoView) {
+    const p = symbols().__errno_location(pad);
+    if (!p) return 0;
+    errnoView = new Deno.UnsafePointerView(p);
+  }
+  return errnoView.getInt32();
 }
 
 /** `n` zero bytes in an ArrayBuffer of their own: V8 never moves it, so it can go by address. */

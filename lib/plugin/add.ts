@@ -16,7 +16,7 @@ import {
 } from "../net/link.ts";
 import { defaultRouteMtu } from "../net/mtu.ts";
 import { checkPodNetns } from "../net/netns.ts";
-import { EEXIST, NetlinkError } from "../net/netlink.ts";
+import { EEXIST, NetlinkError, Rtnl } from "../net/netlink.ts";
 import { planVeth, podAddress } from "./plan.ts";
 import { ipamFor, type Request } from "./request.ts";
 import { stepTimer } from "./steps.ts";
@@ -46,14 +46,10 @@ export async function add(req: Request): Promise<Result> {
       routes: podRoutes(ipamResult.routes ?? [], addresses),
     });
     lap("plan");
-    const bridge = ensureBridge(plan);
-    lap("bridge");
-    createVeth(plan);
-    undo.push("delete veth", () => deleteLink(plan.hostVeth));
-    configurePodInterface(plan);
-    lap("pod");
-    const bridgeMac = await attachToBridge(plan, bridge);
-    lap("attach");
+    const bridgeMac = await wirePod(plan, {
+      lap,
+      vethCreated: () => undo.push("delete veth", () => deleteLink(plan.hostVeth)),
+    });
     if (conf.ipMasq) {
       undo.push("remove masquerade", () => teardownIpMasq(conf.name, env.containerId));
       await setupIpMasq({
@@ -70,20 +66,49 @@ export async function add(req: Request): Promise<Result> {
   }
 }
 
+/**
+ * Everything ADD asks of the kernel, in order: the bridge, the veth pair, the pod side, the host
+ * side; returns the bridge's MAC. `on.lap(step)` marks the end of each step for the log line
+ * ("bridge", "pod", "attach"); `on.vethCreated()` runs once the pair exists. The latency bench
+ * (bench/plugin_latency.ts) times this same function in a warm process as the kernel's share of
+ * an ADD, so the two cannot drift apart.
+ *
+ * @example
+ * const mac = await wirePod(plan, { lap: () => {}, vethCreated: () => {} });
+ */
+export async function wirePod(
+  plan: VethPlan,
+  on: { lap(step: string): void; vethCreated(): void },
+): Promise<string> {
+  // One socket per netns, closed when this returns (an undo opens its own): the pod netns is
+  // entered once, for the socket() call.
+  using node = Rtnl.open();
+  const bridge = ensureBridge(node, plan);
+  on.lap("bridge");
+  using pod = Rtnl.open(plan.netns);
+  createVeth(pod, node, plan);
+  on.vethCreated();
+  configurePodInterface(pod, plan);
+  on.lap("pod");
+  const bridgeMac = await attachToBridge(node, plan, bridge);
+  on.lap("attach");
+  return bridgeMac;
+}
+
 /** Creates the veth; a stale host end left by a crashed ADD of this attachment is replaced once. */
-function createVeth(plan: VethPlan): void {
+function createVeth(pod: Rtnl, node: Rtnl, plan: VethPlan): void {
   try {
-    createVethPair(plan);
+    createVethPair(pod, plan);
   } catch (err) {
     if (!(err instanceof NetlinkError && err.errno === EEXIST)) throw err;
-    if (!deleteLink(plan.hostVeth)) {
+    if (!deleteLink(plan.hostVeth, node)) {
       throw new CniError(
         ErrorCode.Internal,
         `Cannot create ${plan.ifname} in ${plan.netns}: an interface named ${plan.ifname} already exists there`,
         err.message,
       );
     }
-    createVethPair(plan);
+    createVethPair(pod, plan);
   }
 }
 

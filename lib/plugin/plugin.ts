@@ -2,7 +2,7 @@
 // One table maps verbs to handlers; errors become the spec's error JSON in one place.
 import { type CniEnv, parseCniEnv, parseVerb, type Verb } from "../cni/env.ts";
 import { CniError, ErrorCode, toErrorJson } from "../cni/errors.ts";
-import { writeLog } from "../cni/log.ts";
+import { writeLog } from "./log.ts";
 import { decodeStdin, type NetConf, parseNetConf, peekVersion } from "../cni/netconf.ts";
 import { formatResult, type Result } from "../cni/result.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS, versionAtLeast } from "../cni/version.ts";

@@ -74,3 +74,18 @@ Deno.test("DiskStore works in a directory host-local made (no attachments/ yet)"
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("DiskStore.setAttachmentIps() creates a new index, replaces an old one whole", () =>
+  withStore((store, dir) => {
+    // A directory host-local made has no attachments/ yet.
+    Deno.removeSync(`${dir}/attachments`, { recursive: true });
+    store.setAttachmentIps(pod, ["10.244.1.5"]);
+    assertEquals(Deno.readTextFileSync(`${dir}/attachments/c1@eth0`), "10.244.1.5\n");
+    assertEquals(Deno.statSync(`${dir}/attachments/c1@eth0`).mode! & 0o777, 0o600);
+    // An ADD retried after a crash rewrites it: longer, then shorter, never a mix.
+    store.setAttachmentIps(pod, ["10.244.1.5", "fd00::5"]);
+    assertEquals(store.attachmentIps(pod), ["10.244.1.5", "fd00::5"]);
+    store.setAttachmentIps(pod, ["10.244.1.9"]);
+    assertEquals(Deno.readTextFileSync(`${dir}/attachments/c1@eth0`), "10.244.1.9\n");
+    assertEquals([...Deno.readDirSync(dir)].filter((e) => e.name.startsWith(".tmp")).length, 0);
+  }));

@@ -57,3 +57,19 @@ Deno.test("dumps list links, addresses and routes as ip shows them (read-only, o
   assert(addrList(nl).some((a) => a.index === 1 && a.address === "127.0.0.1/8"));
   assert(routeList(nl, 4).some((r) => r.dst === "127.0.0.0/8" && r.table === 255));
 });
+
+Deno.test("Rtnl.open() of a path that is no network namespace names it with errno's text", () => {
+  const missing = assertThrows(() => Rtnl.open("/nonexistent/mycni-netns"));
+  assertMatch(
+    missing.message,
+    /^open netns \/nonexistent\/mycni-netns: No such file or directory$/,
+  );
+  // Opens fine, but setns refuses a file that is not a namespace (root only gets that far).
+  if (Deno.uid() === 0) {
+    const notNetns = assertThrows(() => Rtnl.open("/dev/null"));
+    assertMatch(notNetns.message, /^setns \/dev\/null: Invalid argument$/);
+  }
+  // The thread is back in its own netns: a socket opened now sees our lo.
+  using nl = Rtnl.open();
+  assertEquals(linkGet(nl, "lo")?.index, 1);
+});

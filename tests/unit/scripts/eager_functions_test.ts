@@ -1,4 +1,4 @@
-import { eagerFunctions } from "../../../scripts/eager_functions.ts";
+import { COLD_MODULES, eagerFunctions } from "../../../scripts/eager_functions.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../../harness/assert.ts";
 
 const BUNDLE = [
@@ -52,4 +52,48 @@ Deno.test("eagerFunctions() refuses text it does not understand", () => {
   assertMatch(unclosed.message, /no closing/);
   const none = assertThrows(() => eagerFunctions("const x = 1;\n"));
   assertMatch(none.message, /no top-level functions/);
+});
+
+Deno.test("eagerFunctions() leaves the functions of cold modules lazy, and the bundle runs", async () => {
+  const bundle = [
+    "// lib/hot.ts",
+    "function hot() {",
+    "  return cold() + 1;",
+    "}",
+    "// lib/cold.ts",
+    "function cold() {",
+    "  return 41;",
+    "}",
+    "async function coldToo() { return 0; }",
+    "// main.ts",
+    "globalThis.__coldResult = hot();",
+  ].join("\n");
+  const out = eagerFunctions(bundle, { cold: ["lib/cold.ts"] });
+  const lines = out.split("\n");
+  assertEquals(lines[0], "var hot = (function hot() {");
+  assert(lines.includes("function cold() {"));
+  assert(lines.includes("async function coldToo() { return 0; }"));
+  assert(!out.includes("var cold ="));
+  const file = await Deno.makeTempFile({ suffix: ".js" });
+  try {
+    await Deno.writeTextFile(file, out);
+    await import(`file://${file}`);
+    assertEquals((globalThis as { __coldResult?: number }).__coldResult, 42);
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("every cold module of the plugin is in its bundle under that name", async () => {
+  // A renamed or moved module would silently become eager again.
+  const entry = new URL("../../../mycni.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--quiet", "--no-config", "--platform", "deno", entry],
+    stdout: "piped",
+  }).output();
+  const modules = new TextDecoder().decode(out.stdout).split("\n").filter((l) =>
+    /^\/\/ \S+\.ts$/.test(l)
+  )
+    .map((l) => l.slice(3));
+  for (const cold of COLD_MODULES) assert(modules.includes(cold), `${cold} not in ${modules}`);
 });

@@ -1,0 +1,78 @@
+// The built plugin's V8 code cache: Deno writes it only from its event loop, which the plugin
+// turns on VERSION and on a random one run in 16 otherwise (mycni.ts says why). A fresh install
+// must get its cache at its first VERSION, or within a few runs of anything else; without it
+// every ADD compiles the plugin from source. No root needed: DEL without a netns, of a veth
+// that is not there, touches only its temp IPAM directory.
+import { DatabaseSync } from "node:sqlite";
+import { runOutput } from "../../lib/process/run.ts";
+import { assert, assertEquals } from "../harness/assert.ts";
+import { PLUGIN } from "../harness/plugin.ts";
+
+const isBundle = new TextDecoder().decode(Deno.readFileSync(PLUGIN).subarray(0, 2)) === "#!";
+
+/** A copy of the built plugin at a path, and with a DENO_DIR, that no run has seen. */
+async function freshInstall(dir: string, name: string) {
+  const plugin = `${dir}/${name}`;
+  await Deno.copyFile(PLUGIN, plugin);
+  const denoDir = `${dir}/deno-${name}`;
+  return {
+    cached() {
+      try {
+        using db = new DatabaseSync(`${denoDir}/v8_code_cache_v2`, { readOnly: true });
+        const row = db.prepare("SELECT count(*) AS n FROM codecache WHERE specifier = ?")
+          .get(`file://${plugin}`) as { n: number };
+        return row.n > 0;
+      } catch {
+        return false; // no database yet
+      }
+    },
+    async run(env: Record<string, string>, stdin: string) {
+      const out = await runOutput([plugin], {
+        stdin,
+        env: { DENO_DIR: denoDir, PATH: "/usr/bin:/bin", ...env },
+      });
+      assertEquals(out.code, 0, `${out.stdout} ${out.stderr}`);
+      return out.stdout;
+    },
+  };
+}
+
+Deno.test({
+  name: "the built plugin's code cache is written at its first VERSION, or within a few DELs",
+  // A `deno compile` executable keeps no cache in DENO_DIR; this build machine makes bundles.
+  ignore: !isBundle,
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mycni-cache-" });
+  try {
+    const first = await freshInstall(dir, "mycni-a");
+    const version = await first.run({ CNI_COMMAND: "VERSION" }, '{"cniVersion":"1.0.0"}');
+    assertEquals(JSON.parse(version).cniVersion, "1.0.0");
+    assert(first.cached(), "no code cache after the first VERSION");
+
+    const other = await freshInstall(dir, "mycni-b");
+    const conf = JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "cachetest",
+      type: "mycni",
+      podcidr: "10.250.9.0/24",
+      dataDir: `${dir}/ipam`,
+      logFile: `${dir}/mycni.log`,
+    });
+    const del = {
+      CNI_COMMAND: "DEL",
+      CNI_CONTAINERID: "cachetest",
+      CNI_IFNAME: "eth0",
+      CNI_NETNS: "",
+      CNI_PATH: "/usr/lib/cni",
+    };
+    // 1 in 16 per run: the chance of 200 runs without one is (15/16)^200, about 2e-6.
+    let runs = 0;
+    while (!other.cached() && runs < 200) {
+      runs++;
+      assertEquals(await other.run(del, conf), "");
+    }
+    assert(other.cached(), `no code cache after ${runs} DELs`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
