@@ -7,7 +7,7 @@
 // Names are derived, never random: a peer set is named after its policy, rule and family, so a
 // pod that comes or goes changes that set's elements and nothing else; a chain is named after
 // its rules, so targets with the same rules share one chain and a chain never changes in place.
-import type { Family } from "../ip/cidr.ts";
+import { type Family, formatIp } from "../ip/cidr.ts";
 import { formatRange } from "../ip/range.ts";
 import type { NftChain, NftSet } from "../net/nft_ruleset.ts";
 import { nameDigest } from "../net/digest.ts";
@@ -42,6 +42,9 @@ const IP: Record<Family, string> = { 4: "ip", 6: "ip6" };
 const ADDR: Record<Family, string> = { 4: "ipv4_addr", 6: "ipv6_addr" };
 const PROTO: Record<Protocol, string> = { TCP: "tcp", UDP: "udp", SCTP: "sctp" };
 type NamedPort = Extract<PortMatch, { kind: "named" }>;
+
+/** Ranges up to this many addresses are listed address by address (a /24 is 256). */
+const EXPAND_LIMIT = 256n;
 
 const MAP_NAME = (dir: Direction, f: Family) => `${dir}${f}`;
 
@@ -134,22 +137,22 @@ function chainRules(dir: Direction, plan: DirectionPlan, pool: SetPool): string[
   for (const rule of plan.allow) {
     if (rule.ports !== "any" && rule.ports.length === 0) continue; // no port resolved
     for (const f of FAMILIES) {
-      let peer = "";
-      if (rule.peers !== "any") {
-        const set = pool.peers(dir, rule, f);
-        if (set === undefined) continue; // no peer of this family
-        peer = `${IP[f]} ${peerField} @${set} `;
-      }
-      if (rule.ports === "any") {
-        out.add(`${peer}${verdict}`);
-        continue;
-      }
-      for (const [i, port] of rule.ports.entries()) {
-        const matches = portMatches(port, f, (named, n) =>
-          // Every peer has the port under that number (a Deployment's pods, typically): the peer
-          // set already says it, no second set of the same addresses.
-          coversPeers(rule, named, n, f) ? "" : pool.endpoints(dir, rule, i, f, named, n));
-        for (const match of matches) out.add(`${peer}${match} ${verdict}`);
+      // No peers: one rule with no address match; else one per set (addresses, ranges).
+      const peerMatches = rule.peers === "any"
+        ? [""]
+        : pool.peers(dir, rule, f).map((set) => `${IP[f]} ${peerField} @${set} `);
+      for (const peer of peerMatches) {
+        if (rule.ports === "any") {
+          out.add(`${peer}${verdict}`);
+          continue;
+        }
+        for (const [i, port] of rule.ports.entries()) {
+          const matches = portMatches(port, f, (named, n) =>
+            // Every peer has the port under that number (a Deployment's pods, typically): the
+            // peer set already says it, no second set of the same addresses.
+            coversPeers(rule, named, n, f) ? "" : pool.endpoints(dir, rule, i, f, named, n));
+          for (const match of matches) out.add(`${peer}${match} ${verdict}`);
+        }
       }
     }
   }
@@ -226,22 +229,46 @@ class SetPool {
   #sealed = false;
 
   /** The set holding `rule`'s peers of family `f`, or undefined when it has none. */
-  peers(dir: Direction, rule: AllowRule, f: Family): string | undefined {
+  peers(dir: Direction, rule: AllowRule, f: Family): string[] {
     const peers = rule.peers as AddressSet;
-    const content = this.#content(peers, `${f}`, () => {
-      const ranges = f === 4 ? peers.v4 : peers.v6;
-      if (ranges.length === 0) return null;
+    const ranges = f === 4 ? peers.v4 : peers.v6;
+    // Addresses (pods, small blocks) go in a plain set, wide ranges (ipBlocks) in an interval
+    // set: nft reads every element of every interval set in the table before each change, and
+    // a plain set's not at all (a change costs ~10 ms instead of ~60 ms at 10,000 elements).
+    const single = this.#content(peers, `${f}/addresses`, () => {
+      const small = ranges.filter((r) => r.end - r.start < EXPAND_LIMIT);
+      if (small.length === 0) return null;
       return {
-        key: `${f}|${ranges.map((r) => r.start === r.end ? `${r.start}` : `${r.start}-${r.end}`)}`,
+        key: `${f}|a|${small.map((r) => r.start === r.end ? `${r.start}` : `${r.start}-${r.end}`)}`,
+        make: () => {
+          const elements = new Map<string, string>();
+          for (const r of small) {
+            for (let v = r.start; v <= r.end; v++) {
+              const ip = formatIp({ family: f, value: v });
+              elements.set(ip, ip);
+            }
+          }
+          return { kind: "set", type: ADDR[f], interval: false, elements };
+        },
+      };
+    });
+    const wide = this.#content(peers, `${f}/ranges`, () => {
+      const big = ranges.filter((r) => r.end - r.start >= EXPAND_LIMIT);
+      if (big.length === 0) return null;
+      return {
+        key: `${f}|r|${big.map((r) => `${r.start}-${r.end}`)}`,
         make: () => ({
           kind: "set",
           type: ADDR[f],
           interval: true,
-          elements: new Map(ranges.map((r) => [rangeKey(r, f), formatRange(f, r)])),
+          elements: new Map(big.map((r) => [rangeKey(r, f), formatRange(f, r)])),
         }),
       };
     });
-    return content && this.#claim(content, `${dir[0]}_${ruleId(rule)}_${f}`);
+    const names: string[] = [];
+    if (single) names.push(this.#claim(single, `${dir[0]}_${ruleId(rule)}_${f}`));
+    if (wide) names.push(this.#claim(wide, `${dir[0]}r_${ruleId(rule)}_${f}`));
+    return names;
   }
 
   /**

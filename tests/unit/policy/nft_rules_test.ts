@@ -25,7 +25,7 @@ Deno.test("policyObjects() maps each isolated pod to one chain per direction, ta
   const rule: AllowRule = {
     policy: "x/web",
     rule: 0,
-    peers: peers("10.244.2.0/24", "fd00:10:244:2::/64"),
+    peers: peers("10.244.2.0/30", "10.244.3.0/24", "10.0.0.0/16", "fd00:10:244:2::/64"),
     ports: [{ kind: "range", protocol: "TCP", port: 80, endPort: 80 }],
   };
   const ingress = { policies: ["x/web"], allow: [rule] };
@@ -40,15 +40,27 @@ Deno.test("policyObjects() maps each isolated pod to one chain per direction, ta
   assertEquals(objs.chains.size, 1);
   const [[name, chain]] = [...objs.chains];
   assert(/^ing_[0-9a-f]{16}$/.test(name), name);
-  assertEquals(chain.rules.length, 3);
-  assertEquals(chain.rules[2], "counter name ingress_dropped drop");
-  const v4Set = chain.rules[0].match(/@(\S+)/)![1];
-  const v6Set = chain.rules[1].match(/@(\S+)/)![1];
-  assertEquals(chain.rules[0], `ip saddr @${v4Set} meta l4proto tcp th dport 80 accept`);
-  assertEquals(chain.rules[1], `ip6 saddr @${v6Set} meta l4proto tcp th dport 80 accept`);
-  assertEquals(els(objs, v4Set), ["10.244.2.0/24"]);
+  assertEquals(chain.rules.length, 4);
+  assertEquals(chain.rules[3], "counter name ingress_dropped drop");
+  const [addrSet, rangeSet, v6Set] = chain.rules.slice(0, 3).map((r) => r.match(/@(\S+)/)![1]);
+  assertEquals(chain.rules[0], `ip saddr @${addrSet} meta l4proto tcp th dport 80 accept`);
+  assertEquals(chain.rules[1], `ip saddr @${rangeSet} meta l4proto tcp th dport 80 accept`);
+  assertEquals(chain.rules[2], `ip6 saddr @${v6Set} meta l4proto tcp th dport 80 accept`);
+  // Up to 256 addresses are listed one by one in a plain set (nft never reads those back before
+  // a change); wider ranges go in an interval set.
+  const addrs = els(objs, addrSet);
+  assertEquals(addrs.length, 4 + 256);
+  assertEquals(addrs.slice(0, 5), [
+    "10.244.2.0",
+    "10.244.2.1",
+    "10.244.2.2",
+    "10.244.2.3",
+    "10.244.3.0",
+  ]);
+  assertEquals(objs.sets.get(addrSet)?.interval, false);
+  assertEquals(els(objs, rangeSet), ["10.0.0.0/16"]);
+  assertEquals(objs.sets.get(rangeSet)?.interval, true);
   assertEquals(els(objs, v6Set), ["fd00:10:244:2::/64"]);
-  assertEquals(objs.sets.get(v4Set)?.interval, true);
   assertEquals(els(objs, "ingress4"), [
     `10.244.1.2 : jump ${name}`,
     `10.244.1.3 : jump ${name}`,
@@ -56,7 +68,7 @@ Deno.test("policyObjects() maps each isolated pod to one chain per direction, ta
   assertEquals(els(objs, "ingress6"), [`fd00:10:244:1::2 : jump ${name}`]);
   assertEquals(els(objs, "egress4"), []);
   assertEquals(els(objs, "self4"), ["10.244.1.2 . 10.244.1.2", "10.244.1.3 . 10.244.1.3"]);
-  assertEquals(objs.ruleCount, 3);
+  assertEquals(objs.ruleCount, 4);
 });
 
 Deno.test("policyObjects() lets allowed egress return to the forward chain and meet ingress next", () => {
@@ -115,7 +127,7 @@ Deno.test("policyObjects() renders every kind of port, and skips what can match 
   const [chain] = [...objs.chains.values()];
   const named4 = [...objs.sets.keys()].find((k) => k.startsWith("en_") && k.endsWith("_4"))!;
   const named6 = [...objs.sets.keys()].find((k) => k.startsWith("en_") && k.endsWith("_6"))!;
-  const peer6 = [...objs.sets.keys()].find((k) => k.startsWith("e_") && k.endsWith("_6"))!;
+  const peer6 = [...objs.sets.keys()].find((k) => k.startsWith("er_") && k.endsWith("_6"))!;
   assertEquals(chain.rules, [
     "meta l4proto udp th dport 53 return",
     "meta l4proto tcp th dport 32000-32768 return",
