@@ -586,7 +586,7 @@ Deno.test({
     await cluster.apiPut("namespaces", { metadata: { name: "z", labels: { ns: "z" } } });
     await allOpen();
     console.log(
-      `netpol: event to enforced (first probe that sees it, ~20 ms apart): ${
+      `netpol: event to enforced (send time of the first probe that sees it, probes 20 ms apart): ${
         Object.entries(flips).map(([k, v]) => `${k} ${v} ms`).join(", ")
       }`,
     );
@@ -594,6 +594,7 @@ Deno.test({
   });
 
   const sorted = [...timings].sort((a, b) => a - b);
+  if (sorted.length === 0) return; // NETPOL_ONLY left no case
   console.log(
     `netpol: ${CASES.length + 6} cases, ${tables} truth tables of 81 pairs; ` +
       `time to the expected table after applying: median ${sorted[sorted.length >> 1]} ms, ` +
