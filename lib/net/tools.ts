@@ -5,7 +5,7 @@
  * The names in `commands` that no directory of `path` (a PATH string) holds as a file.
  *
  * @example
- * missingTools(["ip", "nsenter"], Deno.env.get("PATH") ?? ""); // [] on a healthy node
+ * missingTools(["nft", "iptables-save"], Deno.env.get("PATH") ?? ""); // [] on a healthy node
  */
 export function missingTools(commands: readonly string[], path: string): string[] {
   const dirs = path.split(":").filter((d) => d !== "");

@@ -3,7 +3,7 @@
 
 /** Options for {@linkcode run}. */
 export interface RunOptions {
-  /** Text fed to the command's stdin (`ip -batch -`, `iptables-restore`). */
+  /** Text fed to the command's stdin (`nft -f -`, `iptables-restore`). */
   readonly stdin?: string;
   /** Exit codes besides 0 that are not a failure. */
   readonly okCodes?: readonly number[];
