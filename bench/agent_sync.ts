@@ -13,7 +13,7 @@ import { VXLAN_DEVICE } from "../lib/net/vxlan.ts";
 import { run } from "../lib/process/run.ts";
 import { AGENT, agentArgv, ROOT, spawnLogged, uninstallArgv } from "../tests/harness/agent_node.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
-import { runAsNode } from "./bench_node.ts";
+import { line, memoryMiB, runAsNode } from "./bench_node.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -80,18 +80,6 @@ async function vxlanCounts(): Promise<{ routes: number; neighbours: number; fdb:
     neighbours: await lines(["ip", "neigh", "show", "dev", VXLAN_DEVICE]),
     fdb: await lines(["bridge", "fdb", "show", "dev", VXLAN_DEVICE]),
   };
-}
-
-function memoryMiB(pid: number): { rss: number; peak: number } {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
-  return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
-}
-
-function line(what: string, value: string, target: string, ok: boolean) {
-  console.log(
-    `${what.padEnd(44)} ${value.padEnd(30)} ${target.padEnd(14)} ${ok ? "OK" : "MISSED"}`,
-  );
 }
 
 async function inside(dir: string) {

@@ -1,4 +1,5 @@
-// A node namespace for the agent benchmarks: one underlay link with this node's address
+// The agent benchmarks' common parts: a node namespace to run in, the agent's memory, and one
+// result line per figure. A node namespace for the agent benchmarks: one underlay link with this node's address
 // (10.250.0.1/16, fd00:250::1/64), in which the benchmark re-executes itself, so it can talk to
 // the agent's 127.0.0.1 health port and nothing changes outside the namespace.
 import { run, runOutput } from "../lib/process/run.ts";
@@ -48,4 +49,18 @@ async function runInNode(
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** Resident and peak memory of process `pid`, in MiB. */
+export function memoryMiB(pid: number): { rss: number; peak: number } {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
+  return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
+}
+
+/** One figure: what, the value, the target, and whether it was met. */
+export function line(what: string, value: string, target: string, ok: boolean): void {
+  console.log(
+    `${what.padEnd(44)} ${value.padEnd(34)} ${target.padEnd(14)} ${ok ? "OK" : "MISSED"}`,
+  );
 }

@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { run } from "../lib/process/run.ts";
 import { AGENT, agentArgv, ROOT, spawnLogged, uninstallArgv } from "../tests/harness/agent_node.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
-import { runAsNode } from "./bench_node.ts";
+import { line, memoryMiB, runAsNode } from "./bench_node.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -114,18 +114,6 @@ function policy(m: number) {
     metadata: { namespace: `ns-${(m * 2) % NAMESPACES}`, name: `pol-${m}` },
     spec: shapes[m % shapes.length],
   };
-}
-
-function memoryMiB(pid: number): { rss: number; peak: number } {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
-  return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
-}
-
-function line(what: string, value: string, target: string, ok: boolean) {
-  console.log(
-    `${what.padEnd(44)} ${value.padEnd(34)} ${target.padEnd(10)} ${ok ? "OK" : "MISSED"}`,
-  );
 }
 
 interface Synced {

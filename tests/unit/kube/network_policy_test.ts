@@ -3,6 +3,7 @@
 import { parseNetworkPolicy } from "../../../lib/kube/network_policy.ts";
 import type { NetworkPolicy, PolicyEntry } from "../../../lib/kube/policy_objects.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
+import { DOC_POLICY_SPEC } from "../policy/fixtures.ts";
 
 function np(spec: unknown, name = "p", namespace = "default"): unknown {
   return {
@@ -29,22 +30,7 @@ const none = { matchLabels: {}, matchExpressions: [] };
 
 Deno.test("parseNetworkPolicy() reads the documentation's test-network-policy", () => {
   // kubernetes.io/docs/concepts/services-networking/network-policies, "The NetworkPolicy resource".
-  const doc = np({
-    podSelector: { matchLabels: { role: "db" } },
-    policyTypes: ["Ingress", "Egress"],
-    ingress: [{
-      from: [
-        { ipBlock: { cidr: "172.17.0.0/16", except: ["172.17.1.0/24"] } },
-        { namespaceSelector: { matchLabels: { project: "myproject" } } },
-        { podSelector: { matchLabels: { role: "frontend" } } },
-      ],
-      ports: [{ protocol: "TCP", port: 6379 }],
-    }],
-    egress: [{
-      to: [{ ipBlock: { cidr: "10.0.0.0/24" } }],
-      ports: [{ protocol: "TCP", port: 5978 }],
-    }],
-  }, "test-network-policy");
+  const doc = np(DOC_POLICY_SPEC, "test-network-policy");
   assertEquals(parseNetworkPolicy(doc), {
     ok: true,
     entry: {

@@ -4,7 +4,7 @@ import { formatRange } from "../../../lib/ip/range.ts";
 import { compilePolicies } from "../../../lib/policy/compile.ts";
 import type { AddressSet, AllowRule, PolicyPlan, TargetPlan } from "../../../lib/policy/plan.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
-import { e2eCluster, namespace, pod, policy, stateOf } from "./fixtures.ts";
+import { DOC_POLICY_SPEC, e2eCluster, namespace, pod, policy, stateOf } from "./fixtures.ts";
 
 /** Peers as nftables element texts, per family. */
 function texts(peers: AddressSet | "any"): { v4: string[]; v6: string[] } | "any" {
@@ -24,22 +24,7 @@ function only<T>(list: readonly T[] | undefined): T {
 }
 
 // The documentation's test-network-policy, in a small cluster around it.
-const docPolicy = policy("default/test-network-policy", {
-  podSelector: { matchLabels: { role: "db" } },
-  policyTypes: ["Ingress", "Egress"],
-  ingress: [{
-    from: [
-      { ipBlock: { cidr: "172.17.0.0/16", except: ["172.17.1.0/24"] } },
-      { namespaceSelector: { matchLabels: { project: "myproject" } } },
-      { podSelector: { matchLabels: { role: "frontend" } } },
-    ],
-    ports: [{ protocol: "TCP", port: 6379 }],
-  }],
-  egress: [{
-    to: [{ ipBlock: { cidr: "10.0.0.0/24" } }],
-    ports: [{ protocol: "TCP", port: 5978 }],
-  }],
-});
+const docPolicy = policy("default/test-network-policy", DOC_POLICY_SPEC);
 const docState = stateOf({
   pods: [
     pod("default/db", { labels: { role: "db" }, ips: ["10.244.1.10", "fd00::10"] }),

@@ -162,3 +162,24 @@ export function nsOf(key: string): string {
 export function nameOf(key: string): string {
   return key.split("/")[1];
 }
+
+/**
+ * The `spec` of the documentation's test-network-policy
+ * (kubernetes.io/docs/concepts/services-networking/network-policies, "The NetworkPolicy resource").
+ */
+export const DOC_POLICY_SPEC = {
+  podSelector: { matchLabels: { role: "db" } },
+  policyTypes: ["Ingress", "Egress"],
+  ingress: [{
+    from: [
+      { ipBlock: { cidr: "172.17.0.0/16", except: ["172.17.1.0/24"] } },
+      { namespaceSelector: { matchLabels: { project: "myproject" } } },
+      { podSelector: { matchLabels: { role: "frontend" } } },
+    ],
+    ports: [{ protocol: "TCP", port: 6379 }],
+  }],
+  egress: [{
+    to: [{ ipBlock: { cidr: "10.0.0.0/24" } }],
+    ports: [{ protocol: "TCP", port: 5978 }],
+  }],
+};
