@@ -22,9 +22,13 @@ const code = await runPlugin({
 // Deno.exit() then skips the runtime teardown of a natural exit (~3 ms).
 const CACHE_TURN_EVERY = 16;
 const answer = new TextEncoder().encode(stdout.join(""));
-if (env.CNI_COMMAND === "VERSION" || Math.random() * CACHE_TURN_EVERY < 1) {
+if (env.CNI_COMMAND === "VERSION") {
   await writeStdoutTurningLoop(answer);
-} else writeStdout(answer);
+  // One turn was not always enough for the cache to be stored (2 fresh installs in 20 kept none):
+  // a timer lets the loop run until nothing else is pending. VERSION is not on the pod path.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+} else if (Math.random() * CACHE_TURN_EVERY < 1) await writeStdoutTurningLoop(answer);
+else writeStdout(answer);
 Deno.exit(code);
 
 function writeStdout(bytes: Uint8Array): void {
