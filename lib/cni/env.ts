@@ -1,5 +1,6 @@
 // The CNI_* environment a runtime sets, validated the way the reference skeleton does.
 import { CniError, ErrorCode } from "./errors.ts";
+import { isValidName, NAME_RULE } from "./name.ts";
 
 /** The verbs of CNI spec 1.1. */
 export type Verb = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS" | "VERSION";
@@ -18,6 +19,20 @@ export interface CniEnv {
   readonly path: readonly string[];
 }
 
+/**
+ * Every environment variable the plugin reads: the runtime's CNI_* and PATH (STATUS looks for
+ * tools there). A delegated IPAM plugin inherits the rest of the environment from our process.
+ */
+export const PLUGIN_ENV: readonly string[] = [
+  "CNI_COMMAND",
+  "CNI_CONTAINERID",
+  "CNI_NETNS",
+  "CNI_IFNAME",
+  "CNI_ARGS",
+  "CNI_PATH",
+  "PATH",
+];
+
 // Which variables each verb needs (skel.go's reqForCmd; CNI_NETNS is optional on DEL).
 const REQUIRED: Record<Verb, readonly string[]> = {
   ADD: ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],
@@ -28,7 +43,6 @@ const REQUIRED: Record<Verb, readonly string[]> = {
   VERSION: [],
 };
 
-const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 // Longer IDs cannot name a state file; real runtimes use 64 hex characters.
 const MAX_CONTAINER_ID = 200;
 
@@ -84,11 +98,11 @@ export function validateContainerId(id: string): void {
       `Invalid containerID: longer than ${MAX_CONTAINER_ID} characters`,
     );
   }
-  if (!CONTAINER_ID.test(id)) {
+  if (!isValidName(id)) {
     throw new CniError(
       ErrorCode.InvalidEnv,
       `Invalid characters in containerID "${id.slice(0, 64)}"`,
-      `want ${CONTAINER_ID.source}`,
+      `want ${NAME_RULE}`,
     );
   }
 }
@@ -101,12 +115,24 @@ export function validateIfname(name: string, field: string): void {
     ? "is longer than 15 characters"
     : name === "." || name === ".."
     ? `is "${name}"`
-    : /[/:\s]/.test(name)
+    : hasBadIfnameChar(name)
     ? 'contains "/", ":" or whitespace'
     : "";
   if (bad) {
     throw new CniError(ErrorCode.InvalidEnv, `Invalid ${field} "${name.slice(0, 40)}": ${bad}`);
   }
+}
+
+// The kernel's dev_valid_name(): no "/", ":" or isspace() byte (ASCII whitespace, and 0xa0,
+// which a no-break space's UTF-8 contains).
+function hasBadIfnameChar(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 0x2f || c === 0x3a || c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /**

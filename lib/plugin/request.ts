@@ -12,7 +12,7 @@ import type { Owner } from "../ipam/store.ts";
 export interface Request {
   readonly env: CniEnv;
   readonly conf: NetConf;
-  /** The raw environment, passed on to delegated plugins. */
+  /** The raw environment (lib/cni/env.ts PLUGIN_ENV), passed on to delegated plugins. */
   readonly rawEnv: Readonly<Record<string, string>>;
   /** Facts for the log line (IPs, steps); verbs add to it. */
   readonly log: Record<string, unknown>;

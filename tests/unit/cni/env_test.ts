@@ -49,7 +49,8 @@ Deno.test("parseCniEnv() codes: missing or empty env 4, bad container ID or ifna
       id.slice(0, 10),
     );
   }
-  for (const ifname of ["", ".", "..", "eth/0", "eth:0", "eth 0", "x".repeat(16)]) {
+  const bad = ["", ".", "..", "eth/0", "eth:0", "eth 0", "eth\t0", "eth\n", "eth\u00a00"];
+  for (const ifname of [...bad, "x".repeat(16)]) {
     assertEquals(code(() => parseCniEnv("ADD", { ...env, CNI_IFNAME: ifname })), 4, ifname);
   }
 });

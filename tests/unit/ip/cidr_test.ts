@@ -23,8 +23,28 @@ Deno.test("formatIp() writes IPv6 the way Go's net.IP.String() does", () => {
 });
 
 Deno.test("parseIp() rejects what is not an address", () => {
-  for (const bad of ["", "1.2.3", "1.2.3.256", "01.2.3.4", "1::2::3", ":::", "g::1", "1.2.3.4 "]) {
-    assertThrows(() => parseIp(bad), bad);
+  const bad = ["", "1.2.3", "1.2.3.256", "01.2.3.4", "1::2::3", ":::", "g::1", "1.2.3.4 "];
+  const badV4 = [
+    "1.2.3.04",
+    "1.2.3.+4",
+    "1.2.3.1e2",
+    "1.2.3.0x1",
+    "1.2.3. 4",
+    "1.2.3.",
+    "1.2.3.1000",
+  ];
+  for (const text of [...bad, ...badV4]) {
+    assertThrows(() => parseIp(text), text);
+  }
+});
+
+Deno.test("parseCidr() takes address/prefix and nothing else", () => {
+  assertEquals(formatCidr(parseCidr("10.1.0.0/16")), "10.1.0.0/16");
+  assertEquals(formatCidr(parseCidr("fd00::/64")), "fd00::/64");
+  assertEquals(parseCidr("10.0.0.0/08").prefix, 8);
+  const bad = ["10.0.0.0", "10.0.0.0/", "/8", "10.0.0.0/8/8", "10.0.0.0/1234", "10.0.0.0/33"];
+  for (const text of [...bad, "10.0.0.0/x", "10.0.0.0/-1", "10.0.0.0/ 8", "fd00::/129"]) {
+    assertThrows(() => parseCidr(text), text);
   }
 });
 

@@ -21,5 +21,7 @@ Deno.test("derivedMac() is a locally administered unicast address", () => {
   for (const seed of ["a", "b", "pod/x/eth0"]) {
     const mac = derivedMac(seed);
     assertMatch(mac, /^02(:[0-9a-f]{2}){5}$/);
+    // The same MAC as every earlier version gave (CHECK compares the pod's MAC with it).
+    assertEquals(mac, ["02", ...nameDigest(seed).slice(0, 10).match(/../g)!].join(":"));
   }
 });
