@@ -1,6 +1,5 @@
 // The CNI_* environment a runtime sets, validated the way the reference skeleton does.
 import { CniError, ErrorCode } from "./errors.ts";
-import { isValidName, NAME_RULE } from "./name.ts";
 
 /** The verbs of CNI spec 1.1. */
 export type Verb = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS" | "VERSION";
@@ -43,6 +42,7 @@ const REQUIRED: Record<Verb, readonly string[]> = {
   VERSION: [],
 };
 
+const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 // Longer IDs cannot name a state file; real runtimes use 64 hex characters.
 const MAX_CONTAINER_ID = 200;
 
@@ -98,11 +98,11 @@ export function validateContainerId(id: string): void {
       `Invalid containerID: longer than ${MAX_CONTAINER_ID} characters`,
     );
   }
-  if (!isValidName(id)) {
+  if (!CONTAINER_ID.test(id)) {
     throw new CniError(
       ErrorCode.InvalidEnv,
       `Invalid characters in containerID "${id.slice(0, 64)}"`,
-      `want ${NAME_RULE}`,
+      `want ${CONTAINER_ID.source}`,
     );
   }
 }
@@ -115,24 +115,12 @@ export function validateIfname(name: string, field: string): void {
     ? "is longer than 15 characters"
     : name === "." || name === ".."
     ? `is "${name}"`
-    : hasBadIfnameChar(name)
+    : /[/:\s]/.test(name)
     ? 'contains "/", ":" or whitespace'
     : "";
   if (bad) {
     throw new CniError(ErrorCode.InvalidEnv, `Invalid ${field} "${name.slice(0, 40)}": ${bad}`);
   }
-}
-
-// The kernel's dev_valid_name(): no "/", ":" or isspace() byte (ASCII whitespace, and 0xa0,
-// which a no-break space's UTF-8 contains).
-function hasBadIfnameChar(name: string): boolean {
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c === 0x2f || c === 0x3a || c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0) {
-      return true;
-    }
-  }
-  return false;
 }
 
 /**

@@ -5,7 +5,6 @@ import { CniError, ErrorCode } from "./errors.ts";
 import { parseResult, type Result } from "./result.ts";
 import { type CniVersion, isSupportedVersion, SUPPORTED_VERSIONS } from "./version.ts";
 import { validateContainerId, validateIfname } from "./env.ts";
-import { isValidName, NAME_RULE } from "./name.ts";
 
 /** Log levels, least to most severe. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -40,6 +39,7 @@ export interface NetConf {
   readonly raw: Readonly<Record<string, unknown>>;
 }
 
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 const MAX_NAME = 200;
 
 /** Reads the version before anything else, so even a config error answers in that version. */
@@ -83,7 +83,7 @@ export function parseNetConf(json: unknown): NetConf {
     );
   }
   const name = field.string(o, "name", undefined);
-  if (!isValidName(name)) throw invalid("name", `"${name.slice(0, 64)}" must match ${NAME_RULE}`);
+  if (!NAME.test(name)) throw invalid("name", `"${name.slice(0, 64)}" must match ${NAME.source}`);
   // The name is a directory under dataDir: past NAME_MAX the state could never be opened.
   if (name.length > MAX_NAME) {
     throw invalid("name", `"${name.slice(0, 64)}..." is longer than ${MAX_NAME} characters`);

@@ -40,30 +40,10 @@ function parseIpv4(text: string): bigint | undefined {
   if (parts.length !== 4) return undefined;
   let value = 0n;
   for (const part of parts) {
-    // No leading zeros: "010" is octal to some parsers and decimal to others.
-    const octet = digits(part, 3);
-    if (octet === undefined || octet > 255 || (part.length > 1 && part[0] === "0")) {
-      return undefined;
-    }
-    value = (value << 8n) | BigInt(octet);
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(part) || Number(part) > 255) return undefined;
+    value = (value << 8n) | BigInt(part);
   }
   return value;
-}
-
-/**
- * The value of 1 to `max` ASCII digits, else undefined. A loop rather than a regular
- * expression: the plugin parses addresses on every ADD, and V8 compiles each regular
- * expression anew in every process (~0.06 ms each).
- */
-function digits(text: string, max: number): number | undefined {
-  if (text.length === 0 || text.length > max) return undefined;
-  let n = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i) - 0x30;
-    if (c < 0 || c > 9) return undefined;
-    n = n * 10 + c;
-  }
-  return n;
 }
 
 function parseIpv6(text: string): bigint | undefined {
@@ -128,10 +108,10 @@ export function formatIp(ip: Ip): string {
  * are cleared and the address is returned beside the network (an interface address).
  */
 export function parseCidr(text: string, opts: { strict?: boolean } = {}): Cidr {
-  const slash = text.indexOf("/");
-  const prefix = slash > 0 ? digits(text.slice(slash + 1), 3) : undefined;
-  if (prefix === undefined) throw new Error(`"${text}" is not a CIDR (want address/prefix)`);
-  const ip = parseIp(text.slice(0, slash));
+  const m = /^([^/]+)\/([0-9]{1,3})$/.exec(text);
+  if (!m) throw new Error(`"${text}" is not a CIDR (want address/prefix)`);
+  const ip = parseIp(m[1]);
+  const prefix = Number(m[2]);
   if (prefix > familyBits(ip.family)) {
     throw new Error(`"${text}" has a prefix longer than the address`);
   }

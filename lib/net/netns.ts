@@ -3,8 +3,7 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { type FileId, fileId } from "./file.ts";
 
-// Where iproute2 and every runtime bind-mount network namespaces.
-const NETNS_DIRS = ["/run/netns/", "/var/run/netns/"];
+const NETNS_DIR = /^\/(var\/)?run\/netns\/[^/]+$/;
 
 /** Throws a CNI error naming CNI_NETNS when it cannot be a pod's network namespace. */
 export function checkPodNetns(path: string): void {
@@ -40,7 +39,7 @@ export function checkPodNetns(path: string): void {
   // instead of as setns' "Invalid argument" half-way through ADD. The
   // netns directories hold only network namespaces (iproute2's and every runtime's
   // convention), so the per-ADD cost of asking the kernel is paid only for other paths.
-  if (inNetnsDir(path)) return;
+  if (NETNS_DIR.test(path)) return;
   const type = namespaceType(path, target.ino);
   if (type !== undefined && type !== "net") {
     throw new CniError(
@@ -48,19 +47,6 @@ export function checkPodNetns(path: string): void {
       `CNI_NETNS "${path}" is a ${type} namespace, not a network namespace`,
     );
   }
-}
-
-/**
- * Whether `path` names a file directly in /run/netns or /var/run/netns. A prefix test, not a
- * regular expression: V8 would compile one in every plugin process.
- *
- * @example
- * inNetnsDir("/run/netns/cni-1234"); // true
- * inNetnsDir("/run/netns/a/b"); // false
- */
-export function inNetnsDir(path: string): boolean {
-  const dir = NETNS_DIRS.find((d) => path.startsWith(d));
-  return dir !== undefined && path.length > dir.length && !path.includes("/", dir.length);
 }
 
 /**

@@ -285,7 +285,7 @@ export function addrAdd(
   v.setUint8(0, ip.length === 4 ? AF_INET : AF_INET6);
   v.setUint8(1, Number(prefix));
   v.setUint8(2, opts.nodad ? IFA_F_NODAD : 0);
-  v.setUint8(3, text.toLowerCase().startsWith("fe80:") ? RT_SCOPE_LINK : 0);
+  v.setUint8(3, /^fe80:/i.test(text) ? RT_SCOPE_LINK : 0);
   v.setUint32(4, dev.index, true);
   nl.request(
     RTM_NEWADDR,

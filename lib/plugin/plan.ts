@@ -16,10 +16,8 @@ export function isHostVethName(name: string): boolean {
 
 /** A locally administered unicast MAC derived from `seed`. */
 export function derivedMac(seed: string): string {
-  const hex = nameDigest(seed);
-  let mac = "02";
-  for (let i = 0; i < 10; i += 2) mac += ":" + hex.slice(i, i + 2);
-  return mac;
+  const hex = (nameDigest(seed)).slice(0, 10);
+  return ["02", ...hex.match(/../g)!].join(":");
 }
 
 /** The pod address and bridge gateway for one lease. */
