@@ -6,6 +6,7 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { EEXIST, NetlinkError, Rtnl } from "./netlink.ts";
 import { pathExists } from "./file.ts";
+import { delay } from "../time/sleep.ts";
 import {
   addrAdd,
   linkAddBridge,
@@ -131,7 +132,7 @@ const OPER_UP_WAIT_MS = [5, 10, 20, 40, 80, 160, 320, 640, 1000];
 async function waitOperUp(node: Rtnl, name: string): Promise<LinkState> {
   let link: LinkState | undefined;
   for (const ms of OPER_UP_WAIT_MS) {
-    await new Promise((r) => setTimeout(r, ms));
+    await delay(ms);
     link = linkGet(node, name);
     if (link?.operUp) return link;
   }

@@ -76,3 +76,47 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name: "VERSION and DEL load no module but the plugin's own (setTimeout would load ~20 more)",
+  ignore: !isBundle,
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mycni-modules-" });
+  try {
+    // The same bundle, with V8 asked to report each code cache it deserializes: one per module
+    // loaded with a cache, so a run that pulls in Deno's Node timers reports ~20 more.
+    const plugin = `${dir}/mycni`;
+    const [shebang, ...rest] = (await Deno.readTextFile(PLUGIN)).split("\n");
+    assert(shebang.includes("--v8-flags="), shebang);
+    const traced = shebang.replace("--v8-flags=", "--v8-flags=--profile-deserialization,");
+    await Deno.writeTextFile(plugin, [traced, ...rest].join("\n"), { mode: 0o755 });
+    const env = { DENO_DIR: `${dir}/deno`, PATH: "/usr/bin:/bin" };
+    const run = async (extra: Record<string, string>, stdin: string) => {
+      const out = await runOutput([plugin], { stdin, env: { ...env, ...extra } });
+      assertEquals(out.code, 0, `${out.stdout} ${out.stderr}`);
+      // V8 prints these on stdout.
+      const lines = `${out.stdout}\n${out.stderr}`.split("\n");
+      return lines.filter((l) => l.startsWith("[Deserializing from")).length;
+    };
+    const version = { CNI_COMMAND: "VERSION" };
+    await run(version, "{}"); // writes the cache
+    assertEquals(await run(version, "{}"), 1, "modules deserialized by a cached VERSION");
+    const conf = JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "modtest",
+      type: "mycni",
+      podcidr: "10.250.8.0/24",
+      dataDir: `${dir}/ipam`,
+    });
+    const del = {
+      CNI_COMMAND: "DEL",
+      CNI_CONTAINERID: "modtest",
+      CNI_IFNAME: "eth0",
+      CNI_NETNS: "",
+      CNI_PATH: "/usr/lib/cni",
+    };
+    assertEquals(await run(del, conf), 1, "modules deserialized by a DEL");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
