@@ -57,6 +57,7 @@ async function main(n: number, rounds: number): Promise<void> {
     report(n, cols, await stepMedians(`${dir}/mycni.log`, `m${n}`));
     await burst({ dir, node, floor, rounds });
     await firstPod(dir);
+    await version(node, floor, n);
   } finally {
     await worker?.close();
     for (const p of Object.values(pods).flat()) await p[Symbol.asyncDispose]();
@@ -407,6 +408,34 @@ async function firstPod(dir: string): Promise<void> {
     out.push(`${name} ${ms.toFixed(0)} ms (gateway ${ping.code === 0 ? "answers" : "SILENT"})`);
   }
   console.log(`first pod on a new node (bridge created): ${out.join(", ")}`);
+}
+
+// ---- VERSION, as podman sends it before each ADD and DEL ---------------------------------------
+
+/**
+ * VERSION with podman's environment (`dummy` netns, path and ifname) against the floor, `n`
+ * runs each, alternating. The plugin answers it without the kernel, so the floor is its limit;
+ * it also turns the event loop and waits 1 ms so Deno stores the code cache (mycni.ts says why).
+ */
+async function version(node: TempNetns, floor: string, n: number): Promise<void> {
+  const exec = execIn(node);
+  const env = {
+    CNI_COMMAND: "VERSION",
+    CNI_NETNS: "dummy",
+    CNI_PATH: "dummy",
+    CNI_IFNAME: "dummy",
+  };
+  const stdin = '{"cniVersion":"1.0.0"}';
+  const times: { mycni: number[]; floor: number[] } = { mycni: [], floor: [] };
+  for (let i = 0; i < n; i++) {
+    times.mycni.push(await exec([PLUGIN], stdin, env));
+    times.floor.push(await exec([floor], stdin, {}));
+  }
+  const mine = median(times.mycni), bare = median(times.floor);
+  console.log(
+    `VERSION (podman sends one before each ADD and DEL): mycni ${mine.toFixed(1)} ms, floor ` +
+      `${bare.toFixed(1)} ms (mycni / floor = ${(mine / bare).toFixed(2)})`,
+  );
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
