@@ -15,8 +15,9 @@
 //
 // Every argument is declared i64 and passed as a JS number, pointers included (user-space
 // addresses fit in 53 bits on both ABIs): Deno's FFI takes a number for i64 (its "common case";
-// the type declarations only say bigint), and a BigInt per argument made each call ~20 us of an
-// interpreted plugin instead of ~6, over the ~40 calls of an ADD.
+// the type declarations only say bigint). A BigInt per argument made a call ~20 us instead of ~6
+// in a tight loop; on a whole ADD (~40 calls) the difference was below the noise, and numbers are
+// simpler.
 
 const PAD = { struct: ["u8"] } as const;
 const SYMBOLS = {
@@ -128,8 +129,8 @@ export function sysOrErrno(call: Call, what: string, args: readonly Arg[]): numb
   if (!table) throw new Error(`no system call numbers for ${Deno.build.arch} (${what})`);
   const nr = table[call];
   const w = [0, 1, 2, 3, 4, 5].map((i) => word(args[i]));
+  const syscall = symbols().syscall as unknown as SyscallFn;
   for (;;) {
-    const syscall = symbols().syscall as unknown as SyscallFn;
     const ret = Number(syscall(nr, w[0], w[1], w[2], w[3], w[4], w[5], pad));
     if (ret >= 0) return ret;
     const errno = lastErrno();

@@ -37,6 +37,27 @@ async function freshInstall(dir: string, name: string) {
   };
 }
 
+/** A DEL needing no root: no netns, of a veth that is not there; IPAM state under `dir`. */
+function rootlessDel(dir: string, name: string) {
+  return {
+    conf: JSON.stringify({
+      cniVersion: "1.0.0",
+      name,
+      type: "mycni",
+      podcidr: "10.250.9.0/24",
+      dataDir: `${dir}/ipam`,
+      logFile: `${dir}/mycni.log`,
+    }),
+    env: {
+      CNI_COMMAND: "DEL",
+      CNI_CONTAINERID: name,
+      CNI_IFNAME: "eth0",
+      CNI_NETNS: "",
+      CNI_PATH: "/usr/lib/cni",
+    },
+  };
+}
+
 Deno.test({
   name: "the built plugin's code cache is written at its first VERSION, or within a few DELs",
   // A `deno compile` executable keeps no cache in DENO_DIR; this build machine makes bundles.
@@ -50,26 +71,12 @@ Deno.test({
     assert(first.cached(), "no code cache after the first VERSION");
 
     const other = await freshInstall(dir, "mycni-b");
-    const conf = JSON.stringify({
-      cniVersion: "1.0.0",
-      name: "cachetest",
-      type: "mycni",
-      podcidr: "10.250.9.0/24",
-      dataDir: `${dir}/ipam`,
-      logFile: `${dir}/mycni.log`,
-    });
-    const del = {
-      CNI_COMMAND: "DEL",
-      CNI_CONTAINERID: "cachetest",
-      CNI_IFNAME: "eth0",
-      CNI_NETNS: "",
-      CNI_PATH: "/usr/lib/cni",
-    };
+    const del = rootlessDel(dir, "cachetest");
     // 1 in 16 per run: the chance of 200 runs without one is (15/16)^200, about 2e-6.
     let runs = 0;
     while (!other.cached() && runs < 200) {
       runs++;
-      assertEquals(await other.run(del, conf), "");
+      assertEquals(await other.run(del.env, del.conf), "");
     }
     assert(other.cached(), `no code cache after ${runs} DELs`);
   } finally {
@@ -101,21 +108,8 @@ Deno.test({
     const version = { CNI_COMMAND: "VERSION" };
     await run(version, "{}"); // writes the cache
     assertEquals(await run(version, "{}"), 1, "modules deserialized by a cached VERSION");
-    const conf = JSON.stringify({
-      cniVersion: "1.0.0",
-      name: "modtest",
-      type: "mycni",
-      podcidr: "10.250.8.0/24",
-      dataDir: `${dir}/ipam`,
-    });
-    const del = {
-      CNI_COMMAND: "DEL",
-      CNI_CONTAINERID: "modtest",
-      CNI_IFNAME: "eth0",
-      CNI_NETNS: "",
-      CNI_PATH: "/usr/lib/cni",
-    };
-    assertEquals(await run(del, conf), 1, "modules deserialized by a DEL");
+    const del = rootlessDel(dir, "modtest");
+    assertEquals(await run(del.env, del.conf), 1, "modules deserialized by a DEL");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
