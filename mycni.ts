@@ -1,7 +1,7 @@
 // mycni CNI plugin entry: gather env and stdin, run the verb, exit with its code.
 // Keep this file's imports to lib/cni, lib/ipam, lib/net, lib/plugin and lib/time: it starts once
 // per pod.
-import { PLUGIN_ENV } from "./lib/cni/env.ts";
+import { PLUGIN_ENV, STORE_CODE_CACHE } from "./lib/cni/env.ts";
 import { runPlugin } from "./lib/plugin/plugin.ts";
 import { delay } from "./lib/time/sleep.ts";
 
@@ -22,21 +22,21 @@ const code = await runPlugin({
 // Deno stores the module's V8 code cache (written after a run that had none) only from its
 // event loop, which a script that ends in Deno.exit() never reaches by itself; a run without
 // the cache compiles the plugin from source (~8 ms). Turning the loop, with an asynchronous
-// write of the answer, costs ~1 ms, and only the first run after an install needs it. So
-// VERSION always turns it (the agent runs VERSION right after installing the plugin, and
-// podman before each ADD and DEL), and any other run at random one time in CACHE_TURN_EVERY,
-// so that a cache lost some other way comes back within a few pods; the rest write
+// write of the answer, costs ~1 ms, and only the first run after an install needs it. So the
+// agent's VERSION right after installing the plugin (STORE_CODE_CACHE set) turns it and waits,
+// and any run at random one time in CACHE_TURN_EVERY turns it, so that a plugin installed by
+// hand, or whose cache was lost, gets it back within a few calls; the rest write
 // synchronously. (At random, not by pid: each Deno process uses several pids for its threads,
 // so pids of successive runs step by a near-constant stride and could miss a residue forever.)
-// Deno.exit() then skips the runtime teardown of a natural exit (~3 ms).
+// A runtime's VERSION does not wait: podman sends one before each ADD and DEL, and the wait was
+// ~3 ms of each. Deno.exit() then skips the runtime teardown of a natural exit (~3 ms).
 const CACHE_TURN_EVERY = 16;
 const answer = new TextEncoder().encode(stdout.join(""));
-if (env.CNI_COMMAND === "VERSION") {
+if (env.CNI_COMMAND === "VERSION" && Deno.env.get(STORE_CODE_CACHE) === "1") {
   await writeStdoutTurningLoop(answer);
   // One turn was not always enough for the cache to be stored (2 fresh installs in 20 kept none):
   // a timer lets the loop run until nothing else is pending (40 in 40, and 30 in 30 under load).
-  // delay(), not setTimeout, which cost every VERSION ~15 ms (lib/time/sleep.ts says why): podman
-  // runs VERSION before each ADD and DEL.
+  // delay(), not setTimeout, which would load ~20 more modules (lib/time/sleep.ts says why).
   await delay(1);
 } else if (Math.random() * CACHE_TURN_EVERY < 1) await writeStdoutTurningLoop(answer);
 else writeStdout(answer);

@@ -32,6 +32,13 @@ export const PLUGIN_ENV: readonly string[] = [
   "PATH",
 ];
 
+/**
+ * Not CNI: set to "1" by the agent on the VERSION it runs right after installing the plugin, so
+ * that this one run waits for Deno to store the plugin's V8 code cache (mycni.ts says why a
+ * runtime's VERSION does not wait).
+ */
+export const STORE_CODE_CACHE = "MYCNI_STORE_CODE_CACHE";
+
 // Which variables each verb needs (skel.go's reqForCmd; CNI_NETNS is optional on DEL).
 const REQUIRED: Record<Verb, readonly string[]> = {
   ADD: ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],

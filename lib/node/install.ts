@@ -2,6 +2,7 @@
 // directories mid-install sees the old file or the new one, never half a file.
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { STORE_CODE_CACHE } from "../cni/env.ts";
 import { runOutput } from "../process/run.ts";
 
 /** Name of the plugin binary in the CNI bin dir (the conflist's `type`). */
@@ -148,8 +149,8 @@ async function writeExecutable(dst: string, bytes: Uint8Array): Promise<void> {
 
 /**
  * Runs the installed plugin the way a runtime does (its path, a minimal environment,
- * `CNI_COMMAND=VERSION`, a config on stdin) and returns why it is unusable, or undefined when it
- * answers with its supported versions.
+ * `CNI_COMMAND=VERSION`, a config on stdin; plus STORE_CODE_CACHE) and returns why it is
+ * unusable, or undefined when it answers with its supported versions.
  *
  * @example
  * await pluginProblem("/opt/cni/bin/mycni"); // undefined on a healthy node
@@ -158,7 +159,9 @@ export async function pluginProblem(path: string): Promise<string | undefined> {
   let out;
   try {
     out = await runOutput([path], {
-      env: { CNI_COMMAND: "VERSION", CNI_PATH: dirname(path) },
+      // STORE_CODE_CACHE: this first run after an install is the one that stores Deno's code
+      // cache for the plugin, which every later ADD and DEL then loads.
+      env: { CNI_COMMAND: "VERSION", CNI_PATH: dirname(path), [STORE_CODE_CACHE]: "1" },
       clearEnv: true,
       stdin: '{"cniVersion":"1.0.0"}',
       timeoutMs: 10_000,
