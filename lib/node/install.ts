@@ -159,8 +159,8 @@ export async function pluginProblem(path: string): Promise<string | undefined> {
   let out;
   try {
     out = await runOutput([path], {
-      // STORE_CODE_CACHE: this first run after an install is the one that stores Deno's code
-      // cache for the plugin, which every later ADD and DEL then loads.
+      // STORE_CODE_CACHE: the check right after an install is the run that stores Deno's code
+      // cache for the plugin, which every later ADD and DEL loads (later checks find it there).
       env: { CNI_COMMAND: "VERSION", CNI_PATH: dirname(path), [STORE_CODE_CACHE]: "1" },
       clearEnv: true,
       stdin: '{"cniVersion":"1.0.0"}',
