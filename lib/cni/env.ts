@@ -33,9 +33,9 @@ export const PLUGIN_ENV: readonly string[] = [
 ];
 
 /**
- * Not CNI: set to "1" by the agent on the VERSION it runs right after installing the plugin, so
- * that this one run waits for Deno to store the plugin's V8 code cache (mycni.ts says why a
- * runtime's VERSION does not wait).
+ * Not CNI: set to "1" by the agent on the VERSION it runs to check the installed plugin (after
+ * each install, and every minute), so that this run waits for Deno to store the plugin's V8 code
+ * cache (mycni.ts says why a runtime's VERSION does not wait).
  */
 export const STORE_CODE_CACHE = "MYCNI_STORE_CODE_CACHE";
 

@@ -12,6 +12,12 @@ import { PLUGIN } from "../harness/plugin.ts";
 
 const isBundle = new TextDecoder().decode(Deno.readFileSync(PLUGIN).subarray(0, 2)) === "#!";
 
+/** A scratch directory, removed with everything in it when the test's scope ends. */
+async function scratchDir(prefix: string): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
+
 /** A copy of the built plugin at a path, and with a DENO_DIR, that no run has seen. */
 async function freshInstall(dir: string, name: string) {
   const plugin = `${dir}/${name}`;
@@ -65,80 +71,71 @@ Deno.test({
   // A `deno compile` executable keeps no cache in DENO_DIR; this build machine makes bundles.
   ignore: !isBundle,
 }, async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mycni-cache-" });
-  try {
-    const first = await freshInstall(dir, "mycni-a");
-    const version = await first.run(
-      { CNI_COMMAND: "VERSION", [STORE_CODE_CACHE]: "1" },
-      '{"cniVersion":"1.0.0"}',
-    );
-    assertEquals(JSON.parse(version).cniVersion, "1.0.0");
-    assert(first.cached(), "no code cache after the agent's VERSION");
+  await using scratch = await scratchDir("mycni-cache-");
+  const dir = scratch.path;
+  const first = await freshInstall(dir, "mycni-a");
+  const version = await first.run(
+    { CNI_COMMAND: "VERSION", [STORE_CODE_CACHE]: "1" },
+    '{"cniVersion":"1.0.0"}',
+  );
+  assertEquals(JSON.parse(version).cniVersion, "1.0.0");
+  assert(first.cached(), "no code cache after the agent's VERSION");
 
-    const other = await freshInstall(dir, "mycni-b");
-    const del = rootlessDel(dir, "cachetest");
-    // 1 in 16 per run: the chance of 200 runs without one is (15/16)^200, about 2e-6.
-    let runs = 0;
-    while (!other.cached() && runs < 200) {
-      runs++;
-      assertEquals(await other.run(del.env, del.conf), "");
-    }
-    assert(other.cached(), `no code cache after ${runs} DELs`);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  const other = await freshInstall(dir, "mycni-b");
+  const del = rootlessDel(dir, "cachetest");
+  // 1 in 16 per run: the chance of 200 runs without one is (15/16)^200, about 2e-6.
+  let runs = 0;
+  while (!other.cached() && runs < 200) {
+    runs++;
+    assertEquals(await other.run(del.env, del.conf), "");
   }
+  assert(other.cached(), `no code cache after ${runs} DELs`);
 });
 
 Deno.test({
   name: "a runtime's VERSION does not wait for the code cache to be stored",
   ignore: !isBundle,
 }, async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mycni-cache-" });
-  try {
-    // A VERSION that waited would leave a cache behind every time; one that does not leaves it
-    // only when it is the random 1 run in 16 that turns the loop: all 6 cached by chance is
-    // (1/16)^6, about 6e-8.
-    const cached: boolean[] = [];
-    for (let i = 0; i < 6; i++) {
-      const fresh = await freshInstall(dir, `mycni-${i}`);
-      await fresh.run({ CNI_COMMAND: "VERSION" }, '{"cniVersion":"1.0.0"}');
-      cached.push(fresh.cached());
-    }
-    assert(cached.includes(false), `each of 6 fresh VERSIONs stored a cache: ${cached}`);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using scratch = await scratchDir("mycni-cache-");
+  const dir = scratch.path;
+  // A VERSION that waited would leave a cache behind every time; one that does not leaves it
+  // only when it is the random 1 run in 16 that turns the loop: all 6 cached by chance is
+  // (1/16)^6, about 6e-8.
+  const cached: boolean[] = [];
+  for (let i = 0; i < 6; i++) {
+    const fresh = await freshInstall(dir, `mycni-${i}`);
+    await fresh.run({ CNI_COMMAND: "VERSION" }, '{"cniVersion":"1.0.0"}');
+    cached.push(fresh.cached());
   }
+  assert(cached.includes(false), `each of 6 fresh VERSIONs stored a cache: ${cached}`);
 });
 
 Deno.test({
   name: "VERSION and DEL load no module but the plugin's own (setTimeout would load ~20 more)",
   ignore: !isBundle,
 }, async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mycni-modules-" });
-  try {
-    // The same bundle, with V8 asked to report each code cache it deserializes: one per module
-    // loaded with a cache, so a run that pulls in Deno's Node timers reports ~20 more.
-    const plugin = `${dir}/mycni`;
-    const [shebang, ...rest] = (await Deno.readTextFile(PLUGIN)).split("\n");
-    assert(shebang.includes("--v8-flags="), shebang);
-    const traced = shebang.replace("--v8-flags=", "--v8-flags=--profile-deserialization,");
-    await Deno.writeTextFile(plugin, [traced, ...rest].join("\n"), { mode: 0o755 });
-    const env = { DENO_DIR: `${dir}/deno`, PATH: "/usr/bin:/bin" };
-    const run = async (extra: Record<string, string>, stdin: string) => {
-      const out = await runOutput([plugin], { stdin, env: { ...env, ...extra } });
-      assertEquals(out.code, 0, `${out.stdout} ${out.stderr}`);
-      // V8 prints these on stdout.
-      const lines = `${out.stdout}\n${out.stderr}`.split("\n");
-      return lines.filter((l) => l.startsWith("[Deserializing from")).length;
-    };
-    const version = { CNI_COMMAND: "VERSION" };
-    const agentVersion = { ...version, [STORE_CODE_CACHE]: "1" };
-    await run(agentVersion, "{}"); // writes the cache
-    assertEquals(await run(version, "{}"), 1, "modules deserialized by a cached VERSION");
-    assertEquals(await run(agentVersion, "{}"), 1, "modules deserialized by the agent's VERSION");
-    const del = rootlessDel(dir, "modtest");
-    assertEquals(await run(del.env, del.conf), 1, "modules deserialized by a DEL");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using scratch = await scratchDir("mycni-modules-");
+  const dir = scratch.path;
+  // The same bundle, with V8 asked to report each code cache it deserializes: one per module
+  // loaded with a cache, so a run that pulls in Deno's Node timers reports ~20 more.
+  const plugin = `${dir}/mycni`;
+  const [shebang, ...rest] = (await Deno.readTextFile(PLUGIN)).split("\n");
+  assert(shebang.includes("--v8-flags="), shebang);
+  const traced = shebang.replace("--v8-flags=", "--v8-flags=--profile-deserialization,");
+  await Deno.writeTextFile(plugin, [traced, ...rest].join("\n"), { mode: 0o755 });
+  const env = { DENO_DIR: `${dir}/deno`, PATH: "/usr/bin:/bin" };
+  const run = async (extra: Record<string, string>, stdin: string) => {
+    const out = await runOutput([plugin], { stdin, env: { ...env, ...extra } });
+    assertEquals(out.code, 0, `${out.stdout} ${out.stderr}`);
+    // V8 prints these on stdout.
+    const lines = `${out.stdout}\n${out.stderr}`.split("\n");
+    return lines.filter((l) => l.startsWith("[Deserializing from")).length;
+  };
+  const version = { CNI_COMMAND: "VERSION" };
+  const agentVersion = { ...version, [STORE_CODE_CACHE]: "1" };
+  await run(agentVersion, "{}"); // writes the cache
+  assertEquals(await run(version, "{}"), 1, "modules deserialized by a cached VERSION");
+  assertEquals(await run(agentVersion, "{}"), 1, "modules deserialized by the agent's VERSION");
+  const del = rootlessDel(dir, "modtest");
+  assertEquals(await run(del.env, del.conf), 1, "modules deserialized by a DEL");
 });
