@@ -19,8 +19,8 @@ import {
   removeFile,
   renameFile,
   writeTextFile,
-} from "../net/file.ts";
-import { Errno, SyscallError } from "../net/syscall.ts";
+} from "../sys/file.ts";
+import { Errno, SyscallError } from "../sys/syscall.ts";
 
 /** Who holds an address. */
 export interface Owner {

@@ -1,7 +1,7 @@
 // Per-attachment masquerade for `ipMasq: true` (the reference bridge's option; the agent
 // normally masquerades node-wide). The chain name derives from (network, container ID), so DEL
 // removes it even when the netns and prevResult are gone (the reference leaks it: plugins#810).
-import { nameDigest } from "./digest.ts";
+import { nameDigest } from "../sys/digest.ts";
 import { run } from "../process/run.ts";
 
 /** The addresses of one attachment and the networks they sit in. */

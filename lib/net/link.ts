@@ -5,7 +5,7 @@
 // per socket), and every message goes over one of two sockets.
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { EEXIST, NetlinkError, Rtnl } from "./netlink.ts";
-import { pathExists } from "./file.ts";
+import { pathExists } from "../sys/file.ts";
 import { delay } from "../time/sleep.ts";
 import {
   addrAdd,

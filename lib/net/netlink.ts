@@ -2,7 +2,7 @@
 // request with an ack, and the attribute encoding. The plugin talks to it directly on its hot
 // path (ADD, DEL), as the reference plugins do through vishvananda/netlink, instead of
 // spawning `nsenter` + `ip` per pod. lib/net/rtnl.ts builds the messages `ip` would send.
-import { AT_FDCWD, bytes, cString, Errno, errnoText, sys } from "./syscall.ts";
+import { AT_FDCWD, bytes, cString, Errno, errnoText, sys } from "../sys/syscall.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;

@@ -1,7 +1,7 @@
 // Checks on a CNI_NETNS path before we enter it: it exists, it is a namespace file, and it is
 // not our own namespace (configuring the host as if it were a pod would break the node).
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { type FileId, fileId } from "./file.ts";
+import { type FileId, fileId } from "../sys/file.ts";
 
 const NETNS_DIR = /^\/(var\/)?run\/netns\/[^/]+$/;
 

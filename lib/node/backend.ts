@@ -10,8 +10,8 @@
 // already has (the peer's address and podCIDR).
 import { type Cidr, cidrsOverlap, type Family, formatIp } from "../ip/cidr.ts";
 import type { NodeInfo } from "../kube/node.ts";
-import { nameDigest } from "../net/digest.ts";
-import { canonicalCidr, canonicalIp, type Skipped } from "./desired.ts";
+import { nameDigest } from "../sys/digest.ts";
+import { canonicalCidr, canonicalIp, type Skipped } from "./conflist.ts";
 
 /** `--backend`: per peer (`auto`), or one backend for every peer. */
 export type BackendMode = "auto" | "host-gw" | "vxlan";

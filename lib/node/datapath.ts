@@ -18,7 +18,7 @@ import {
 import { NetlinkError, Rtnl } from "../net/netlink.ts";
 import { deleteRoute, listOwnedRoutes, routeGetEach, setRoute } from "../net/route.ts";
 import { type Dev, linkList } from "../net/rtnl.ts";
-import { errnoText } from "../net/syscall.ts";
+import { errnoText } from "../sys/syscall.ts";
 import {
   deleteVxlan,
   ensureDeviceAddresses,
@@ -42,7 +42,7 @@ import {
   vxlanOverhead,
   type VxlanState,
 } from "./backend.ts";
-import { canonicalIp } from "./desired.ts";
+import { canonicalIp } from "./conflist.ts";
 import type { AgentStatus } from "./health.ts";
 import { planFdb, planNeighbours, planRoutes } from "./route_plan.ts";
 

@@ -4,9 +4,9 @@
 // overrule a drop in another table at the same hook). Pure. The rule count depends on the
 // families in use, never on the number of nodes: the exempt destinations are an interval set.
 import { type Cidr, type Family, formatCidr } from "../ip/cidr.ts";
-import type { NftChain, NftSet } from "../net/nft_ruleset.ts";
+import type { NftChain, NftSet } from "../nft/ruleset.ts";
 import type { OwnedChain } from "../net/iptables.ts";
-import { aggregateCidrs, canonicalCidr } from "./desired.ts";
+import { aggregateCidrs, canonicalCidr } from "./conflist.ts";
 
 export type { OwnedChain };
 

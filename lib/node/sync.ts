@@ -9,10 +9,10 @@ import { deleteChains, ensureChains } from "../net/iptables.ts";
 import { BRIDGE_NF_CALL, ensureSysctl, IPV4_FORWARD, IPV6_FORWARD } from "../net/sysctl.ts";
 import { compilePolicies, type PolicyState } from "../policy/compile.ts";
 import { explainFlow } from "../policy/explain.ts";
-import { policyObjects } from "../policy/nft_rules.ts";
+import { DROP_COUNTERS, policyObjects } from "../policy/nft_rules.ts";
 import type { Explanation, FlowQuery } from "../policy/plan.ts";
 import { createDatapath } from "./datapath.ts";
-import { clusterCidrs, CONFLIST_NAME, familiesOf, renderConflist } from "./desired.ts";
+import { clusterCidrs, CONFLIST_NAME, familiesOf, renderConflist } from "./conflist.ts";
 import type { AgentStatus } from "./health.ts";
 import {
   defaultPluginSource,
@@ -25,8 +25,8 @@ import {
 import type { Logger } from "../log/logger.ts";
 import { forwardChain, LEGACY_CHAINS } from "./masq.ts";
 import type { NodeInfo } from "../kube/node.ts";
-import { createTableSync } from "./nft_sync.ts";
-import { desiredTable } from "./nft_table.ts";
+import { createTableSync } from "../nft/sync.ts";
+import { desiredTable } from "./desired_table.ts";
 import type { AgentOptions } from "./options.ts";
 import { stepRunner } from "./steps.ts";
 
@@ -330,7 +330,14 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
       if (!lastPolicy) throw new Error("NetworkPolicy state is not synced yet");
       return explainFlow(lastPolicy, q);
     },
-    drops: () => tables.drops(),
+    async drops() {
+      const counters = await tables.counters();
+      const out: Record<string, number> = {};
+      for (const [direction, name] of Object.entries(DROP_COUNTERS)) {
+        out[direction] = counters.get(name) ?? 0;
+      }
+      return out;
+    },
   };
 }
 

@@ -1,8 +1,8 @@
 // The plugin's JSON-lines log: one line per invocation outcome, appended to the config's
 // logFile. Never stdout (that is the protocol); a log that cannot be written never fails a verb.
 import type { LogLevel } from "../cni/netconf.ts";
-import { makeDirs, writeTextFile } from "../net/file.ts";
-import { Errno, SyscallError } from "../net/syscall.ts";
+import { makeDirs, writeTextFile } from "../sys/file.ts";
+import { Errno, SyscallError } from "../sys/syscall.ts";
 
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 

@@ -1,7 +1,7 @@
 // Derived names and addresses for one attachment. Names are derived, never random, so DEL,
 // CHECK and GC find the host veth from (container ID, ifname) alone, even without a netns.
 import { type Cidr, formatIp, type Ip } from "../ip/cidr.ts";
-import { nameDigest } from "../net/digest.ts";
+import { nameDigest } from "../sys/digest.ts";
 import type { PodAddress, PodRoute, VethPlan } from "../net/link.ts";
 
 /** Host veth name: "veth" + 11 hex characters of SHA-256(containerID/ifname) = 15 characters. */

@@ -9,8 +9,8 @@
 // its rules, so targets with the same rules share one chain and a chain never changes in place.
 import { type Family, formatIp } from "../ip/cidr.ts";
 import { formatRange } from "../ip/range.ts";
-import type { NftChain, NftSet } from "../net/nft_ruleset.ts";
-import { nameDigest } from "../net/digest.ts";
+import type { NftChain, NftSet } from "../nft/ruleset.ts";
+import { nameDigest } from "../sys/digest.ts";
 import type { Direction, Protocol } from "../kube/policy_objects.ts";
 import type {
   AddressRange,

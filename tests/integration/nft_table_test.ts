@@ -1,8 +1,8 @@
 // The nftables table model against the real nft and kernel: every difference renderTableChange()
 // emits loads, and leaves exactly what loading the new table whole would. In a namespace of the
 // test's own.
-import { renderFullTable, renderTableChange } from "../../lib/net/nft_ruleset.ts";
-import type { NftSet, NftTable } from "../../lib/net/nft_ruleset.ts";
+import { renderFullTable, renderTableChange } from "../../lib/nft/ruleset.ts";
+import type { NftSet, NftTable } from "../../lib/nft/ruleset.ts";
 import { run, runOutput } from "../../lib/process/run.ts";
 import { assert, assertEquals } from "../harness/assert.ts";
 import { canRunPrivileged, type TempNetns, tempNetns } from "../harness/netns.ts";

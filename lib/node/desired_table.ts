@@ -1,12 +1,9 @@
 // The agent's one nftables table (`inet mycni`, DESIGN.md "NetworkPolicy"): masquerade for this
 // node's pods and, when NetworkPolicy is on, the forward-hook rules that enforce it. Pure:
-// desired state in, an NftTable out; lib/node/nft_sync.ts applies it.
-import type { NftChain, NftSet, NftTable } from "../net/nft_ruleset.ts";
+// desired state in, an NftTable out; lib/nft/sync.ts applies it.
+import { NFT_TABLE, type NftChain, type NftSet, type NftTable } from "../nft/ruleset.ts";
 import { DROP_COUNTERS, type PolicyObjects } from "../policy/nft_rules.ts";
 import { type MasqInput, masqueradeObjects } from "./masq.ts";
-
-/** The table's family and name, as nft takes them. */
-export const NFT_TABLE = { family: "inet", name: "mycni" } as const;
 
 /** What the table is computed from. */
 export interface TableInput extends MasqInput {

@@ -1,4 +1,4 @@
-import { nameDigest } from "../../../lib/net/digest.ts";
+import { nameDigest } from "../../../lib/sys/digest.ts";
 import { derivedMac, hostVethName, isHostVethName } from "../../../lib/plugin/plan.ts";
 import { assert, assertEquals, assertMatch } from "../../harness/assert.ts";
 

@@ -8,8 +8,8 @@ import {
   removeFile,
   renameFile,
   writeTextFile,
-} from "../../../lib/net/file.ts";
-import { Errno, SyscallError } from "../../../lib/net/syscall.ts";
+} from "../../../lib/sys/file.ts";
+import { Errno, SyscallError } from "../../../lib/sys/syscall.ts";
 import { assert, assertEquals, assertThrows } from "../../harness/assert.ts";
 
 Deno.test("readTextIfExists() reads a whole file, of any size, and undefined when it is missing", async () => {

@@ -1,12 +1,15 @@
 // The agent's nftables table as data (sets, maps, chains, counters) and the two texts `nft -f`
 // takes for it: the whole table in one transaction (start-up, recovery, periodic re-check), or
 // the difference from the table last applied (every other change), also one transaction. Pure:
-// lib/net/nft.ts feeds these texts to nft.
+// lib/nft/cli.ts feeds these texts to nft.
 //
 // Why a difference at all: nft reads the table's current state before every change, so one
 // invocation costs in proportion to what the table holds, and replacing a table of 20,000 set
 // elements costs ~4x adding one element to it (measured here: 250 ms against 70 ms). A pod that
 // starts changes a few elements, and only those are sent.
+
+/** The agent's table: its family and name, as nft takes them (DESIGN.md "NetworkPolicy"). */
+export const NFT_TABLE = { family: "inet", name: "mycni" } as const;
 
 /** A set or a map: its type and its elements by key. */
 export interface NftSet {

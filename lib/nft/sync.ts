@@ -2,15 +2,14 @@
 // last applied on every change, the whole table when what the kernel holds is not known (start,
 // after a failed transaction) and on a periodic re-check. Either way one `nft -f` transaction,
 // so a failure leaves the old table whole and the next run heals it.
-import { applyNft, readCounters } from "../net/nft.ts";
+import { applyNft, readCounters } from "./cli.ts";
 import {
   emptyTable,
+  NFT_TABLE,
   type NftTable,
   renderFullTable,
   renderTableChange,
-} from "../net/nft_ruleset.ts";
-import { DROP_COUNTERS } from "../policy/nft_rules.ts";
-import { NFT_TABLE } from "./nft_table.ts";
+} from "./ruleset.ts";
 
 /** Applies desired tables; remembers the last one applied. */
 export interface TableSync {
@@ -21,8 +20,8 @@ export interface TableSync {
   apply(table: NftTable, opts: { replace: boolean }): Promise<boolean>;
   /** Whether a table was applied since start (the kernel holds ours). */
   readonly applied: boolean;
-  /** Drop counters by direction, counting across whole-table reloads. */
-  drops(): Promise<Record<string, number>>;
+  /** The table's named counters (packets), counting across whole-table reloads. */
+  counters(): Promise<Map<string, number>>;
 }
 
 /**
@@ -59,12 +58,10 @@ export function createTableSync(): TableSync {
     get applied() {
       return last !== undefined;
     },
-    async drops() {
+    async counters() {
       const now = await read();
-      const out: Record<string, number> = {};
-      for (const [direction, counter] of Object.entries(DROP_COUNTERS)) {
-        out[direction] = (carried.get(counter) ?? 0) + (now.get(counter) ?? 0);
-      }
+      const out = new Map(carried);
+      for (const [name, n] of now) out.set(name, (out.get(name) ?? 0) + n);
       return out;
     },
   };

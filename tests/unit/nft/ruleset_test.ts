@@ -6,7 +6,7 @@ import {
   type NftTable,
   renderFullTable,
   renderTableChange,
-} from "../../../lib/net/nft_ruleset.ts";
+} from "../../../lib/nft/ruleset.ts";
 
 const set = (elements: string[], opts: Partial<NftSet> = {}): NftSet => ({
   kind: "set",

@@ -5,7 +5,7 @@ import {
   clusterCidrs,
   familiesOf,
   renderConflist,
-} from "../../../lib/node/desired.ts";
+} from "../../../lib/node/conflist.ts";
 import type { NodeInfo } from "../../../lib/kube/node.ts";
 
 const nodes: NodeInfo[] = [
