@@ -3,7 +3,6 @@
 // netlink.ts): no process is spawned on the fast path. The caller opens one socket per
 // namespace and passes it to each step: an ADD enters the pod netns once (a setns round trip
 // per socket), and every message goes over one of two sockets.
-import { CniError, ErrorCode } from "../cni/errors.ts";
 import { EEXIST, NetlinkError, Rtnl } from "./netlink.ts";
 import { pathExists } from "../sys/file.ts";
 import { delay } from "../time/sleep.ts";
@@ -76,7 +75,7 @@ export function configurePodInterface(pod: Rtnl, plan: VethPlan): void {
   const { ifname } = plan;
   linkSet(pod, "lo", { up: true });
   const dev = linkGet(pod, ifname);
-  if (!dev) throw new CniError(ErrorCode.Internal, `${ifname} is gone from ${plan.netns}`);
+  if (!dev) throw new Error(`${ifname} is gone from ${plan.netns}`);
   if (plan.addresses.some((a) => a.family === 6)) {
     linkSet(pod, ifname, { noAddrGen: true });
     addrAdd(pod, dev, `${linkLocal(plan.podMac)}/64`, { nodad: true });
@@ -96,7 +95,7 @@ export function configurePodInterface(pod: Rtnl, plan: VethPlan): void {
 export function ensureBridge(node: Rtnl, plan: VethPlan): LinkState {
   const bridge = linkGet(node, plan.bridge) ?? createBridge(node, plan);
   if (bridge.kind !== "bridge") {
-    throw new CniError(ErrorCode.Internal, `"${plan.bridge}" already exists but is not a bridge`);
+    throw new Error(`"${plan.bridge}" already exists but is not a bridge`);
   }
   return bridge;
 }
@@ -136,8 +135,7 @@ async function waitOperUp(node: Rtnl, name: string): Promise<LinkState> {
     link = linkGet(node, name);
     if (link?.operUp) return link;
   }
-  throw new CniError(
-    ErrorCode.Internal,
+  throw new Error(
     `Bridge ${name} did not come up within 2.3 s (${link ? "no carrier" : "it is gone"})`,
   );
 }
@@ -165,7 +163,7 @@ function createBridge(node: Rtnl, plan: VethPlan): LinkState {
   linkSet(node, plan.bridge, { up: true });
   const bridge = linkGet(node, plan.bridge);
   if (!bridge) {
-    throw new CniError(ErrorCode.Internal, `Bridge ${plan.bridge} vanished after creation`);
+    throw new Error(`Bridge ${plan.bridge} vanished after creation`);
   }
   return bridge;
 }

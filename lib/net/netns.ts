@@ -1,25 +1,32 @@
 // Checks on a CNI_NETNS path before we enter it: it exists, it is a namespace file, and it is
 // not our own namespace (configuring the host as if it were a pod would break the node).
-import { CniError, ErrorCode } from "../cni/errors.ts";
 import { type FileId, fileId } from "../sys/file.ts";
 
 const NETNS_DIR = /^\/(var\/)?run\/netns\/[^/]+$/;
 
-/** Throws a CNI error naming CNI_NETNS when it cannot be a pod's network namespace. */
+/**
+ * Why a path cannot be a pod's network namespace: `unusable` (missing, not a namespace, another
+ * kind of namespace) or `own` (the caller's own namespace). The plugin maps these to CNI codes.
+ */
+export class NetnsError extends Error {
+  constructor(readonly reason: "unusable" | "own", message: string) {
+    super(message);
+    this.name = "NetnsError";
+  }
+}
+
+/** Throws a NetnsError naming CNI_NETNS when it cannot be a pod's network namespace. */
 export function checkPodNetns(path: string): void {
-  // stat through the FFI (lib/net/file.ts): Deno.statSync would build Date objects, which
+  // stat through the FFI (lib/sys/file.ts): Deno.statSync would build Date objects, which
   // costs the plugin's ADD ~0.5 ms of V8 date set-up for two numbers it needs.
   let target: FileId | undefined, own: FileId | undefined;
   try {
     target = fileId(path);
   } catch (err) {
-    throw new CniError(
-      ErrorCode.InvalidEnv,
-      `Cannot open CNI_NETNS "${path}": ${(err as Error).message}`,
-    );
+    throw new NetnsError("unusable", `Cannot open CNI_NETNS "${path}": ${(err as Error).message}`);
   }
   if (!target) {
-    throw new CniError(ErrorCode.InvalidEnv, `Cannot open CNI_NETNS "${path}": no such file`);
+    throw new NetnsError("unusable", `Cannot open CNI_NETNS "${path}": no such file`);
   }
   try {
     own = fileId("/proc/self/ns/net");
@@ -27,11 +34,11 @@ export function checkPodNetns(path: string): void {
   if (!own) return; // no procfs to compare with: setns will judge the path when ADD enters it
   // Every namespace file (/proc/PID/ns/net or a bind mount of one) lives on nsfs.
   if (target.dev !== own.dev) {
-    throw new CniError(ErrorCode.InvalidEnv, `CNI_NETNS "${path}" is not a network namespace`);
+    throw new NetnsError("unusable", `CNI_NETNS "${path}" is not a network namespace`);
   }
   if (target.ino === own.ino) {
-    throw new CniError(
-      ErrorCode.InvalidNetns,
+    throw new NetnsError(
+      "own",
       `CNI_NETNS "${path}" is the plugin's own network namespace`,
     );
   }
@@ -42,8 +49,8 @@ export function checkPodNetns(path: string): void {
   if (NETNS_DIR.test(path)) return;
   const type = namespaceType(path, target.ino);
   if (type !== undefined && type !== "net") {
-    throw new CniError(
-      ErrorCode.InvalidEnv,
+    throw new NetnsError(
+      "unusable",
       `CNI_NETNS "${path}" is a ${type} namespace, not a network namespace`,
     );
   }

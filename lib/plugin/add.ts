@@ -15,17 +15,16 @@ import {
   type VethPlan,
 } from "../net/link.ts";
 import { defaultRouteMtu } from "../net/mtu.ts";
-import { checkPodNetns } from "../net/netns.ts";
 import { EEXIST, NetlinkError, Rtnl } from "../net/netlink.ts";
 import { planVeth, podAddress } from "./plan.ts";
-import { ipamFor, type Request } from "./request.ts";
+import { checkNetns, ipamFor, type Request } from "./request.ts";
 import { stepTimer } from "./steps.ts";
 import { UndoStack } from "./undo.ts";
 
 /** Wires the pod and returns the result (in the internal 1.1 shape). */
 export async function add(req: Request): Promise<Result> {
   const { env, conf } = req;
-  checkPodNetns(env.netns);
+  checkNetns(env.netns);
   const ipam = ipamFor(req);
   const undo = new UndoStack();
   const lap = stepTimer(req.log);

@@ -4,12 +4,11 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Result } from "../cni/result.ts";
 import { hasIpMasq } from "../net/ipmasq.ts";
-import { checkPodNetns } from "../net/netns.ts";
 import { Rtnl } from "../net/netlink.ts";
 import { addrList, linkGet, linkList, routeList } from "../net/rtnl.ts";
 import { formatCidr, formatIp, parseCidr, parseIp, parseIpWithPrefix } from "../ip/cidr.ts";
 import { hostVethName } from "./plan.ts";
-import { ipamFor, type Request } from "./request.ts";
+import { checkNetns, ipamFor, type Request } from "./request.ts";
 
 const RT_TABLE_MAIN = 254;
 
@@ -18,7 +17,7 @@ export async function check(req: Request): Promise<void> {
   const { env, conf } = req;
   const prev = conf.prevResult;
   if (!prev) throw new CniError(ErrorCode.InvalidConfig, "Required prevResult missing");
-  checkPodNetns(env.netns);
+  checkNetns(env.netns);
   await ipamFor(req).check();
   const hostVeth = hostVethName(env.containerId, env.ifname);
   checkHostSide(hostVeth, conf.bridge);

@@ -7,6 +7,7 @@ import { type Ip, parseIp } from "../ip/cidr.ts";
 import { delegatedIpam } from "../ipam/delegate.ts";
 import type { Ipam } from "../ipam/ipam.ts";
 import type { Owner } from "../ipam/store.ts";
+import { checkPodNetns, NetnsError } from "../net/netns.ts";
 
 /** A parsed invocation. */
 export interface Request {
@@ -79,4 +80,18 @@ function runtimeConfigIps(list: unknown): Ip[] {
       );
     }
   });
+}
+
+/**
+ * Checks CNI_NETNS before a verb enters it (lib/net/netns.ts), as the spec's codes say: 4 for a
+ * path that is no network namespace, 8 for the plugin's own.
+ */
+export function checkNetns(path: string): void {
+  try {
+    checkPodNetns(path);
+  } catch (err) {
+    if (!(err instanceof NetnsError)) throw err;
+    const code = err.reason === "own" ? ErrorCode.InvalidNetns : ErrorCode.InvalidEnv;
+    throw new CniError(code, err.message);
+  }
 }
