@@ -28,6 +28,11 @@ export interface InformerOptions<T> {
   readonly log: Logger;
   /** Called after the map changed (or after every list, with `full`). */
   readonly onChange: (items: ReadonlyMap<string, T>, full: boolean) => void;
+  /**
+   * Called with the resourceVersion of every list and watch event (bookmarks and events that
+   * change nothing included), after `onChange`: how far the caller has seen the collection.
+   */
+  readonly onProgress?: (resourceVersion: string) => void;
   /** Called when the watch goes up or down; `error` says why it is down. */
   readonly onState: (state: { watching: boolean; error?: string }) => void;
   /** Full re-list every this many ms (default 5 min, as flannel). */
@@ -96,6 +101,7 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
       rv = list.resourceVersion;
       backoff = firstBackoff;
       opts.onChange(items, true);
+      opts.onProgress?.(rv);
     } catch (err) {
       await fail(err, `list ${opts.what}`);
       continue;
@@ -115,8 +121,12 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
           backoff = firstBackoff;
           if (ev.type === "ERROR") continue; // thrown by the client; here for the type checker
           rv = resourceVersionOf(ev.object) || rv;
-          if (ev.type === "BOOKMARK") continue;
+          if (ev.type === "BOOKMARK") {
+            opts.onProgress?.(rv);
+            continue;
+          }
           if (apply(ev.object, ev.type === "DELETED")) opts.onChange(items, false);
+          opts.onProgress?.(rv);
         }
         // The server closed the stream (its timeout): watch again from where we are, unless it
         // keeps closing at once, which is an error like any other.

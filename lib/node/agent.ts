@@ -85,7 +85,7 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
     });
     return 1;
   }
-  const schedule = createScheduler(sync);
+  const schedule = createScheduler(sync, (rv) => status.policyResourceVersion = rv);
   const sources = sourceHealth(ctx.log, (watching, error) => {
     status.watching = watching;
     if (error !== undefined) {
@@ -133,18 +133,21 @@ async function watchApi(
         ...common,
         ...POD_INFORMER,
         onState: sources.reporter("pods"),
+        onProgress: (rv) => schedule.progress(rv),
         onChange: (pods) => schedule.policy({ pods }),
       }),
       runInformer(client, {
         ...common,
         ...NAMESPACE_INFORMER,
         onState: sources.reporter("namespaces"),
+        onProgress: (rv) => schedule.progress(rv),
         onChange: (namespaces) => schedule.policy({ namespaces }),
       }),
       runInformer(client, {
         ...common,
         ...POLICY_INFORMER,
         onState: sources.reporter("networkpolicies"),
+        onProgress: (rv) => schedule.progress(rv),
         onChange: (policies) => schedule.policy({ policies }),
       }),
     );
@@ -276,8 +279,11 @@ async function listOnce<T>(
  * doubling up to the resync period) until one succeeds. Nothing runs before the node list is
  * known; policy is part of the state only once pods, namespaces and policies were all listed.
  */
-function createScheduler(sync: NodeSync) {
+function createScheduler(sync: NodeSync, onApplied: (resourceVersion: string) => void) {
   let nodes: ReadonlyMap<string, NodeInfo> | undefined;
+  // How far the policy sources were seen, and how far the kernel holds their effect.
+  let seenRv = "";
+  let appliedOk = false;
   const policy: PolicySources = {};
   let full = false;
   let nodesChanged = true;
@@ -311,15 +317,22 @@ function createScheduler(sync: NodeSync) {
       : undefined,
   });
   const loop = async () => {
+    let ok: boolean;
     do {
       again = false;
       const state = snapshot();
       const opts = { full, nodesChanged };
       full = false;
       nodesChanged = false;
-      retryLater(await sync.run(state, opts));
+      ok = await sync.run(state, opts);
+      retryLater(ok);
     } while (again);
     running = undefined;
+    // Events seen since the last snapshot changed nothing (a change would have asked for
+    // another run): the kernel holds everything seen so far.
+    appliedOk = ok && policy.pods !== undefined && policy.namespaces !== undefined &&
+      policy.policies !== undefined;
+    if (appliedOk) onApplied(seenRv);
   };
   function request(isFull: boolean) {
     full ||= isFull;
@@ -340,6 +353,15 @@ function createScheduler(sync: NodeSync) {
       Object.assign(policy, next);
       request(false);
     },
+    /**
+     * A policy source saw `resourceVersion` (called after its change, if any, asked for a
+     * run): with nothing running or to retry, the kernel already holds what it says; else the
+     * run in progress reports it when it ends.
+     */
+    progress(resourceVersion: string) {
+      if (newerVersion(resourceVersion, seenRv)) seenRv = resourceVersion;
+      if (!running && appliedOk && retryTimer === undefined) onApplied(seenRv);
+    },
     /** The periodic re-check. */
     resync() {
       request(true);
@@ -350,6 +372,12 @@ function createScheduler(sync: NodeSync) {
       clearTimeout(retryTimer);
     },
   };
+}
+
+/** Whether resourceVersion `a` is newer than `b`: as numbers (etcd revisions), else as text. */
+function newerVersion(a: string, b: string): boolean {
+  if (/^[0-9]+$/.test(a) && /^[0-9]+$/.test(b)) return BigInt(a) > BigInt(b);
+  return a > b;
 }
 
 /** `--uninstall`: the conflist, the plugin, our table and chains (both families), our routes. */

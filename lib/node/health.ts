@@ -33,6 +33,12 @@ export interface AgentStatus {
   policyRules: number;
   /** nftables transactions applied (changes of the agent's table). */
   nftChanges: number;
+  /**
+   * The newest resourceVersion of pods, namespaces and NetworkPolicies whose effect the kernel
+   * holds ("" before the first policy sync): a test that wrote an object at resourceVersion N
+   * knows this agent enforces it once this is N or later.
+   */
+  policyResourceVersion: string;
   /** Compile and apply time of the last policy change, in seconds. */
   lastPolicySyncSeconds: number;
   /** The last installed plugin answered VERSION as a runtime would call it. */
@@ -67,6 +73,7 @@ export function newStatus(): AgentStatus {
     policyTargets: 0,
     policyRules: 0,
     nftChanges: 0,
+    policyResourceVersion: "",
     lastPolicySyncSeconds: 0,
     pluginRuns: false,
     routesHostGw: 0,
@@ -111,6 +118,12 @@ const METRICS: readonly [keyof AgentStatus, string, "gauge" | "counter", string]
   ["policyRules", "mycni_policy_rules", "gauge", "Rules in this node's per-pod policy chains"],
   ["nftChanges", "mycni_nft_changes_total", "counter", "nftables transactions applied"],
   [
+    "policyResourceVersion",
+    "mycni_policy_resource_version",
+    "gauge",
+    "Newest resourceVersion of pods, namespaces and policies the kernel enforces",
+  ],
+  [
     "lastPolicySyncSeconds",
     "mycni_policy_sync_duration_seconds",
     "gauge",
@@ -131,7 +144,7 @@ export function renderMetrics(
 ): string {
   let text = METRICS.map(([key, name, type, help]) => {
     const v = status[key];
-    const value = typeof v === "boolean" ? (v ? 1 : 0) : Number(v);
+    const value = typeof v === "boolean" ? (v ? 1 : 0) : Number(v) || 0;
     return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}\n`;
   }).join("") + renderBackendMetrics(status);
   if (drops) {
@@ -198,6 +211,7 @@ export function healthHandler(
             policies: status.policies,
             errors: status.policyErrors,
             targets: status.policyTargets,
+            resourceVersion: status.policyResourceVersion,
           }
           : undefined,
         lastSyncTime: status.lastSyncTime,
