@@ -19,9 +19,9 @@ COPY mycni.ts init.ts ./
 COPY lib lib
 # One source of truth for the build flags: the very script `make build` runs. Here deno compile
 # can download its runtime (denort), so both programs come out as self-contained executables.
-# MYCNI_BUILD=compile asks for compile-or-fail (scripts/build.sh today treats any value but
-# `bundle` as "compile, else bundle"); the check after it refuses a bundled script either way:
-# its shebang names this stage's deno, which the final image does not have.
+# MYCNI_BUILD=compile asks for compile-or-fail: scripts/build.sh exits non-zero with deno
+# compile's log instead of falling back to a bundle. The check after it is a second guard: a
+# bundled script's shebang names this stage's deno, which the final image does not have.
 ENV MYCNI_BUILD=compile
 RUN DENO="$(command -v deno)" bash scripts/build.sh \
   && for f in bin/mycni bin/mycni-init; do \

@@ -3,7 +3,8 @@
 // on a thread pool, which costs the plugin milliseconds per call on every ADD.
 
 /**
- * 128 bits as 32 hex characters: four FNV-1a 32-bit hashes, each over a different prefix.
+ * 128 bits as 32 hex characters: four FNV-1a 32-bit hashes of the same bytes, each from a
+ * different offset basis, each finished with an avalanche step.
  *
  * @example
  * nameDigest("abc/eth0").slice(0, 11); // "3f0c..." (stable across runs and machines)
