@@ -10,6 +10,7 @@
 // already has (the peer's address and podCIDR).
 import { type Cidr, cidrsOverlap, type Family, formatIp } from "../ip/cidr.ts";
 import type { NodeInfo } from "../kube/node.ts";
+import { type RouteAnswer, RTN_LOCAL, RTN_UNICAST } from "../net/route.ts";
 import { nameDigest } from "../sys/digest.ts";
 import { canonicalCidr, canonicalIp, type Skipped } from "./conflist.ts";
 
@@ -171,16 +172,6 @@ export function pathTargets(mode: BackendMode, peers: readonly PeerCidr[]): stri
   return [...out];
 }
 
-/** The kernel's answer to `ip route get` reduced to what the choice needs. */
-export interface RouteLookup {
-  /** How many routes the kernel answered with. */
-  readonly routes: number;
-  readonly type: number;
-  readonly via?: string;
-  readonly oif?: number;
-  readonly multipath: boolean;
-}
-
 /** Whether a peer address is on-link, the device the kernel would use, and in words why. */
 export interface PathLookup {
   readonly onLink: boolean;
@@ -188,9 +179,6 @@ export interface PathLookup {
   /** "on-link", "via 192.0.2.254", "no route (Network is unreachable)". */
   readonly detail: string;
 }
-
-const RTN_UNICAST = 1;
-const RTN_LOCAL = 2;
 
 /**
  * The contract's test for host-gw: exactly one route, a plain unicast one, no gateway (a
@@ -200,7 +188,7 @@ const RTN_LOCAL = 2;
  * @example
  * judgePath({ routes: 1, type: 1, oif: 2, multipath: false }); // { onLink: true, oif: 2, detail: "on-link" }
  */
-export function judgePath(answer: RouteLookup | string): PathLookup {
+export function judgePath(answer: RouteAnswer | string): PathLookup {
   if (typeof answer === "string") return { onLink: false, detail: `no route (${answer})` };
   const { routes, type, via, oif, multipath } = answer;
   if (routes !== 1) return { onLink: false, detail: `${routes} routes` };
