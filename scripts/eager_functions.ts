@@ -28,7 +28,7 @@ export const COLD_MODULES: readonly string[] = [
   "lib/plugin/gc.ts",
   "lib/plugin/status.ts",
   "lib/ipam/delegate.ts",
-  "lib/net/ipmasq.ts",
+  "lib/net/iptables.ts",
   "lib/net/tools.ts",
   "lib/net/mtu.ts",
   "lib/process/run.ts",

@@ -16,6 +16,9 @@ export interface Cidr {
   readonly prefix: number;
 }
 
+/** Each family's multicast block, as CIDR text (the masquerade rules leave it out). */
+export const MULTICAST: Readonly<Record<Family, string>> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
+
 /** Bits in an address of the family. */
 export function familyBits(family: Family): number {
   return family === 4 ? 32 : 128;

@@ -3,7 +3,7 @@
 // hosts whose FORWARD policy is DROP (Docker sets it; an accept in our own nftables table cannot
 // overrule a drop in another table at the same hook). Pure. The rule count depends on the
 // families in use, never on the number of nodes: the exempt destinations are an interval set.
-import { type Cidr, type Family, formatCidr } from "../ip/cidr.ts";
+import { type Cidr, type Family, formatCidr, MULTICAST } from "../ip/cidr.ts";
 import type { NftChain, NftSet } from "../nft/ruleset.ts";
 import type { OwnedChain } from "../net/iptables.ts";
 import { aggregateCidrs, canonicalCidr } from "./conflist.ts";
@@ -46,7 +46,6 @@ export const OWNED_CHAINS: readonly Omit<OwnedChain, "rules">[] = [
 /** The legacy chains an upgrade must remove (the agent masqueraded in iptables before). */
 export const LEGACY_CHAINS: readonly Omit<OwnedChain, "rules">[] = OWNED_CHAINS.slice(1);
 
-const MULTICAST: Record<Family, string> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
 const IP: Record<Family, string> = { 4: "ip", 6: "ip6" };
 const ADDR: Record<Family, string> = { 4: "ipv4_addr", 6: "ipv6_addr" };
 

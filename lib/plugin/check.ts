@@ -3,7 +3,7 @@
 // routes), as `ip link`, `ip addr` and `ip route show` would.
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Result } from "../cni/result.ts";
-import { hasIpMasq } from "../net/ipmasq.ts";
+import { hasIpMasq } from "../net/iptables.ts";
 import { Rtnl } from "../net/netlink.ts";
 import { listRoutes, RT_TABLE_MAIN } from "../net/route.ts";
 import { addrList, linkGet, linkList } from "../net/rtnl.ts";
