@@ -2,7 +2,16 @@
 // request with an ack, and the attribute encoding. The plugin talks to it directly on its hot
 // path (ADD, DEL), as the reference plugins do through vishvananda/netlink, instead of
 // spawning `nsenter` + `ip` per pod. lib/net/rtnl.ts builds the messages `ip` would send.
-import { AT_FDCWD, bytes, cString, Errno, errnoText, sys } from "../sys/syscall.ts";
+import {
+  AT_FDCWD,
+  bytes,
+  closeFd,
+  cString,
+  Errno,
+  errnoText,
+  O_CLOEXEC,
+  sys,
+} from "../sys/syscall.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -12,7 +21,6 @@ const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
 const CLONE_NEWNET = 0x40000000;
-const O_RDONLY_CLOEXEC = 0o2000000;
 
 const NLMSG_HDRLEN = 16;
 const NLMSG_ERROR = 2;
@@ -29,8 +37,11 @@ export const NLM_F_CREATE = 0x400;
 /** A GET for every object of the kind (NLM_F_ROOT | NLM_F_MATCH). */
 export const NLM_F_DUMP = 0x300;
 
-/** errno values the callers tell apart. */
-export const { ENODEV, EEXIST } = Errno;
+/**
+ * errno values the callers tell apart: a delete of a neighbour (ENOENT) or a route (ESRCH) that
+ * is already gone, a link that is not there (ENODEV), an object that already is (EEXIST).
+ */
+export const { ENOENT, ESRCH, ENODEV, EEXIST } = Errno;
 
 /** A request the kernel refused: what we asked (as the `ip` command), where, and why. */
 export class NetlinkError extends Error {
@@ -243,14 +254,9 @@ function enterNetns(netns: string): void {
   }
 }
 
+/** The netns file, read-only (O_RDONLY is 0): setns needs no more. */
 function openNetns(path: string): number {
-  return sys("openat", `open netns ${path}`, AT_FDCWD, cString(path), O_RDONLY_CLOEXEC);
-}
-
-function closeFd(fd: number): void {
-  try {
-    sys("close", "close", fd);
-  } catch { /* nothing to do about it */ }
+  return sys("openat", `open netns ${path}`, AT_FDCWD, cString(path), O_CLOEXEC);
 }
 
 function netlinkSocket(): number {

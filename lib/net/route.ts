@@ -6,6 +6,7 @@ import type { Family } from "../ip/cidr.ts";
 import {
   attr,
   concat,
+  ESRCH,
   NetlinkError,
   NLM_F_CREATE,
   NLM_F_EXCL,
@@ -44,8 +45,6 @@ const RTM_F_LOOKUP_TABLE = 0x1000;
 const RT_SCOPE_UNIVERSE = 0;
 /** A delete's scope: any. */
 const RT_SCOPE_NOWHERE = 255;
-/** errno of a delete whose route is already gone. */
-const ESRCH = 3;
 
 /** A route as the kernel lists it. */
 export interface KernelRoute {

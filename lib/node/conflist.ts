@@ -10,6 +10,7 @@ import {
   parseCidr,
   parseIp,
 } from "../ip/cidr.ts";
+import { DEFAULT_BRIDGE } from "../cni/netconf.ts";
 import type { NodeInfo } from "../kube/node.ts";
 
 /** A parsed podCIDR in canonical text, or why it is not one. */
@@ -144,7 +145,7 @@ export const CONFLIST_NAME = "10-mycni.conflist";
 export function renderConflist(input: ConflistInput): string {
   const plugins: Record<string, unknown>[] = [{
     type: "mycni",
-    bridge: "cni0",
+    bridge: DEFAULT_BRIDGE,
     podCIDRs: [...input.podCIDRs],
     dataDir: input.dataDir,
     logFile: input.logFile,

@@ -4,7 +4,7 @@
 // overrule a drop in another table at the same hook). Pure. The rule count depends on the
 // families in use, never on the number of nodes: the exempt destinations are an interval set.
 import { type Cidr, type Family, formatCidr, MULTICAST } from "../ip/cidr.ts";
-import type { NftChain, NftSet } from "../nft/ruleset.ts";
+import { NFT_ADDR, NFT_IP, type NftChain, type NftSet } from "../nft/ruleset.ts";
 import type { OwnedChain } from "../net/iptables.ts";
 import { aggregateCidrs, canonicalCidr } from "./conflist.ts";
 
@@ -46,9 +46,6 @@ export const OWNED_CHAINS: readonly Omit<OwnedChain, "rules">[] = [
 /** The legacy chains an upgrade must remove (the agent masqueraded in iptables before). */
 export const LEGACY_CHAINS: readonly Omit<OwnedChain, "rules">[] = OWNED_CHAINS.slice(1);
 
-const IP: Record<Family, string> = { 4: "ip", 6: "ip6" };
-const ADDR: Record<Family, string> = { 4: "ipv4_addr", 6: "ipv6_addr" };
-
 /**
  * The iptables filter chain for `family`: forwarded traffic from or to any pod is accepted.
  *
@@ -87,14 +84,14 @@ export function masqueradeObjects(
     if (pods.length === 0) continue;
     const set = (items: readonly string[]): NftSet => ({
       kind: "set",
-      type: ADDR[f],
+      type: NFT_ADDR[f],
       interval: true,
       elements: new Map(items.map((c) => [c, c])),
     });
     sets.set(`podnets${f}`, set(aggregateCidrs(ofFamily(pods, f)).map(formatCidr)));
     sets.set(`nomasq${f}`, set(exempt(f, input)));
     rules.push(
-      `${IP[f]} saddr @podnets${f} ${IP[f]} daddr != @nomasq${f} ${IP[f]} daddr != ${
+      `${NFT_IP[f]} saddr @podnets${f} ${NFT_IP[f]} daddr != @nomasq${f} ${NFT_IP[f]} daddr != ${
         MULTICAST[f]
       } masquerade fully-random`,
     );

@@ -1,5 +1,6 @@
 // The agent's command line (a contract: DESIGN.md "Node agent contract") turned into options.
 import { parseArgs } from "node:util";
+import { DEFAULT_DATA_DIR, DEFAULT_LOG_FILE } from "../cni/netconf.ts";
 import { parseCidr } from "../ip/cidr.ts";
 import { inClusterConfig, type KubeConfig } from "../kube/client.ts";
 import { BACKEND_MODES, type BackendMode } from "./backend.ts";
@@ -93,8 +94,8 @@ export function parseAgentArgs(
         "ca-file": { type: "string" },
         "cni-bin-dir": { type: "string", default: "/opt/cni/bin" },
         "cni-conf-dir": { type: "string", default: "/etc/cni/net.d" },
-        "cni-data-dir": { type: "string", default: "/var/lib/cni/networks" },
-        "log-file": { type: "string", default: "/var/log/mycni.log" },
+        "cni-data-dir": { type: "string", default: DEFAULT_DATA_DIR },
+        "log-file": { type: "string", default: DEFAULT_LOG_FILE },
         "cluster-cidr": { type: "string", multiple: true, default: [] },
         "no-masquerade-cidr": { type: "string", multiple: true, default: [] },
         "network-policy": { type: "string", default: "true" },
