@@ -8,11 +8,11 @@
 // an FDB entry sending its MAC to the peer's underlay address. Unlike flannel, nothing is
 // published through the API: every node derives every peer's VTEP MAC and address from data it
 // already has (the peer's address and podCIDR).
+import { canonicalCidr, canonicalIp } from "../ip/canonical.ts";
 import { type Cidr, cidrsOverlap, type Family, formatIp } from "../ip/cidr.ts";
 import type { NodeInfo } from "../kube/node.ts";
 import { type RouteAnswer, RTN_LOCAL, RTN_UNICAST } from "../net/route.ts";
 import { nameDigest } from "../sys/digest.ts";
-import { canonicalCidr, canonicalIp, type Skipped } from "./conflist.ts";
 
 /** `--backend`: per peer (`auto`), or one backend for every peer. */
 export type BackendMode = "auto" | "host-gw" | "vxlan";
@@ -95,6 +95,12 @@ export interface PeerCidr {
   readonly vtep: string;
   /** The node's first address of each family, canonical. */
   readonly addrs: { readonly 4?: string; readonly 6?: string };
+}
+
+/** A node (or one of its podCIDRs) left out of the routes, and why. */
+export interface Skipped {
+  readonly node: string;
+  readonly reason: string;
 }
 
 /** Every other node's podCIDRs, and the nodes or podCIDRs left out with why. */
