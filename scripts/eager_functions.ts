@@ -27,7 +27,7 @@ export const COLD_MODULES: readonly string[] = [
   "lib/plugin/check.ts",
   "lib/plugin/gc.ts",
   "lib/plugin/status.ts",
-  "lib/ipam/delegate.ts",
+  "lib/plugin/delegated_ipam.ts",
   "lib/net/iptables.ts",
   "lib/net/tools.ts",
   "lib/net/mtu.ts",
