@@ -94,19 +94,12 @@ Deno.test("parseChainState() counts our jumps and reads our rules from iptables-
   assertEquals(parseChainState(save, OWNED_CHAINS[0]), { exists: false, jumps: 1, rules: [] });
 });
 
-const nodes: NodeInfo[] = [
-  {
-    name: "n1",
-    ips: ["192.0.2.11", "2001:db8::11"],
-    podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
-  },
-  {
-    name: "n2",
-    ips: ["192.0.2.12", "2001:db8::12"],
-    podCIDRs: ["10.244.2.0/24", "fd00:10:244:2::/64"],
-  },
-  { name: "n3", ips: ["192.0.2.13"], podCIDRs: ["10.244.3.0/24", "fd00:10:244:3::/64"] },
-];
+// Only the podCIDRs count here: n1-n3, dual-stack.
+const nodes: NodeInfo[] = [1, 2, 3].map((i) => ({
+  name: `n${i}`,
+  ips: [],
+  podCIDRs: [`10.244.${i}.0/24`, `fd00:10:244:${i}::/64`],
+}));
 
 Deno.test("clusterCidrs() aggregates every node's podCIDRs when none are given", () => {
   const many = Array.from({ length: 256 }, (_, i) => ({
