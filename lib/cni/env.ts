@@ -49,9 +49,16 @@ const REQUIRED: Record<Verb, readonly string[]> = {
   VERSION: [],
 };
 
-const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
-// Longer IDs cannot name a state file; real runtimes use 64 hex characters.
-const MAX_CONTAINER_ID = 200;
+/**
+ * What a container ID and a network name may hold: libcni's one pattern for both
+ * (pkg/utils ValidateContainerID, ValidateNetworkName).
+ */
+export const CNI_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+/**
+ * The longest container ID or network name: each names a state file or directory, which past
+ * NAME_MAX could never be opened. Real runtimes' IDs are 64 hex characters.
+ */
+export const MAX_CNI_NAME = 200;
 
 /** Parses CNI_COMMAND; undefined when it is unset (the plugin then prints its usage). */
 export function parseVerb(env: Readonly<Record<string, string>>): Verb | undefined {
@@ -99,17 +106,17 @@ export function validateContainerId(id: string): void {
   if (id === "") {
     throw new CniError(ErrorCode.InvalidEnv, "Required env variables [CNI_CONTAINERID] missing");
   }
-  if (id.length > MAX_CONTAINER_ID) {
+  if (id.length > MAX_CNI_NAME) {
     throw new CniError(
       ErrorCode.InvalidEnv,
-      `Invalid containerID: longer than ${MAX_CONTAINER_ID} characters`,
+      `Invalid containerID: longer than ${MAX_CNI_NAME} characters`,
     );
   }
-  if (!CONTAINER_ID.test(id)) {
+  if (!CNI_NAME.test(id)) {
     throw new CniError(
       ErrorCode.InvalidEnv,
       `Invalid characters in containerID "${id.slice(0, 64)}"`,
-      `want ${CONTAINER_ID.source}`,
+      `want ${CNI_NAME.source}`,
     );
   }
 }

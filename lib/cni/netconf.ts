@@ -4,7 +4,7 @@ import { type Cidr, cidrsOverlap, formatCidr, isTooSmall, parseCidr } from "../i
 import { CniError, ErrorCode } from "./errors.ts";
 import { parseResult, type Result } from "./result.ts";
 import { type CniVersion, isSupportedVersion, SUPPORTED_VERSIONS } from "./version.ts";
-import { validateContainerId, validateIfname } from "./env.ts";
+import { CNI_NAME, MAX_CNI_NAME, validateContainerId, validateIfname } from "./env.ts";
 
 /** Log levels, least to most severe. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -39,8 +39,13 @@ export interface NetConf {
   readonly raw: Readonly<Record<string, unknown>>;
 }
 
-const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
-const MAX_NAME = 200;
+// Defaults the agent repeats: its conflist names the bridge, and its flags default to these.
+/** `bridge` when the config names none. */
+export const DEFAULT_BRIDGE = "cni0";
+/** `dataDir` when the config names none. */
+export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
+/** `logFile` when the config names none. */
+export const DEFAULT_LOG_FILE = "/var/log/mycni.log";
 
 /** Reads the version before anything else, so even a config error answers in that version. */
 export function peekVersion(json: unknown): string | undefined {
@@ -83,12 +88,14 @@ export function parseNetConf(json: unknown): NetConf {
     );
   }
   const name = field.string(o, "name", undefined);
-  if (!NAME.test(name)) throw invalid("name", `"${name.slice(0, 64)}" must match ${NAME.source}`);
-  // The name is a directory under dataDir: past NAME_MAX the state could never be opened.
-  if (name.length > MAX_NAME) {
-    throw invalid("name", `"${name.slice(0, 64)}..." is longer than ${MAX_NAME} characters`);
+  if (!CNI_NAME.test(name)) {
+    throw invalid("name", `"${name.slice(0, 64)}" must match ${CNI_NAME.source}`);
   }
-  const bridge = field.string(o, "bridge", "cni0");
+  // The name is a directory under dataDir: past NAME_MAX the state could never be opened.
+  if (name.length > MAX_CNI_NAME) {
+    throw invalid("name", `"${name.slice(0, 64)}..." is longer than ${MAX_CNI_NAME} characters`);
+  }
+  const bridge = field.string(o, "bridge", DEFAULT_BRIDGE);
   try {
     validateIfname(bridge, "bridge");
   } catch (err) {
@@ -108,11 +115,11 @@ export function parseNetConf(json: unknown): NetConf {
     bridge,
     podCIDRs,
     ipam,
-    dataDir: field.string(o, "dataDir", "/var/lib/cni/networks"),
+    dataDir: field.string(o, "dataDir", DEFAULT_DATA_DIR),
     mtu,
     hairpinMode: field.boolean(o, "hairpinMode", true),
     ipMasq: field.boolean(o, "ipMasq", false),
-    logFile: field.string(o, "logFile", "/var/log/mycni.log"),
+    logFile: field.string(o, "logFile", DEFAULT_LOG_FILE),
     logLevel: logLevel as LogLevel,
     prevResult: o.prevResult === undefined || o.prevResult === null
       ? undefined

@@ -16,6 +16,9 @@ export interface Cidr {
   readonly prefix: number;
 }
 
+/** Each family's multicast block, as CIDR text (the masquerade rules leave it out). */
+export const MULTICAST: Readonly<Record<Family, string>> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
+
 /** Bits in an address of the family. */
 export function familyBits(family: Family): number {
   return family === 4 ? 32 : 128;
@@ -180,4 +183,34 @@ export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
 /** Host-local's minimum: a network must leave room for a gateway and one pod. */
 export function isTooSmall(cidr: Cidr): boolean {
   return cidr.prefix > familyBits(cidr.family) - 2;
+}
+
+/**
+ * The smallest set of networks covering exactly the same addresses (v4 first).
+ *
+ * @example
+ * aggregateCidrs(["10.0.0.0/24", "10.0.1.0/24"].map((c) => parseCidr(c))); // [10.0.0.0/23]
+ */
+export function aggregateCidrs(cidrs: readonly Cidr[]): Cidr[] {
+  const sorted = [...cidrs].sort((a, b) =>
+    a.family - b.family || (a.network < b.network ? -1 : a.network > b.network ? 1 : 0) ||
+    a.prefix - b.prefix
+  );
+  const out: Cidr[] = [];
+  for (const c of sorted) {
+    const last = out[out.length - 1];
+    if (last && last.family === c.family && last.prefix <= c.prefix && cidrsOverlap(last, c)) {
+      continue;
+    }
+    out.push(c);
+    // Merge siblings upwards: 10.0.0.0/24 + 10.0.1.0/24 -> 10.0.0.0/23, and again if possible.
+    while (out.length >= 2) {
+      const b = out[out.length - 1], a = out[out.length - 2];
+      if (a.family !== b.family || a.prefix !== b.prefix || a.prefix === 0) break;
+      const size = 1n << BigInt(familyBits(a.family) - a.prefix);
+      if (a.network + size !== b.network || a.network % (size * 2n) !== 0n) break;
+      out.splice(out.length - 2, 2, { family: a.family, network: a.network, prefix: a.prefix - 1 });
+    }
+  }
+  return out;
 }

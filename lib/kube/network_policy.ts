@@ -19,15 +19,12 @@ import type {
   PolicyRule,
   Protocol,
 } from "./policy_objects.ts";
-import { objectKey } from "./policy_objects.ts";
+import { objectKey, PROTOCOLS, SELECT_ALL } from "./policy_objects.ts";
 
 /** A policy entry, or why there is none (only when the object has no namespace or name). */
 export type ParsedNetworkPolicy =
   | { readonly ok: true; readonly entry: PolicyEntry }
   | { readonly ok: false; readonly key: string; readonly reason: string };
-
-const PROTOCOLS: readonly string[] = ["TCP", "UDP", "SCTP"] satisfies Protocol[];
-const SELECT_ALL: LabelSelector = { matchLabels: {}, matchExpressions: [] };
 
 /** Runs one part of the parse, keeping its error and going on with the next part. */
 type Attempt = <T>(part: () => T) => T | undefined;

@@ -2,14 +2,18 @@
 // node, host networking, named container ports and the pod's addresses.
 import { formatIp, parseIp } from "../ip/cidr.ts";
 import { listAt, objectAt, optionalObjectAt, optionalStringAt, stringMapAt } from "./fields.ts";
-import { type ContainerPort, objectKey, type PodInfo, type Protocol } from "./policy_objects.ts";
+import {
+  type ContainerPort,
+  objectKey,
+  type PodInfo,
+  type Protocol,
+  PROTOCOLS,
+} from "./policy_objects.ts";
 
 /** A pod policy can use, or why not (`key` is `namespace/name`, "?" for a missing part). */
 export type ParsedPod =
   | { readonly ok: true; readonly pod: PodInfo }
   | { readonly ok: false; readonly key: string; readonly reason: string };
-
-const PROTOCOLS: readonly string[] = ["TCP", "UDP", "SCTP"] satisfies Protocol[];
 
 /**
  * Reads a v1.Pod. Addresses come from `status.podIPs` (else `status.podIP`) in canonical text,

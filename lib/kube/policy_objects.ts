@@ -6,6 +6,9 @@
 /** A protocol a NetworkPolicy port can name. */
 export type Protocol = "TCP" | "UDP" | "SCTP";
 
+/** Every {@linkcode Protocol}, as the API spells them: what the parsers and `explain` accept. */
+export const PROTOCOLS: readonly string[] = ["TCP", "UDP", "SCTP"] satisfies Protocol[];
+
 /** A direction of isolation. */
 export type Direction = "ingress" | "egress";
 
@@ -54,6 +57,9 @@ export interface LabelSelector {
   readonly matchLabels: Readonly<Record<string, string>>;
   readonly matchExpressions: readonly LabelRequirement[];
 }
+
+/** The selector with no requirement: it selects every label set. */
+export const SELECT_ALL: LabelSelector = { matchLabels: {}, matchExpressions: [] };
 
 /**
  * One `from`/`to` entry. `pods` and `namespaces` together select pods matching `pods` in

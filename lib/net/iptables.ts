@@ -1,7 +1,13 @@
 // Our own iptables chains, per family, through iptables-save / iptables-restore: one restore per
-// change, nothing when the kernel already has exactly what we want.
-import type { Family } from "../ip/cidr.ts";
+// change, nothing when the kernel already has exactly what we want. Two owners: the agent's
+// chains (the forward accept, and the legacy masquerade chain it removes), and the plugin's
+// per-attachment masquerade for `ipMasq: true` (the reference bridge's option; the agent
+// normally masquerades node-wide in nftables), whose chain name derives from (network,
+// container ID), so DEL removes it even when the netns and prevResult are gone (the reference
+// leaks it: plugins#810).
+import { type Family, MULTICAST } from "../ip/cidr.ts";
 import { run } from "../process/run.ts";
+import { nameDigest } from "../sys/digest.ts";
 
 /** One chain we own, the built-in chain that jumps to it, and its rules in iptables-save form. */
 export interface OwnedChain {
@@ -94,8 +100,93 @@ export async function deleteChains(family: Family, chains: readonly Skeleton[]):
   return removed;
 }
 
-async function restore(family: Family, tables: Map<string, string[]>): Promise<void> {
+/** One iptables-restore --noflush of `lines` per table: one transaction per table. */
+async function restore(
+  family: Family,
+  tables: Iterable<readonly [string, readonly string[]]>,
+): Promise<void> {
   let text = "";
   for (const [table, lines] of tables) text += `*${table}\n${lines.join("\n")}\nCOMMIT\n`;
   await run([RESTORE[family], "--noflush", "-w", XTABLES_WAIT], { stdin: text });
+}
+
+/** The addresses of one attachment and the networks they sit in. */
+export interface MasqTarget {
+  readonly network: string;
+  readonly containerId: string;
+  /** [{ ip: "10.244.1.5", cidr: "10.244.1.0/24", family: 4 }] */
+  readonly addrs: readonly { ip: string; cidr: string; family: Family }[];
+}
+
+/** iptables chain name: "MYCNI-" + 20 hex characters (the limit is 28). */
+export function masqChainName(network: string, containerId: string): string {
+  return "MYCNI-" + nameDigest(`${network}/${containerId}`).slice(0, 20);
+}
+
+/** Adds the attachment's chain and its POSTROUTING jumps; idempotent (an old copy goes first). */
+export async function setupIpMasq(t: MasqTarget): Promise<void> {
+  await teardownIpMasq(t.network, t.containerId);
+  const chain = masqChainName(t.network, t.containerId);
+  const comment = `mycni ${t.network} ${t.containerId}`.slice(0, 255);
+  for (const family of [4, 6] as const) {
+    const addrs = t.addrs.filter((a) => a.family === family);
+    if (!addrs.length) continue;
+    await restore(family, [["nat", [
+      `:${chain} - [0:0]`,
+      ...addrs.map((a) => `-A ${chain} -d ${a.cidr} -j ACCEPT`),
+      `-A ${chain} ! -d ${MULTICAST[family]} -j MASQUERADE`,
+      ...addrs.map((a) =>
+        `-A POSTROUTING -s ${a.ip} -m comment --comment "${comment}" -j ${chain}`
+      ),
+    ]]]);
+  }
+}
+
+/** Removes the attachment's chain and its jumps; nothing there is success. */
+export async function teardownIpMasq(network: string, containerId: string): Promise<void> {
+  const chain = masqChainName(network, containerId);
+  for (const family of [4, 6] as const) {
+    const saved = await saveNat(family);
+    if (!saved.includes(`:${chain} `)) continue;
+    const jumps = saved.split("\n").filter((l) =>
+      l.startsWith("-A POSTROUTING ") && l.endsWith(`-j ${chain}`)
+    );
+    await restore(family, [["nat", [
+      ...jumps.map((l) => l.replace(/^-A /, "-D ")),
+      `-F ${chain}`,
+      `-X ${chain}`,
+    ]]]);
+  }
+}
+
+/** Whether the attachment's chain exists in every family it has addresses in (for CHECK). */
+export async function hasIpMasq(
+  network: string,
+  containerId: string,
+  families: readonly Family[],
+): Promise<boolean> {
+  const chain = masqChainName(network, containerId);
+  for (const family of families) {
+    if (!(await saveNat(family)).includes(`-j ${chain}`)) return false;
+  }
+  return true;
+}
+
+/**
+ * The nat table as `iptables-save` prints it. A kernel without IPv6 has no ip6tables rules to
+ * find (empty); any other failure is thrown: a teardown that cannot read the rules must say so,
+ * not report success while the chain stays behind.
+ */
+async function saveNat(family: Family): Promise<string> {
+  if (family === 6 && !ipv6Present()) return "";
+  return await run([SAVE[family], "-t", "nat"]);
+}
+
+function ipv6Present(): boolean {
+  try {
+    Deno.statSync("/proc/sys/net/ipv6");
+    return true;
+  } catch {
+    return false;
+  }
 }

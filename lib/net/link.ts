@@ -16,8 +16,8 @@ import {
   linkSet,
   linkSetHairpin,
   type LinkState,
-  routeAdd,
 } from "./rtnl.ts";
+import { routeAdd } from "./route.ts";
 
 /** One address to put on the pod interface, with the gateway (bridge address) of its network. */
 export interface PodAddress {

@@ -3,8 +3,8 @@
 // for this process's netns (/sys/class/net would show the root netns, not ours).
 import type { Family } from "../ip/cidr.ts";
 import { Rtnl } from "./netlink.ts";
-import { listRoutes } from "./route.ts";
-import { addrList, linkList, RT_TABLE_MAIN } from "./rtnl.ts";
+import { listRoutes, RT_TABLE_MAIN } from "./route.ts";
+import { addrList, linkList } from "./rtnl.ts";
 
 /** What an MTU is taken to be when no link can be found to ask. */
 export const FALLBACK_MTU = 1500;

@@ -5,6 +5,7 @@ import type { Family } from "../ip/cidr.ts";
 import {
   attr,
   concat,
+  ENOENT,
   NetlinkError,
   NLM_F_CREATE,
   NLM_F_REPLACE,
@@ -35,8 +36,6 @@ const NUD_NOARP = 0x40;
 /** An FDB entry of the device itself (a VXLAN device), not of the bridge it may be a port of. */
 const NTF_SELF = 0x02;
 const AF_BRIDGE = 7;
-/** errno of a delete whose entry is already gone. */
-const ENOENT = 2;
 
 /** A neighbour (ARP / NDP) entry on one device. */
 export interface Neighbour {

@@ -2,7 +2,16 @@
 // request with an ack, and the attribute encoding. The plugin talks to it directly on its hot
 // path (ADD, DEL), as the reference plugins do through vishvananda/netlink, instead of
 // spawning `nsenter` + `ip` per pod. lib/net/rtnl.ts builds the messages `ip` would send.
-import { AT_FDCWD, bytes, cString, Errno, errnoText, sys } from "../sys/syscall.ts";
+import {
+  AT_FDCWD,
+  bytes,
+  closeFd,
+  cString,
+  Errno,
+  errnoText,
+  O_CLOEXEC,
+  sys,
+} from "../sys/syscall.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -12,7 +21,6 @@ const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
 const CLONE_NEWNET = 0x40000000;
-const O_RDONLY_CLOEXEC = 0o2000000;
 
 const NLMSG_HDRLEN = 16;
 const NLMSG_ERROR = 2;
@@ -29,8 +37,11 @@ export const NLM_F_CREATE = 0x400;
 /** A GET for every object of the kind (NLM_F_ROOT | NLM_F_MATCH). */
 export const NLM_F_DUMP = 0x300;
 
-/** errno values the callers tell apart. */
-export const { ENODEV, EEXIST } = Errno;
+/**
+ * errno values the callers tell apart: a delete of a neighbour (ENOENT) or a route (ESRCH) that
+ * is already gone, a link that is not there (ENODEV), an object that already is (EEXIST).
+ */
+export const { ENOENT, ESRCH, ENODEV, EEXIST } = Errno;
 
 /** A request the kernel refused: what we asked (as the `ip` command), where, and why. */
 export class NetlinkError extends Error {
@@ -94,46 +105,10 @@ export class Rtnl implements Disposable {
    * `what` names the request as the equivalent `ip` command, for errors.
    */
   request(type: number, flags: number, body: Uint8Array, what: string): NlReply[] {
-    const seq = ++this.#seq;
-    const msg = bytes(NLMSG_HDRLEN + body.length);
-    const h = new DataView(msg.buffer);
-    h.setUint32(0, msg.length, true);
-    h.setUint16(4, type, true);
-    h.setUint16(6, flags | NLM_F_REQUEST | NLM_F_ACK, true);
-    h.setUint32(8, seq, true);
-    msg.set(body, NLMSG_HDRLEN);
-    sys("sendto", `netlink send (${what})`, this.fd, msg, msg.length, 0);
+    const seq = this.#send(type, flags | NLM_F_ACK, body, what);
     const replies: NlReply[] = [];
-    for (;;) {
-      const n = sys("recvfrom", `netlink recv (${what})`, this.fd, this.#buf, this.#buf.length, 0);
-      const v = new DataView(this.#buf.buffer, 0, n);
-      for (let off = 0; off + NLMSG_HDRLEN <= n;) {
-        const len = v.getUint32(off, true);
-        if (len < NLMSG_HDRLEN || off + len > n) break;
-        const mtype = v.getUint16(off + 4, true);
-        if (v.getUint32(off + 8, true) === seq) {
-          if (mtype === NLMSG_DONE) {
-            // A dump that failed part-way says so in DONE's payload.
-            const err = len >= NLMSG_HDRLEN + 4 ? -v.getInt32(off + NLMSG_HDRLEN, true) : 0;
-            if (err > 0) throw new NetlinkError(what, this.netns, err);
-            return replies;
-          }
-          if (mtype === NLMSG_ERROR) {
-            const err = -v.getInt32(off + NLMSG_HDRLEN, true);
-            if (err === 0) return replies;
-            const mflags = v.getUint16(off + 6, true);
-            throw new NetlinkError(
-              what,
-              this.netns,
-              err,
-              extackMessage(this.#buf, off, len, mflags),
-            );
-          }
-          replies.push({ type: mtype, body: this.#buf.slice(off + NLMSG_HDRLEN, off + len) });
-        }
-        off += align4(len);
-      }
-    }
+    this.#answer(seq, what, (type, body) => replies.push({ type, body: body.slice() }));
+    return replies;
   }
 
   /**
@@ -156,39 +131,28 @@ export class Rtnl implements Disposable {
       let size = 0;
       for (let i = start; i < end; i++) size += align4(NLMSG_HDRLEN + bodies[i].length);
       const msg = bytes(size);
-      const h = new DataView(msg.buffer);
       for (let i = start, off = 0; i < end; i++) {
-        h.setUint32(off, NLMSG_HDRLEN + bodies[i].length, true);
-        h.setUint16(off + 4, type, true);
-        h.setUint16(off + 6, NLM_F_REQUEST, true);
-        h.setUint32(off + 8, ++this.#seq, true);
-        msg.set(bodies[i], off + NLMSG_HDRLEN);
-        off += align4(NLMSG_HDRLEN + bodies[i].length);
+        off = putMessage(msg, off, { type, flags: NLM_F_REQUEST, seq: ++this.#seq }, bodies[i]);
       }
       const doing = `netlink (${what(start)} and ${end - start - 1} more)`;
       sys("sendto", doing, this.fd, msg, msg.length, 0);
-      for (let pending = end - start; pending > 0;) {
-        const n = sys("recvfrom", doing, this.fd, this.#buf, this.#buf.length, 0);
-        const v = new DataView(this.#buf.buffer, 0, n);
-        for (let o = 0; o + NLMSG_HDRLEN <= n;) {
-          const len = v.getUint32(o, true);
-          if (len < NLMSG_HDRLEN || o + len > n) break;
-          const i = start + v.getUint32(o + 8, true) - first;
-          if (i >= start && i < end && out[i] === undefined) {
-            const mtype = v.getUint16(o + 4, true);
-            out[i] = mtype === NLMSG_ERROR
-              ? new NetlinkError(
-                what(i),
-                this.netns,
-                -v.getInt32(o + NLMSG_HDRLEN, true),
-                extackMessage(this.#buf, o, len, v.getUint16(o + 6, true)),
-              )
-              : read(mtype, this.#buf.subarray(o + NLMSG_HDRLEN, o + len));
-            pending--;
-          }
-          o += align4(len);
+      let pending = end - start;
+      this.#receive(doing, (v, off, len) => {
+        const i = start + v.getUint32(off + 8, true) - first;
+        if (i >= start && i < end && out[i] === undefined) {
+          const mtype = v.getUint16(off + 4, true);
+          out[i] = mtype === NLMSG_ERROR
+            ? new NetlinkError(
+              what(i),
+              this.netns,
+              -v.getInt32(off + NLMSG_HDRLEN, true),
+              extackMessage(this.#buf, off, len, v.getUint16(off + 6, true)),
+            )
+            : read(mtype, this.#buf.subarray(off + NLMSG_HDRLEN, off + len));
+          pending--;
         }
-      }
+        return pending === 0;
+      });
     }
     return out;
   }
@@ -205,40 +169,57 @@ export class Rtnl implements Disposable {
     what: string,
     visit: (type: number, body: Uint8Array) => void,
   ): void {
+    // No ack: a dump ends with NLMSG_DONE (the kernel sends no ack after a dump anyway).
+    const seq = this.#send(type, NLM_F_DUMP, body, what);
+    this.#answer(seq, what, visit);
+  }
+
+  /** Sends one request message; returns its sequence number. */
+  #send(type: number, flags: number, body: Uint8Array, what: string): number {
     const seq = ++this.#seq;
     const msg = bytes(NLMSG_HDRLEN + body.length);
-    const h = new DataView(msg.buffer);
-    h.setUint32(0, msg.length, true);
-    h.setUint16(4, type, true);
-    // No ack: a dump ends with NLMSG_DONE (the kernel sends no ack after a dump anyway).
-    h.setUint16(6, NLM_F_REQUEST | NLM_F_DUMP, true);
-    h.setUint32(8, seq, true);
-    msg.set(body, NLMSG_HDRLEN);
+    putMessage(msg, 0, { type, flags: flags | NLM_F_REQUEST, seq }, body);
     sys("sendto", `netlink send (${what})`, this.fd, msg, msg.length, 0);
+    return seq;
+  }
+
+  /**
+   * Reads the answer to request `seq` up to its ack (an ERROR of 0) or a dump's DONE, handing
+   * each reply before it to `visit` in place; throws the kernel's refusal. Messages of other
+   * requests (a reply that came after its caller gave up) are skipped.
+   */
+  #answer(seq: number, what: string, visit: (type: number, body: Uint8Array) => void): void {
+    this.#receive(`netlink recv (${what})`, (v, off, len) => {
+      if (v.getUint32(off + 8, true) !== seq) return false;
+      const mtype = v.getUint16(off + 4, true);
+      if (mtype !== NLMSG_DONE && mtype !== NLMSG_ERROR) {
+        visit(mtype, this.#buf.subarray(off + NLMSG_HDRLEN, off + len));
+        return false;
+      }
+      // ERROR is an ack or a refusal; DONE carries the error of a dump that failed part-way.
+      const err = len >= NLMSG_HDRLEN + 4 ? -v.getInt32(off + NLMSG_HDRLEN, true) : 0;
+      if (err > 0) {
+        const extack = mtype === NLMSG_ERROR
+          ? extackMessage(this.#buf, off, len, v.getUint16(off + 6, true))
+          : "";
+        throw new NetlinkError(what, this.netns, err, extack);
+      }
+      return true;
+    });
+  }
+
+  /**
+   * The one receive loop: reads datagrams into the receive buffer and hands `visit` each whole
+   * message in it (the buffer's view, the message's offset and length) until `visit` says done.
+   */
+  #receive(what: string, visit: (v: DataView, off: number, len: number) => boolean): void {
     for (;;) {
-      const n = sys("recvfrom", `netlink recv (${what})`, this.fd, this.#buf, this.#buf.length, 0);
+      const n = sys("recvfrom", what, this.fd, this.#buf, this.#buf.length, 0);
       const v = new DataView(this.#buf.buffer, 0, n);
       for (let off = 0; off + NLMSG_HDRLEN <= n;) {
         const len = v.getUint32(off, true);
         if (len < NLMSG_HDRLEN || off + len > n) break;
-        if (v.getUint32(off + 8, true) === seq) {
-          const mtype = v.getUint16(off + 4, true);
-          if (mtype === NLMSG_DONE || mtype === NLMSG_ERROR) {
-            // DONE carries the error of a dump that failed part-way; ERROR one refused outright.
-            const err = len >= NLMSG_HDRLEN + 4 ? -v.getInt32(off + NLMSG_HDRLEN, true) : 0;
-            if (err > 0) {
-              const flags = v.getUint16(off + 6, true);
-              throw new NetlinkError(
-                what,
-                this.netns,
-                err,
-                mtype === NLMSG_ERROR ? extackMessage(this.#buf, off, len, flags) : "",
-              );
-            }
-            return;
-          }
-          visit(mtype, this.#buf.subarray(off + NLMSG_HDRLEN, off + len));
-        }
+        if (visit(v, off, len)) return;
         off += align4(len);
       }
     }
@@ -273,14 +254,9 @@ function enterNetns(netns: string): void {
   }
 }
 
+/** The netns file, read-only (O_RDONLY is 0): setns needs no more. */
 function openNetns(path: string): number {
-  return sys("openat", `open netns ${path}`, AT_FDCWD, cString(path), O_RDONLY_CLOEXEC);
-}
-
-function closeFd(fd: number): void {
-  try {
-    sys("close", "close", fd);
-  } catch { /* nothing to do about it */ }
+  return sys("openat", `open netns ${path}`, AT_FDCWD, cString(path), O_CLOEXEC);
 }
 
 function netlinkSocket(): number {
@@ -303,6 +279,22 @@ function extackMessage(buf: Uint8Array, off: number, len: number, flags: number)
   const tlvs = buf.subarray(off + NLMSG_HDRLEN + 4 + NLMSG_HDRLEN, off + len);
   const msg = parseAttrs(tlvs).get(NLMSGERR_ATTR_MSG);
   return msg ? decodeCString(msg) : "";
+}
+
+/** Writes a netlink header and `body` at `off` in `msg`; returns the offset after it, aligned. */
+function putMessage(
+  msg: Uint8Array,
+  off: number,
+  h: { type: number; flags: number; seq: number },
+  body: Uint8Array,
+): number {
+  const v = new DataView(msg.buffer, msg.byteOffset);
+  v.setUint32(off, NLMSG_HDRLEN + body.length, true);
+  v.setUint16(off + 4, h.type, true);
+  v.setUint16(off + 6, h.flags, true);
+  v.setUint32(off + 8, h.seq, true);
+  msg.set(body, off + NLMSG_HDRLEN);
+  return off + align4(NLMSG_HDRLEN + body.length);
 }
 
 function align4(n: number): number {

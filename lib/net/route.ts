@@ -1,10 +1,12 @@
-// Kernel routes the agent owns, over rtnetlink: marked with ROUTE_PROTO so listing, replacing and
-// deleting only ever see our own routes, never the host's or another agent's. Also the lookup
-// (`ip route get`) the per-peer backend choice asks the kernel.
+// Routes over rtnetlink, one codec for all of them: the pod's own routes the plugin adds, the
+// routes the agent owns (marked with ROUTE_PROTO, so listing, replacing and deleting only ever
+// see our own routes, never the host's or another agent's), the dumps CHECK and the MTU lookup
+// read, and the lookup (`ip route get`) the per-peer backend choice asks the kernel.
 import type { Family } from "../ip/cidr.ts";
 import {
   attr,
   concat,
+  ESRCH,
   NetlinkError,
   NLM_F_CREATE,
   NLM_F_EXCL,
@@ -12,21 +14,7 @@ import {
   Rtnl,
   u32Attr,
 } from "./netlink.ts";
-import {
-  AF_INET,
-  AF_INET6,
-  type Dev,
-  ipBytes,
-  ipText,
-  RT_TABLE_MAIN,
-  RTA_DST,
-  RTA_GATEWAY,
-  RTA_OIF,
-  RTA_TABLE,
-  RTM_GETROUTE,
-  RTM_NEWROUTE,
-  RTN_UNICAST,
-} from "./rtnl.ts";
+import { AF_INET, AF_INET6, type Dev, ipBytes, ipText } from "./rtnl.ts";
 
 /**
  * The routing protocol number our routes carry (`ip route ... proto 77`). Unassigned in
@@ -34,8 +22,22 @@ import {
  */
 export const ROUTE_PROTO = 77;
 
+/** The main routing table: where `ip route` adds and looks, unless told otherwise. */
+export const RT_TABLE_MAIN = 254;
+/** rtm_type of a plain route, and of one to an address of this host. */
+export const RTN_UNICAST = 1;
+export const RTN_LOCAL = 2;
+
+const RTM_NEWROUTE = 24;
 const RTM_DELROUTE = 25;
+const RTM_GETROUTE = 26;
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
 const RTA_MULTIPATH = 9;
+const RTA_TABLE = 15;
+/** What `ip route add` marks a route with unless told otherwise. */
+const RTPROT_BOOT = 3;
 /** rtm_flags: the gateway is on the link whatever its address says (`onlink`). */
 const RTNH_F_ONLINK = 4;
 /** rtm_flags of a lookup: answer with the table the route came from, as `ip route get` does. */
@@ -43,8 +45,6 @@ const RTM_F_LOOKUP_TABLE = 0x1000;
 const RT_SCOPE_UNIVERSE = 0;
 /** A delete's scope: any. */
 const RT_SCOPE_NOWHERE = 255;
-/** errno of a delete whose route is already gone. */
-const ESRCH = 3;
 
 /** A route as the kernel lists it. */
 export interface KernelRoute {
@@ -109,6 +109,16 @@ export function listOwnedRoutes(nl?: Rtnl): OwnedRoute[] {
       [...listRoutes(s, 4, ours), ...listRoutes(s, 6, ours)].filter((r) =>
         r.table === RT_TABLE_MAIN
       ),
+  );
+}
+
+/** `ip route add DST via VIA dev DEV` (main table, proto boot, as `ip` defaults): a pod's routes. */
+export function routeAdd(nl: Rtnl, route: RouteSpec & { dev: Dev }): void {
+  nl.request(
+    RTM_NEWROUTE,
+    NLM_F_CREATE | NLM_F_EXCL,
+    routeMessage(route, { protocol: RTPROT_BOOT, scope: RT_SCOPE_UNIVERSE, type: RTN_UNICAST }),
+    `ip route add ${describe(route)}`,
   );
 }
 

@@ -1,5 +1,6 @@
-// The `ip` commands the plugin's hot path needs, as the rtnetlink messages `ip` sends for them.
-// Each function names its command; it runs on an Rtnl socket, so the netns is the socket's.
+// The `ip link` and `ip addr` commands, as the rtnetlink messages `ip` sends for them, and the
+// codecs (addresses, MACs) every rtnetlink module shares; routes are route.ts's. Each function
+// names its command; it runs on an Rtnl socket, so the netns is the socket's.
 import { familyBits, formatIp, parseIp } from "../ip/cidr.ts";
 import {
   attr,
@@ -24,8 +25,6 @@ const RTM_DELLINK = 17;
 const RTM_GETLINK = 18;
 const RTM_NEWADDR = 20;
 const RTM_GETADDR = 22;
-const RTM_NEWROUTE = 24;
-const RTM_GETROUTE = 26;
 
 const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
@@ -55,14 +54,6 @@ const IFA_LOCAL = 2;
 const IFA_F_NODAD = 0x02;
 const RT_SCOPE_LINK = 253;
 
-const RTA_DST = 1;
-const RTA_OIF = 4;
-const RTA_GATEWAY = 5;
-const RTA_TABLE = 15;
-const RT_TABLE_MAIN = 254;
-const RTPROT_BOOT = 3;
-const RTN_UNICAST = 1;
-
 /** What `ip link show` tells us about a link. */
 export interface LinkState {
   readonly index: number;
@@ -81,14 +72,6 @@ export interface AddrState {
   readonly index: number;
   /** "10.244.1.5/24" */
   readonly address: string;
-}
-
-/** A route, as `ip route show table all` lists it. */
-export interface RouteState {
-  /** "0.0.0.0/0", "10.96.0.0/12" */
-  readonly dst: string;
-  readonly gateway?: string;
-  readonly table: number;
 }
 
 /** A link to create: one end of a veth pair, or a bridge. */
@@ -147,24 +130,6 @@ export function addrList(nl: Rtnl): AddrState[] {
     const attrs = parseAttrs(body.subarray(8));
     const ip = attrs.get(IFA_LOCAL) ?? attrs.get(IFA_ADDRESS);
     return { index: v.getUint32(4, true), address: `${ipText(ip)}/${body[1]}` };
-  });
-}
-
-/** `ip -4|-6 route show table all`: every route of the family in the socket's netns. */
-export function routeList(nl: Rtnl, family: 4 | 6): RouteState[] {
-  const msg = new Uint8Array(12);
-  msg[0] = family === 4 ? AF_INET : AF_INET6;
-  const replies = nl.request(RTM_GETROUTE, NLM_F_DUMP, msg, `ip -${family} route show table all`);
-  return replies.filter((r) => r.type === RTM_NEWROUTE).map(({ body }) => {
-    const attrs = parseAttrs(body.subarray(12));
-    const dst = attrs.get(RTA_DST) ?? new Uint8Array(family === 4 ? 4 : 16);
-    const table = attrs.get(RTA_TABLE);
-    const gateway = attrs.get(RTA_GATEWAY);
-    return {
-      dst: `${ipText(dst)}/${body[1]}`,
-      table: table ? new DataView(table.buffer, table.byteOffset).getUint32(0, true) : body[4],
-      ...(gateway ? { gateway: ipText(gateway) } : {}),
-    };
   });
 }
 
@@ -297,35 +262,6 @@ export function addrAdd(
   );
 }
 
-/** `ip route add DST via GW dev DEV` (main table, proto boot, as `ip` defaults). */
-export function routeAdd(nl: Rtnl, route: { dst: string; via: string; dev: Dev }): void {
-  const [net, prefixText] = route.dst.split("/");
-  const dst = ipBytes(net);
-  const prefix = Number(prefixText ?? dst.length * 8);
-  const msg = new Uint8Array(12);
-  msg.set([
-    dst.length === 4 ? AF_INET : AF_INET6,
-    prefix,
-    0,
-    0,
-    RT_TABLE_MAIN,
-    RTPROT_BOOT,
-    0,
-    RTN_UNICAST,
-  ]);
-  nl.request(
-    RTM_NEWROUTE,
-    NLM_F_CREATE | NLM_F_EXCL,
-    concat([
-      msg,
-      ...(prefix > 0 ? [attr(RTA_DST, dst)] : []),
-      attr(RTA_GATEWAY, ipBytes(route.via)),
-      u32Attr(RTA_OIF, route.dev.index),
-    ]),
-    `ip route add ${route.dst} via ${route.via} dev ${route.dev.name}`,
-  );
-}
-
 function ifinfomsg(index: number, flags = 0, change = 0): Uint8Array {
   const b = new Uint8Array(16);
   const v = new DataView(b.buffer);
@@ -382,7 +318,7 @@ export function linkAddBridge(nl: Rtnl, bridge: NewLink): void {
   );
 }
 
-// The agent's rtnetlink modules (route.ts, vxlan.ts, neigh.ts) build on the same definitions:
+// The other rtnetlink modules (route.ts, vxlan.ts, neigh.ts) build on the same definitions:
 // one place for each constant and codec.
 export {
   AF_INET,
@@ -402,15 +338,7 @@ export {
   ipText,
   macBytes,
   parseLink,
-  RT_TABLE_MAIN,
-  RTA_DST,
-  RTA_GATEWAY,
-  RTA_OIF,
-  RTA_TABLE,
   RTEXT_FILTER_SKIP_STATS,
   RTM_GETLINK,
-  RTM_GETROUTE,
   RTM_NEWLINK,
-  RTM_NEWROUTE,
-  RTN_UNICAST,
 };

@@ -8,8 +8,15 @@
 // elements costs ~4x adding one element to it (measured here: 250 ms against 70 ms). A pod that
 // starts changes a few elements, and only those are sent.
 
+import type { Family } from "../ip/cidr.ts";
+
 /** The agent's table: its family and name, as nft takes them (DESIGN.md "NetworkPolicy"). */
 export const NFT_TABLE = { family: "inet", name: "mycni" } as const;
+
+/** A family's address match keyword in a rule: `ip saddr ...`, `ip6 daddr ...`. */
+export const NFT_IP: Readonly<Record<Family, string>> = { 4: "ip", 6: "ip6" };
+/** A family's address type in a set or map declaration: `type ipv4_addr`. */
+export const NFT_ADDR: Readonly<Record<Family, string>> = { 4: "ipv4_addr", 6: "ipv6_addr" };
 
 /** A set or a map: its type and its elements by key. */
 export interface NftSet {

@@ -8,10 +8,11 @@
 // an FDB entry sending its MAC to the peer's underlay address. Unlike flannel, nothing is
 // published through the API: every node derives every peer's VTEP MAC and address from data it
 // already has (the peer's address and podCIDR).
+import { canonicalCidr, canonicalIp } from "../ip/canonical.ts";
 import { type Cidr, cidrsOverlap, type Family, formatIp } from "../ip/cidr.ts";
 import type { NodeInfo } from "../kube/node.ts";
+import { type RouteAnswer, RTN_LOCAL, RTN_UNICAST } from "../net/route.ts";
 import { nameDigest } from "../sys/digest.ts";
-import { canonicalCidr, canonicalIp, type Skipped } from "./conflist.ts";
 
 /** `--backend`: per peer (`auto`), or one backend for every peer. */
 export type BackendMode = "auto" | "host-gw" | "vxlan";
@@ -96,6 +97,12 @@ export interface PeerCidr {
   readonly addrs: { readonly 4?: string; readonly 6?: string };
 }
 
+/** A node (or one of its podCIDRs) left out of the routes, and why. */
+export interface Skipped {
+  readonly node: string;
+  readonly reason: string;
+}
+
 /** Every other node's podCIDRs, and the nodes or podCIDRs left out with why. */
 export interface PeerList {
   readonly peers: PeerCidr[];
@@ -171,16 +178,6 @@ export function pathTargets(mode: BackendMode, peers: readonly PeerCidr[]): stri
   return [...out];
 }
 
-/** The kernel's answer to `ip route get` reduced to what the choice needs. */
-export interface RouteLookup {
-  /** How many routes the kernel answered with. */
-  readonly routes: number;
-  readonly type: number;
-  readonly via?: string;
-  readonly oif?: number;
-  readonly multipath: boolean;
-}
-
 /** Whether a peer address is on-link, the device the kernel would use, and in words why. */
 export interface PathLookup {
   readonly onLink: boolean;
@@ -188,9 +185,6 @@ export interface PathLookup {
   /** "on-link", "via 192.0.2.254", "no route (Network is unreachable)". */
   readonly detail: string;
 }
-
-const RTN_UNICAST = 1;
-const RTN_LOCAL = 2;
 
 /**
  * The contract's test for host-gw: exactly one route, a plain unicast one, no gateway (a
@@ -200,7 +194,7 @@ const RTN_LOCAL = 2;
  * @example
  * judgePath({ routes: 1, type: 1, oif: 2, multipath: false }); // { onLink: true, oif: 2, detail: "on-link" }
  */
-export function judgePath(answer: RouteLookup | string): PathLookup {
+export function judgePath(answer: RouteAnswer | string): PathLookup {
   if (typeof answer === "string") return { onLink: false, detail: `no route (${answer})` };
   const { routes, type, via, oif, multipath } = answer;
   if (routes !== 1) return { onLink: false, detail: `${routes} routes` };

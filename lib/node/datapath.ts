@@ -3,6 +3,7 @@
 // routes, neighbours and FDB entries the choice asks for. Level-triggered like the rest of the
 // sync: it lists what is ours in the kernel and changes only the difference, every change tried
 // even when one fails, one log line per change and none for a reconcile that changed nothing.
+import { canonicalIp } from "../ip/canonical.ts";
 import type { Family } from "../ip/cidr.ts";
 import type { NodeInfo } from "../kube/node.ts";
 import type { Logger } from "../log/logger.ts";
@@ -42,7 +43,6 @@ import {
   vxlanOverhead,
   type VxlanState,
 } from "./backend.ts";
-import { canonicalIp } from "./conflist.ts";
 import type { AgentStatus } from "./health.ts";
 import { planFdb, planNeighbours, planRoutes } from "./route_plan.ts";
 

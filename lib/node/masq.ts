@@ -3,10 +3,18 @@
 // hosts whose FORWARD policy is DROP (Docker sets it; an accept in our own nftables table cannot
 // overrule a drop in another table at the same hook). Pure. The rule count depends on the
 // families in use, never on the number of nodes: the exempt destinations are an interval set.
-import { type Cidr, type Family, formatCidr } from "../ip/cidr.ts";
-import type { NftChain, NftSet } from "../nft/ruleset.ts";
+import { validCidrs } from "../ip/canonical.ts";
+import {
+  aggregateCidrs,
+  type Cidr,
+  type Family,
+  formatCidr,
+  MULTICAST,
+  parseCidr,
+} from "../ip/cidr.ts";
+import type { NodeInfo } from "../kube/node.ts";
+import { NFT_ADDR, NFT_IP, type NftChain, type NftSet } from "../nft/ruleset.ts";
 import type { OwnedChain } from "../net/iptables.ts";
-import { aggregateCidrs, canonicalCidr } from "./conflist.ts";
 
 export type { OwnedChain };
 
@@ -46,9 +54,20 @@ export const OWNED_CHAINS: readonly Omit<OwnedChain, "rules">[] = [
 /** The legacy chains an upgrade must remove (the agent masqueraded in iptables before). */
 export const LEGACY_CHAINS: readonly Omit<OwnedChain, "rules">[] = OWNED_CHAINS.slice(1);
 
-const MULTICAST: Record<Family, string> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
-const IP: Record<Family, string> = { 4: "ip", 6: "ip6" };
-const ADDR: Record<Family, string> = { 4: "ipv4_addr", 6: "ipv6_addr" };
+/**
+ * The destinations never masqueraded: `--cluster-cidr` when given, else the union of every
+ * node's podCIDRs, aggregated so a cluster allocated from one range costs a handful of rules.
+ *
+ * @example
+ * clusterCidrs([], [{ name: "a", ips: [], podCIDRs: ["10.244.0.0/24", "10.244.1.0/24"] }]);
+ * // ["10.244.0.0/23"]
+ */
+export function clusterCidrs(given: readonly string[], nodes: Iterable<NodeInfo>): string[] {
+  if (given.length > 0) return aggregateCidrs(given.map((c) => parseCidr(c))).map(formatCidr);
+  const all: Cidr[] = [];
+  for (const node of nodes) all.push(...validCidrs(node.podCIDRs));
+  return aggregateCidrs(all).map(formatCidr);
+}
 
 /**
  * The iptables filter chain for `family`: forwarded traffic from or to any pod is accepted.
@@ -88,14 +107,14 @@ export function masqueradeObjects(
     if (pods.length === 0) continue;
     const set = (items: readonly string[]): NftSet => ({
       kind: "set",
-      type: ADDR[f],
+      type: NFT_ADDR[f],
       interval: true,
       elements: new Map(items.map((c) => [c, c])),
     });
     sets.set(`podnets${f}`, set(aggregateCidrs(ofFamily(pods, f)).map(formatCidr)));
     sets.set(`nomasq${f}`, set(exempt(f, input)));
     rules.push(
-      `${IP[f]} saddr @podnets${f} ${IP[f]} daddr != @nomasq${f} ${IP[f]} daddr != ${
+      `${NFT_IP[f]} saddr @podnets${f} ${NFT_IP[f]} daddr != @nomasq${f} ${NFT_IP[f]} daddr != ${
         MULTICAST[f]
       } masquerade fully-random`,
     );
@@ -121,10 +140,5 @@ function exempt(family: Family, input: MasqInput): string[] {
 }
 
 function ofFamily(texts: readonly string[], family: Family): Cidr[] {
-  const out: Cidr[] = [];
-  for (const t of texts) {
-    const c = canonicalCidr(t);
-    if ("cidr" in c && c.cidr.family === family) out.push(c.cidr);
-  }
-  return out;
+  return validCidrs(texts).filter((c) => c.family === family);
 }

@@ -1,7 +1,9 @@
 // The agent's command line (a contract: DESIGN.md "Node agent contract") turned into options.
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { DEFAULT_DATA_DIR, DEFAULT_LOG_FILE } from "../cni/netconf.ts";
 import { parseCidr } from "../ip/cidr.ts";
 import { inClusterConfig, type KubeConfig } from "../kube/client.ts";
+import type { Protocol } from "../kube/policy_objects.ts";
 import { BACKEND_MODES, type BackendMode } from "./backend.ts";
 
 /** Everything the agent runs from. */
@@ -39,6 +41,9 @@ export class UsageError extends Error {
     this.name = "UsageError";
   }
 }
+
+/** Where the agent serves /healthz and /metrics, and where `explain` asks it. */
+const DEFAULT_HEALTH_ADDR = "127.0.0.1:9749";
 
 /** Usage text for --help and errors. */
 export const USAGE =
@@ -79,37 +84,27 @@ export function parseAgentArgs(
   args: readonly string[],
   env: Readonly<Record<string, string>>,
 ): AgentOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...args],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        "node-name": { type: "string" },
-        "nodes-file": { type: "string" },
-        "kube-api": { type: "string" },
-        "token-file": { type: "string" },
-        "ca-file": { type: "string" },
-        "cni-bin-dir": { type: "string", default: "/opt/cni/bin" },
-        "cni-conf-dir": { type: "string", default: "/etc/cni/net.d" },
-        "cni-data-dir": { type: "string", default: "/var/lib/cni/networks" },
-        "log-file": { type: "string", default: "/var/log/mycni.log" },
-        "cluster-cidr": { type: "string", multiple: true, default: [] },
-        "no-masquerade-cidr": { type: "string", multiple: true, default: [] },
-        "network-policy": { type: "string", default: "true" },
-        "plugin-src": { type: "string" },
-        "health-addr": { type: "string", default: "127.0.0.1:9749" },
-        once: { type: "boolean", default: false },
-        uninstall: { type: "boolean", default: false },
-        backend: { type: "string", default: "auto" },
-        "vxlan-vni": { type: "string", default: "1" },
-        "vxlan-port": { type: "string", default: "8472" },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(args, {
+    "node-name": { type: "string" },
+    "nodes-file": { type: "string" },
+    "kube-api": { type: "string" },
+    "token-file": { type: "string" },
+    "ca-file": { type: "string" },
+    "cni-bin-dir": { type: "string", default: "/opt/cni/bin" },
+    "cni-conf-dir": { type: "string", default: "/etc/cni/net.d" },
+    "cni-data-dir": { type: "string", default: DEFAULT_DATA_DIR },
+    "log-file": { type: "string", default: DEFAULT_LOG_FILE },
+    "cluster-cidr": { type: "string", multiple: true, default: [] },
+    "no-masquerade-cidr": { type: "string", multiple: true, default: [] },
+    "network-policy": { type: "string", default: "true" },
+    "plugin-src": { type: "string" },
+    "health-addr": { type: "string", default: DEFAULT_HEALTH_ADDR },
+    once: { type: "boolean", default: false },
+    uninstall: { type: "boolean", default: false },
+    backend: { type: "string", default: "auto" },
+    "vxlan-vni": { type: "string", default: "1" },
+    "vxlan-port": { type: "string", default: "8472" },
+  });
   const uninstall = values.uninstall!;
   const nodeName = values["node-name"] ?? env.NODE_NAME ?? "";
   if (!nodeName && !uninstall) throw new UsageError("--node-name (or $NODE_NAME) is required");
@@ -205,7 +200,7 @@ export interface ExplainArgs {
   readonly from: string;
   readonly to: string;
   readonly port: number;
-  readonly protocol: "TCP" | "UDP" | "SCTP";
+  readonly protocol: Protocol;
   readonly healthAddr: { readonly hostname: string; readonly port: number };
 }
 
@@ -216,22 +211,12 @@ export interface ExplainArgs {
  * parseExplainArgs(["--from", "x/a", "--to", "y/b", "--port", "80/TCP"]);
  */
 export function parseExplainArgs(args: readonly string[]): ExplainArgs {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...args],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        from: { type: "string" },
-        to: { type: "string" },
-        port: { type: "string" },
-        "health-addr": { type: "string", default: "127.0.0.1:9749" },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(args, {
+    from: { type: "string" },
+    to: { type: "string" },
+    port: { type: "string" },
+    "health-addr": { type: "string", default: DEFAULT_HEALTH_ADDR },
+  });
   const { from, to, port } = values;
   if (!from || !to || !port) throw new UsageError("explain needs --from, --to and --port");
   if (!/^[^/\s]+\/[^/\s]+$/.test(from)) throw new UsageError(`--from wants NS/POD, got "${from}"`);
@@ -243,9 +228,18 @@ export function parseExplainArgs(args: readonly string[]): ExplainArgs {
     from,
     to,
     port: Number(m[1]),
-    protocol: (m[2] ?? "TCP").toUpperCase() as ExplainArgs["protocol"],
+    protocol: (m[2] ?? "TCP").toUpperCase() as Protocol,
     healthAddr: parseHostPort(values["health-addr"]!),
   };
+}
+
+/** The flags in `args`, as `options` declares them; no positionals. Throws {@linkcode UsageError}. */
+function parseFlags<O extends ParseArgsOptionsConfig>(args: readonly string[], options: O) {
+  try {
+    return parseArgs({ args: [...args], strict: true, allowPositionals: false, options }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 /** "host:port" or "[v6]:port". */

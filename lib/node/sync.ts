@@ -4,6 +4,7 @@
 // with what it last applied) and changes only the difference, so running it twice changes
 // nothing the second time.
 import { join } from "node:path";
+import { familiesOf } from "../ip/canonical.ts";
 import type { Family } from "../ip/cidr.ts";
 import { deleteChains, ensureChains } from "../net/iptables.ts";
 import { BRIDGE_NF_CALL, ensureSysctl, IPV4_FORWARD, IPV6_FORWARD } from "../net/sysctl.ts";
@@ -12,7 +13,7 @@ import { explainFlow } from "../policy/explain.ts";
 import { DROP_COUNTERS, policyObjects } from "../policy/nft_rules.ts";
 import type { Explanation, FlowQuery } from "../policy/plan.ts";
 import { createDatapath } from "./datapath.ts";
-import { clusterCidrs, CONFLIST_NAME, familiesOf, renderConflist } from "./conflist.ts";
+import { CONFLIST_NAME, renderConflist } from "./conflist.ts";
 import type { AgentStatus } from "./health.ts";
 import {
   defaultPluginSource,
@@ -23,7 +24,7 @@ import {
   pluginProblem,
 } from "./install.ts";
 import type { Logger } from "../log/logger.ts";
-import { forwardChain, LEGACY_CHAINS } from "./masq.ts";
+import { clusterCidrs, forwardChain, LEGACY_CHAINS } from "./masq.ts";
 import type { NodeInfo } from "../kube/node.ts";
 import { createTableSync } from "../nft/sync.ts";
 import { desiredTable } from "./desired_table.ts";

@@ -3,7 +3,7 @@
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Result, Route } from "../cni/result.ts";
 import { type Cidr, formatIp, gatewayOf, type Ip, parseIpWithPrefix } from "../ip/cidr.ts";
-import { setupIpMasq, teardownIpMasq } from "../net/ipmasq.ts";
+import { setupIpMasq, teardownIpMasq } from "../net/iptables.ts";
 import {
   attachToBridge,
   configurePodInterface,

@@ -3,14 +3,13 @@
 // routes), as `ip link`, `ip addr` and `ip route show` would.
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Result } from "../cni/result.ts";
-import { hasIpMasq } from "../net/ipmasq.ts";
+import { hasIpMasq } from "../net/iptables.ts";
 import { Rtnl } from "../net/netlink.ts";
-import { addrList, linkGet, linkList, routeList } from "../net/rtnl.ts";
+import { listRoutes, RT_TABLE_MAIN } from "../net/route.ts";
+import { addrList, linkGet, linkList } from "../net/rtnl.ts";
 import { formatCidr, formatIp, parseCidr, parseIp, parseIpWithPrefix } from "../ip/cidr.ts";
 import { hostVethName } from "./plan.ts";
 import { checkNetns, ipamFor, type Request } from "./request.ts";
-
-const RT_TABLE_MAIN = 254;
 
 /** Throws a CNI error naming the first thing that is missing or wrong. */
 export async function check(req: Request): Promise<void> {
@@ -60,11 +59,11 @@ function checkPodSide(netns: string, ifname: string, prev: Result): void {
     const wanted = (prev.routes ?? []).filter((r) => r.dst.includes(":") === (family === 6));
     if (!wanted.length) continue;
     // What `ip route show DST` answers: the main table, the exact prefix.
-    const routes = routeList(pod, family).filter((r) => r.table === RT_TABLE_MAIN);
+    const routes = listRoutes(pod, family).filter((r) => r.table === RT_TABLE_MAIN);
     for (const r of wanted) {
       const dst = formatCidr(parseCidr(r.dst));
       const gw = r.gw && formatIp(parseIp(r.gw));
-      if (!routes.some((have) => have.dst === dst && (!gw || have.gateway === gw))) {
+      if (!routes.some((have) => have.dst === dst && (!gw || have.via === gw))) {
         fail(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ""} is missing in ${netns}`);
       }
     }

@@ -1,6 +1,6 @@
 // DEL: best effort and repeatable. The host veth name derives from (container ID, ifname), so
 // it is found without the netns or prevResult (containerd's second DEL, ctr, after a reboot).
-import { teardownIpMasq } from "../net/ipmasq.ts";
+import { teardownIpMasq } from "../net/iptables.ts";
 import { deleteLink } from "../net/link.ts";
 import { hostVethName } from "./plan.ts";
 import { ipamFor, type Request } from "./request.ts";

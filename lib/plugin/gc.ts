@@ -2,7 +2,7 @@
 // veths (derived names, so found without any netns) and per-attachment masquerade. Continues on
 // errors and reports them all at the end, as the spec asks.
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { teardownIpMasq } from "../net/ipmasq.ts";
+import { teardownIpMasq } from "../net/iptables.ts";
 import { deleteLink, listBridgePorts } from "../net/link.ts";
 import { hostVethName, isHostVethName } from "./plan.ts";
 import { ipamFor, type Request } from "./request.ts";

@@ -4,7 +4,7 @@ import type { CniEnv } from "../cni/env.ts";
 import type { NetConf } from "../cni/netconf.ts";
 import { builtinIpam } from "../ipam/builtin.ts";
 import { type Ip, parseIp } from "../ip/cidr.ts";
-import { delegatedIpam } from "../ipam/delegate.ts";
+import { delegatedIpam } from "./delegated_ipam.ts";
 import type { Ipam } from "../ipam/ipam.ts";
 import type { Owner } from "../ipam/store.ts";
 import { checkPodNetns, NetnsError } from "../net/netns.ts";

@@ -15,6 +15,7 @@ import {
   type PolicyPeer,
   type PolicyPort,
   type PolicyRule,
+  SELECT_ALL,
 } from "../kube/policy_objects.ts";
 import { addressSetContains } from "./match.ts";
 import type {
@@ -25,7 +26,7 @@ import type {
   PortMatch,
   TargetPlan,
 } from "./plan.ts";
-import { EVERYTHING, selectorKey, selectorMatches } from "./selector.ts";
+import { selectorKey, selectorMatches } from "./selector.ts";
 
 /** What the agent knows of the cluster, as policy reads it. */
 export interface PolicyState {
@@ -340,7 +341,7 @@ function peersOf(
     const namespaces = peer.namespaces === undefined
       ? [policy.namespace]
       : namespacesMatching(ctx, peer.namespaces);
-    const pods = peer.pods ?? EVERYTHING;
+    const pods = peer.pods ?? SELECT_ALL;
     const podsKey = selectorKey(pods);
     for (const ns of namespaces) {
       for (const r of podsMatching(ctx, ns, pods, podsKey)) {

@@ -1,12 +1,10 @@
 // `mycni-init explain`: whether one flow is allowed and which policies and rules decide it, from
 // the same compiled plan and the same matching the kernel rules are made from (issue 10, item 4).
 import { type Family, formatIp, type Ip, parseIp } from "../ip/cidr.ts";
-import type { Direction, PodInfo } from "../kube/policy_objects.ts";
+import { type Direction, type PodInfo, PROTOCOLS } from "../kube/policy_objects.ts";
 import { compilePolicies, type PolicyState } from "./compile.ts";
 import { allowRuleMatches } from "./match.ts";
 import type { DirectionVerdict, Explanation, FlowQuery, PolicyPlan } from "./plan.ts";
-
-const PROTOCOLS: readonly string[] = ["TCP", "UDP", "SCTP"];
 
 /** One end of the flow: a known pod, or an address that is no pod of ours. */
 type FlowEnd =

@@ -9,7 +9,7 @@
 // its rules, so targets with the same rules share one chain and a chain never changes in place.
 import { type Family, formatIp } from "../ip/cidr.ts";
 import { formatRange } from "../ip/range.ts";
-import type { NftChain, NftSet } from "../nft/ruleset.ts";
+import { NFT_ADDR, NFT_IP, type NftChain, type NftSet } from "../nft/ruleset.ts";
 import { nameDigest } from "../sys/digest.ts";
 import type { Direction, Protocol } from "../kube/policy_objects.ts";
 import type {
@@ -38,8 +38,6 @@ export interface PolicyObjects {
 }
 
 const FAMILIES: readonly Family[] = [4, 6];
-const IP: Record<Family, string> = { 4: "ip", 6: "ip6" };
-const ADDR: Record<Family, string> = { 4: "ipv4_addr", 6: "ipv6_addr" };
 const PROTO: Record<Protocol, string> = { TCP: "tcp", UDP: "udp", SCTP: "sctp" };
 type NamedPort = Extract<PortMatch, { kind: "named" }>;
 
@@ -99,14 +97,14 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
   for (const f of FAMILIES) {
     sets.set(`self${f}`, {
       kind: "set",
-      type: `${ADDR[f]} . ${ADDR[f]}`,
+      type: `${NFT_ADDR[f]} . ${NFT_ADDR[f]}`,
       interval: false,
       elements: self.get(f)!,
     });
     for (const dir of ["egress", "ingress"] as const) {
       sets.set(MAP_NAME(dir, f), {
         kind: "map",
-        type: `${ADDR[f]} : verdict`,
+        type: `${NFT_ADDR[f]} : verdict`,
         interval: false,
         elements: maps.get(MAP_NAME(dir, f))!,
       });
@@ -117,10 +115,10 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
     // pod must still learn the addresses of the peers it answers, or an allowed reply never leaves.
     "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
     // A pod reaching itself through a Service comes back over the bridge (hairpin).
-    ...FAMILIES.map((f) => `${IP[f]} saddr . ${IP[f]} daddr @self${f} accept`),
+    ...FAMILIES.map((f) => `${NFT_IP[f]} saddr . ${NFT_IP[f]} daddr @self${f} accept`),
     // Egress first: an allowed packet returns here and still meets the destination's ingress.
-    ...FAMILIES.map((f) => `${IP[f]} saddr vmap @${MAP_NAME("egress", f)}`),
-    ...FAMILIES.map((f) => `${IP[f]} daddr vmap @${MAP_NAME("ingress", f)}`),
+    ...FAMILIES.map((f) => `${NFT_IP[f]} saddr vmap @${MAP_NAME("egress", f)}`),
+    ...FAMILIES.map((f) => `${NFT_IP[f]} daddr vmap @${MAP_NAME("ingress", f)}`),
   ];
   return { sets, chains, forwardRules, ruleCount };
 }
@@ -140,7 +138,7 @@ function chainRules(dir: Direction, plan: DirectionPlan, pool: SetPool): string[
       // No peers: one rule with no address match; else one per set (addresses, ranges).
       const peerMatches = rule.peers === "any"
         ? [""]
-        : pool.peers(dir, rule, f).map((set) => `${IP[f]} ${peerField} @${set} `);
+        : pool.peers(dir, rule, f).map((set) => `${NFT_IP[f]} ${peerField} @${set} `);
       for (const peer of peerMatches) {
         if (rule.ports === "any") {
           out.add(`${peer}${verdict}`);
@@ -188,7 +186,7 @@ function portMatches(
     return numbers.flatMap((n) => {
       const set = endpoints(port, n);
       if (set === undefined) return [];
-      const to = set === "" ? "" : `${IP[f]} daddr @${set} `;
+      const to = set === "" ? "" : `${NFT_IP[f]} daddr @${set} `;
       return [`${to}meta l4proto ${proto} th dport ${n}`];
     });
   }
@@ -248,7 +246,7 @@ class SetPool {
               elements.set(ip, ip);
             }
           }
-          return { kind: "set", type: ADDR[f], interval: false, elements };
+          return { kind: "set", type: NFT_ADDR[f], interval: false, elements };
         },
       };
     });
@@ -259,7 +257,7 @@ class SetPool {
         key: `${f}|r|${big.map((r) => `${r.start}-${r.end}`)}`,
         make: () => ({
           kind: "set",
-          type: ADDR[f],
+          type: NFT_ADDR[f],
           interval: true,
           elements: new Map(big.map((r) => [rangeKey(r, f), formatRange(f, r)])),
         }),
@@ -293,7 +291,7 @@ class SetPool {
         key: `${f}|${port}|${ips}`,
         make: () => ({
           kind: "set",
-          type: ADDR[f],
+          type: NFT_ADDR[f],
           interval: false,
           elements: new Map(ips.map((ip) => [ip, ip])),
         }),

@@ -1,9 +1,6 @@
 // Label selector matching (metav1.LabelSelector): matchLabels AND every matchExpressions entry.
 import type { LabelRequirement, LabelSelector } from "../kube/policy_objects.ts";
 
-/** The selector with no requirement: it matches every label set. */
-export const EVERYTHING: LabelSelector = { matchLabels: {}, matchExpressions: [] };
-
 /**
  * Whether `labels` satisfy `selector`: every matchLabels pair is present with that value and every
  * requirement holds. NotIn and DoesNotExist hold when the key is absent (as in

@@ -1,15 +1,24 @@
 // The plugin's file I/O (IPAM state, the log line, namespace checks), over the FFI syscall the
-// plugin loads for netlink anyway (lib/net/syscall.ts) rather than Deno's file API. A plugin
+// plugin loads for netlink anyway (lib/sys/syscall.ts) rather than Deno's file API. A plugin
 // process lives ~30 ms, and Deno's API costs it more than the work: each part of it is set up
 // on first use in a process (the file functions ~1 ms together on an ADD), a missing file is an
 // exception (the first exception of a process costs ~1 ms), and stat() builds four Date objects
 // (V8's date set-up, ~0.5 ms). Here a missing file is an answer, not an exception, and every
 // other failure throws SyscallError naming the call, the path and errno's text.
-import { AT_FDCWD, bytes, cString, Errno, sys, SyscallError, sysOrErrno } from "./syscall.ts";
+import {
+  AT_FDCWD,
+  bytes,
+  closeFd,
+  cString,
+  Errno,
+  O_CLOEXEC,
+  sys,
+  SyscallError,
+  sysOrErrno,
+} from "./syscall.ts";
 
 const O_RDONLY = 0, O_WRONLY = 0o1, O_RDWR = 0o2;
 const O_CREAT = 0o100, O_EXCL = 0o200, O_APPEND = 0o2000;
-const O_CLOEXEC = 0o2000000;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const LOCK_EX = 2, LOCK_UN = 8;
 
@@ -183,8 +192,4 @@ function open(path: string, flags: number, mode = 0): number | undefined {
   if (fd === -Errno.ENOENT) return undefined;
   if (fd < 0) throw new SyscallError(`open ${path}`, -fd);
   return fd;
-}
-
-function closeFd(fd: number): void {
-  sysOrErrno("close", "close", [fd]);
 }

@@ -77,6 +77,7 @@ export type Call = keyof typeof NR.x86_64;
 /** errno values callers tell apart. */
 export const Errno = {
   ENOENT: 2,
+  ESRCH: 3,
   EINTR: 4,
   EEXIST: 17,
   ENODEV: 19,
@@ -84,6 +85,8 @@ export const Errno = {
 
 /** The "current directory" fd for the *at() calls. */
 export const AT_FDCWD = -100;
+/** openat(2) flag: closed on exec, so no spawned process inherits the fd (every fd we open). */
+export const O_CLOEXEC = 0o2000000;
 
 /** syscall(2) as called: numbers in (see above), a number or bigint out. */
 type SyscallFn = (nr: number, ...rest: [...number[], Uint8Array]) => number | bigint;
@@ -167,6 +170,11 @@ export function cString(s: string): Uint8Array<ArrayBuffer> {
   const out = bytes(encoded.length + 1);
   out.set(encoded);
   return out;
+}
+
+/** close(2), a failure ignored: there is nothing to do about one. */
+export function closeFd(fd: number): void {
+  sysOrErrno("close", "close", [fd]);
 }
 
 /** strerror(errno) for the errors we meet, else the number. */

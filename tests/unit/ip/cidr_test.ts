@@ -1,4 +1,5 @@
 import {
+  aggregateCidrs,
   cidrContains,
   cidrsOverlap,
   formatCidr,
@@ -71,4 +72,11 @@ Deno.test("cidrContains(), cidrsOverlap() and isTooSmall() across families", () 
     true,
   ]);
   assertEquals(formatCidr(parseCidr("fd00:10:244:1::/64")), "fd00:10:244:1::/64");
+});
+
+Deno.test("aggregateCidrs() drops contained networks and keeps non-siblings apart", () => {
+  const out = aggregateCidrs(
+    ["10.0.0.0/8", "10.1.0.0/16", "11.0.0.0/24", "11.0.2.0/24"].map((c) => parseCidr(c)),
+  );
+  assertEquals(out.map((c) => c.prefix), [8, 24, 24]);
 });

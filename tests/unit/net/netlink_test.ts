@@ -9,7 +9,8 @@ import {
   strAttr,
   u32Attr,
 } from "../../../lib/net/netlink.ts";
-import { addrList, ipBytes, linkGet, linkList, routeList } from "../../../lib/net/rtnl.ts";
+import { listRoutes } from "../../../lib/net/route.ts";
+import { addrList, ipBytes, linkGet, linkList } from "../../../lib/net/rtnl.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../../harness/assert.ts";
 
 Deno.test("attributes are length-prefixed, padded to 4 bytes, and parse back, nested too", () => {
@@ -55,7 +56,7 @@ Deno.test("dumps list links, addresses and routes as ip shows them (read-only, o
   const lo = linkList(nl).find((l) => l.name === "lo");
   assertEquals([lo?.index, lo?.mtu], [1, 65536]);
   assert(addrList(nl).some((a) => a.index === 1 && a.address === "127.0.0.1/8"));
-  assert(routeList(nl, 4).some((r) => r.dst === "127.0.0.0/8" && r.table === 255));
+  assert(listRoutes(nl, 4).some((r) => r.dst === "127.0.0.0/8" && r.table === 255));
 });
 
 Deno.test("Rtnl.open() of a path that is no network namespace names it with errno's text", () => {

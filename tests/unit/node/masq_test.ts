@@ -1,6 +1,8 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { parseChainState } from "../../../lib/net/iptables.ts";
+import type { NodeInfo } from "../../../lib/kube/node.ts";
 import {
+  clusterCidrs,
   forwardChain,
   LEGACY_CHAINS,
   masqueradeObjects,
@@ -90,4 +92,33 @@ Deno.test("parseChainState() counts our jumps and reads our rules from iptables-
     rules: ["-A MYCNI-POSTRTG -d 10.244.0.0/16 -j RETURN"],
   });
   assertEquals(parseChainState(save, OWNED_CHAINS[0]), { exists: false, jumps: 1, rules: [] });
+});
+
+// Only the podCIDRs count here: n1-n3, dual-stack.
+const nodes: NodeInfo[] = [1, 2, 3].map((i) => ({
+  name: `n${i}`,
+  ips: [],
+  podCIDRs: [`10.244.${i}.0/24`, `fd00:10:244:${i}::/64`],
+}));
+
+Deno.test("clusterCidrs() aggregates every node's podCIDRs when none are given", () => {
+  const many = Array.from({ length: 256 }, (_, i) => ({
+    name: `n${i}`,
+    ips: [],
+    podCIDRs: [`10.244.${i}.0/24`],
+  }));
+  assertEquals(clusterCidrs([], many), ["10.244.0.0/16"]);
+  assertEquals(clusterCidrs([], nodes), [
+    "10.244.1.0/24",
+    "10.244.2.0/23",
+    "fd00:10:244:1::/64",
+    "fd00:10:244:2::/63",
+  ]);
+});
+
+Deno.test("clusterCidrs() uses --cluster-cidr when given, whatever the nodes say", () => {
+  assertEquals(clusterCidrs(["10.244.0.0/16", "fd00:10:244::/56"], nodes), [
+    "10.244.0.0/16",
+    "fd00:10:244::/56",
+  ]);
 });

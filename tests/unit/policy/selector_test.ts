@@ -1,7 +1,10 @@
 // Label selector matching (lib/policy/selector.ts): every operator, absent keys, empty selectors.
-import type { LabelRequirement, LabelSelector } from "../../../lib/kube/policy_objects.ts";
 import {
-  EVERYTHING,
+  type LabelRequirement,
+  type LabelSelector,
+  SELECT_ALL,
+} from "../../../lib/kube/policy_objects.ts";
+import {
   isEmptySelector,
   requirementMatches,
   selectorKey,
@@ -70,8 +73,8 @@ Deno.test("selectorMatches() matchLabels needs the exact value and the key prese
 });
 
 Deno.test("selectorMatches() an empty selector matches every label set, the empty one too", () => {
-  assertEquals([web, db, bare].map((l) => selectorMatches(EVERYTHING, l)), [true, true, true]);
-  assertEquals(isEmptySelector(EVERYTHING), true);
+  assertEquals([web, db, bare].map((l) => selectorMatches(SELECT_ALL, l)), [true, true, true]);
+  assertEquals(isEmptySelector(SELECT_ALL), true);
   assertEquals(isEmptySelector(sel({}, req("a", "Exists"))), false);
   assertEquals(isEmptySelector(sel({ a: "1" })), false);
 });

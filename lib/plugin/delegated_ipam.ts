@@ -1,11 +1,12 @@
 // Delegated IPAM, as the reference bridge does it: exec the plugin named by ipam.type from
 // CNI_PATH with the same environment and the full config; forward its stderr and its errors.
+// The plugin's, not lib/ipam's: IPAM itself spawns no process (DESIGN.md "Layout").
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import type { Attachment, NetConf } from "../cni/netconf.ts";
 import { parseResult, type Result } from "../cni/result.ts";
 import { versionAtLeast } from "../cni/version.ts";
 import { runOutput } from "../process/run.ts";
-import type { Ipam } from "./ipam.ts";
+import type { Ipam } from "../ipam/ipam.ts";
 
 /** IPAM delegated to the plugin `conf.ipam.type`, found in `cniPath`. */
 export function delegatedIpam(
