@@ -58,9 +58,8 @@ export function memoryMiB(pid: number): { rss: number; peak: number } {
   return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
 }
 
-/** One figure: what, the value, the target, and whether it was met. */
-export function line(what: string, value: string, target: string, ok: boolean): void {
-  console.log(
-    `${what.padEnd(44)} ${value.padEnd(34)} ${target.padEnd(14)} ${ok ? "OK" : "MISSED"}`,
-  );
+/** One figure: what, the value, the target, and whether it was met (no verdict without one). */
+export function line(what: string, value: string, target = "", ok?: boolean): void {
+  const verdict = ok === undefined ? "" : ok ? "OK" : "MISSED";
+  console.log(`${what.padEnd(44)} ${value.padEnd(34)} ${target.padEnd(14)} ${verdict}`.trimEnd());
 }

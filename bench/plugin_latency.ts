@@ -28,6 +28,7 @@ import {
 } from "../lib/net/rtnl.ts";
 import { runOutput } from "../lib/process/run.ts";
 import { type TempNetns, tempNetns } from "../tests/harness/netns.ts";
+import { median, quantile } from "./stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -544,13 +545,4 @@ function refConf(dir: string, c: { name: string; bridge: string; cidr: string })
       dataDir: `${dir}/ipam`,
     },
   });
-}
-
-function median(xs: number[]): number {
-  return quantile(xs, 0.5);
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(s.length * q))];
 }

@@ -8,7 +8,8 @@ import { parseArgs } from "node:util";
 import { inNetns, runOutput } from "../lib/process/run.ts";
 import { type Cluster, type Pod, startCluster, waitFor } from "../tests/harness/cluster.ts";
 import { canRunPrivileged } from "../tests/harness/netns.ts";
-import { iperf, IPERF_PORT, iperfServer, median } from "./iperf.ts";
+import { iperf, IPERF_PORT, iperfServer } from "./iperf.ts";
+import { median } from "./stats.ts";
 
 const TARGET_RATIO = 0.95;
 const POLICIES = 100;
