@@ -61,5 +61,5 @@ export function memoryMiB(pid: number): { rss: number; peak: number } {
 /** One figure: what, the value, the target, and whether it was met (no verdict without one). */
 export function line(what: string, value: string, target = "", ok?: boolean): void {
   const verdict = ok === undefined ? "" : ok ? "OK" : "MISSED";
-  console.log(`${what.padEnd(44)} ${value.padEnd(34)} ${target.padEnd(14)} ${verdict}`.trimEnd());
+  console.log(`${what.padEnd(44)} ${value.padEnd(46)} ${target.padEnd(14)} ${verdict}`.trimEnd());
 }
