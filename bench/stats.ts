@@ -36,17 +36,22 @@ export interface Spread {
 }
 
 /**
- * The spread of `xs`, and its text ("median 12 ms, p90 30 ms, max 41 ms (n 30)").
+ * The spread of `xs`.
  *
  * @example
- * spreadText(spread([10, 20, 30]), "ms"); // "median 20 ms, p90 30 ms, max 30 ms (n 3)"
+ * spread([10, 20, 30]); // { n: 3, median: 20, p90: 30, max: 30 }
  */
 export function spread(xs: readonly number[]): Spread {
   return { n: xs.length, median: median(xs), p90: quantile(xs, 0.9), max: Math.max(...xs) };
 }
 
-/** One line of text for a {@linkcode Spread}, each figure rounded to `digits`. */
+/**
+ * One line of text for a {@linkcode Spread}, each figure rounded to `digits`.
+ *
+ * @example
+ * spreadText(spread([10, 20, 30]), "ms"); // "median 20, p90 30, max 30 ms (n 3)"
+ */
 export function spreadText(s: Spread, unit: string, digits = 0): string {
-  const f = (x: number) => `${x.toFixed(digits)} ${unit}`;
-  return `median ${f(s.median)}, p90 ${f(s.p90)}, max ${f(s.max)} (n ${s.n})`;
+  const f = (x: number) => x.toFixed(digits);
+  return `median ${f(s.median)}, p90 ${f(s.p90)}, max ${f(s.max)} ${unit} (n ${s.n})`;
 }
