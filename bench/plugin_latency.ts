@@ -336,7 +336,7 @@ function report(n: number, cols: Cols, steps: Record<string, number>): void {
         `(mycni / reference = ${(mine / median(cols[`${verb}.reference`])).toFixed(2)})`,
     );
   }
-  const text = Object.entries(steps).map(([k, v]) => `${k} ${v}`).join(", ");
+  const text = Object.entries(steps).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ");
   console.log(`mycni's own log, median stepsMs: ${text}`);
 }
 

@@ -3,8 +3,8 @@
 // a busy node (100 of the pods). Prints: start -> first policy table in the kernel, the compile +
 // apply time of that first table, event -> enforced for a pod on another node, a relabel, a
 // policy and a pod of this node seen through the API (every sample kept: median, 90th
-// percentile and maximum, the 90th percentile checked), and memory (peak RSS checked, the
-// settled RSS beside it).
+// percentile and maximum, the 90th percentile checked), the periodic re-check that reloads the
+// whole table, and memory (peak RSS checked, the settled RSS beside it).
 // Runs in a namespace it creates (re-executing itself inside it); nothing changes outside it.
 //   deno run -A --no-lock bench/policy_scale.ts [--pods 10000] [--policies 500] [--events 30]
 import { join } from "node:path";
@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { run } from "../lib/process/run.ts";
 import { AGENT, agentArgv, ROOT, spawnLogged, uninstallArgv } from "../tests/harness/agent_node.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
-import { line, memoryMiB, runAsNode } from "./bench_node.ts";
+import { line, memoryMiB, runAsNode, watchReconciles } from "./bench_node.ts";
 import { median, spread, spreadText } from "./stats.ts";
 
 const { values } = parseArgs({
@@ -169,6 +169,7 @@ async function inside(dir: string) {
     console.log(`  (${rules} rules in per-pod chains, ${elements} set and map elements)`);
 
     await events(api, syncs);
+    await periodicRecheck();
     await new Promise((r) => setTimeout(r, 4000)); // let V8's memory reducer run
     // VmHWM: the most the agent was resident at any moment (the first list and compile, the
     // events); what the node must have free. The settled RSS is printed beside it.
@@ -269,6 +270,23 @@ async function events(api: { put(kind: string, obj: unknown): void }, syncs: Syn
     `  (the agent's own compile + apply of those changes: median ${median(applyMs)} ms, ` +
       `p90 ${apply.p90} ms, max ${apply.max} ms)`,
   );
+}
+
+/**
+ * The agent's periodic re-check at this scale, nothing having changed: once 60 s have passed
+ * since the last one, a resync also runs the plugin, reads iptables and reloads the whole
+ * nftables table (every policy chain and set element). DESIGN.md gives a no-op resync 300 ms at
+ * 1000 nodes without policy (bench/agent_sync.ts checks that); here it is printed, no target.
+ */
+async function periodicRecheck(): Promise<void> {
+  const seen = await watchReconciles((s) => s.some((r) => r.nftChanges > 0), 90_000);
+  const recheck = seen.find((r) => r.nftChanges > 0);
+  const plain = seen.filter((r) => r.nftChanges === 0).map((r) => r.ms);
+  line(
+    "periodic resync: the 60 s re-check",
+    recheck ? `${recheck.ms.toFixed(0)} ms (whole table reloaded)` : "not seen within 90 s",
+  );
+  if (plain.length > 0) line("  the 10 s resyncs between", spreadText(spread(plain), "ms"));
 }
 
 /** Milliseconds from `change` to the next table sync that isolates something. */
