@@ -51,6 +51,56 @@ async function runInNode(
   }
 }
 
+/** The agent's /metrics (on this namespace's 127.0.0.1:9749) as name -> value. */
+export async function agentMetrics(): Promise<Record<string, number>> {
+  const text = await (await fetch("http://127.0.0.1:9749/metrics")).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^(mycni_\w+) (\S+)$/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+/** One reconcile the agent ran, as its /metrics told it. */
+export interface Reconcile {
+  /** performance.now() when it was seen. */
+  readonly at: number;
+  /** Its own duration (mycni_last_reconcile_duration_seconds), in ms. */
+  readonly ms: number;
+  /** nftables transactions and route changes it made. */
+  readonly nftChanges: number;
+  readonly routeChanges: number;
+}
+
+/**
+ * Polls the agent's /metrics every 50 ms (its reconciles take longer than that, and its timer
+ * runs one every 10 s) and returns each reconcile it ran, until `enough(seen)` or `maxMs`.
+ *
+ * @example
+ * const seen = await watchReconciles((s) => s.length >= 3, 40_000);
+ */
+export async function watchReconciles(
+  enough: (seen: readonly Reconcile[]) => boolean,
+  maxMs: number,
+): Promise<Reconcile[]> {
+  const seen: Reconcile[] = [];
+  const deadline = performance.now() + maxMs;
+  let last = await agentMetrics();
+  while (!enough(seen) && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = await agentMetrics();
+    const runs = now.mycni_reconciles_total - last.mycni_reconciles_total;
+    if (runs === 0) continue;
+    if (runs > 1) throw new Error(`${runs} reconciles within 50 ms: cannot tell them apart`);
+    seen.push({
+      at: performance.now(),
+      ms: now.mycni_last_reconcile_duration_seconds * 1000,
+      nftChanges: now.mycni_nft_changes_total - last.mycni_nft_changes_total,
+      routeChanges: now.mycni_route_changes_total - last.mycni_route_changes_total,
+    });
+    last = now;
+  }
+  return seen;
+}
+
 /** Resident and peak memory of process `pid`, in MiB. */
 export function memoryMiB(pid: number): { rss: number; peak: number } {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -58,9 +108,8 @@ export function memoryMiB(pid: number): { rss: number; peak: number } {
   return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
 }
 
-/** One figure: what, the value, the target, and whether it was met. */
-export function line(what: string, value: string, target: string, ok: boolean): void {
-  console.log(
-    `${what.padEnd(44)} ${value.padEnd(34)} ${target.padEnd(14)} ${ok ? "OK" : "MISSED"}`,
-  );
+/** One figure: what, the value, the target, and whether it was met (no verdict without one). */
+export function line(what: string, value: string, target = "", ok?: boolean): void {
+  const verdict = ok === undefined ? "" : ok ? "OK" : "MISSED";
+  console.log(`${what.padEnd(44)} ${value.padEnd(46)} ${target.padEnd(14)} ${verdict}`.trimEnd());
 }

@@ -26,10 +26,3 @@ export async function iperf(from: Host, toIp: string, seconds: number): Promise<
 export function iperfServer(host: Host, ip: string): Promise<Child> {
   return spawnChild(inNetns(host.netns, ["iperf3", "-s", "-p", String(IPERF_PORT), "-B", ip]));
 }
-
-/** The median of `xs`. */
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}

@@ -1,15 +1,19 @@
 // Benchmark of the agent's NetworkPolicy at scale (DESIGN.md "Performance targets"): 1000 nodes,
 // 10,000 dual-stack pods, 1,000 namespaces and 500 policies in the fake API server; the agent on
 // a busy node (100 of the pods). Prints: start -> first policy table in the kernel, the compile +
-// apply time of that first table, event -> enforced for a pod, a relabel and a policy, and RSS.
+// apply time of that first table, event -> enforced for a pod on another node, a relabel, a
+// policy and a pod of this node seen through the API (every sample kept: median, 90th
+// percentile and maximum, the 90th percentile checked), the periodic re-check that reloads the
+// whole table, and memory (peak RSS checked, the settled RSS beside it).
 // Runs in a namespace it creates (re-executing itself inside it); nothing changes outside it.
-//   deno run -A --no-lock bench/policy_scale.ts [--pods 10000] [--policies 500]
+//   deno run -A --no-lock bench/policy_scale.ts [--pods 10000] [--policies 500] [--events 30]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { run } from "../lib/process/run.ts";
 import { AGENT, agentArgv, ROOT, spawnLogged, uninstallArgv } from "../tests/harness/agent_node.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
-import { line, memoryMiB, runAsNode } from "./bench_node.ts";
+import { line, memoryMiB, runAsNode, watchReconciles } from "./bench_node.ts";
+import { median, spread, spreadText } from "./stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -19,12 +23,13 @@ const { values } = parseArgs({
     namespaces: { type: "string", default: "1000" },
     policies: { type: "string", default: "500" },
     local: { type: "string", default: "100" },
+    events: { type: "string", default: "30" },
     inside: { type: "string" },
   },
 });
 const NODES = Number(values.nodes), PODS = Number(values.pods);
 const NAMESPACES = Number(values.namespaces), POLICIES = Number(values.policies);
-const LOCAL = Number(values.local);
+const LOCAL = Number(values.local), EVENTS = Number(values.events);
 /** Compile + apply times (the agent's own figure) of the syncs `timed` waited for. */
 const applyMs: number[] = [];
 
@@ -157,87 +162,131 @@ async function inside(dir: string) {
     line(
       "start -> first policy table in the kernel",
       `${(first.at - t0).toFixed(0)} ms (${first.targets} pods isolated)`,
-      "",
-      true,
     );
     line("  of which compile + apply", `${first.ms} ms`, "< 1000 ms", first.ms < 1000);
     const rules = Number(/^mycni_policy_rules (\d+)/m.exec(await metrics())?.[1] ?? 0);
     const elements = await tableElements();
     console.log(`  (${rules} rules in per-pod chains, ${elements} set and map elements)`);
 
-    // Events that change this node's table, each timed from the API write to the agent's
-    // "nftables table synced" (the transaction has returned: the kernel enforces it).
-    await new Promise((r) => setTimeout(r, 2000));
-    const timings: Record<string, number[]> = {
-      "pod started here": [],
-      "peer relabelled": [],
-      "policy added": [],
-    };
-    // Peers for the relabel events: pods of ns-0 (which has pods here) labelled role=client.
-    // No pod has the label yet, so this policy alone changes no rule here: not timed.
-    api.put("networkpolicies", {
-      metadata: { namespace: "ns-0", name: "clients" },
-      spec: {
-        podSelector: {},
-        ingress: [{ from: [{ podSelector: { matchLabels: { role: "client" } } }] }],
-      },
-    });
-    await new Promise((r) => setTimeout(r, 500));
-    for (let k = 0; k < 10; k++) {
-      // A pod started on this node, in ns-2k, which pol-k (and extra-k below) select.
-      const local = pod(PODS + k, { app: `a${k % 20}`, tier: "web" });
-      local.metadata.namespace = `ns-${2 * k}`;
-      local.spec.nodeName = "n1";
-      const host = 2 + LOCAL + k;
-      local.status.podIP = `10.64.1.${host}`;
-      local.status.podIPs = [{ ip: local.status.podIP }, {
-        ip: `fd00:10:244:1::${host.toString(16)}`,
-      }];
-      timings["pod started here"].push(await timed(syncs, () => api.put("pods", local)));
-      // A pod of ns-0 on another node becomes a client: one more element in a peer set.
-      const peer = pod(NAMESPACES * (k + 1));
-      peer.metadata.labels = { ...peer.metadata.labels, role: "client" };
-      timings["peer relabelled"].push(await timed(syncs, () => api.put("pods", peer)));
-      timings["policy added"].push(
-        await timed(syncs, () =>
-          api.put("networkpolicies", {
-            metadata: { namespace: `ns-${2 * k}`, name: `extra-${k}` },
-            spec: {
-              podSelector: { matchLabels: { tier: "web" } },
-              ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: "prod" } } }] }],
-            },
-          })),
-      );
-    }
-    for (const [what, list] of Object.entries(timings)) {
-      list.sort((a, b) => a - b);
-      const median = list[list.length >> 1], max = list.at(-1)!;
-      line(
-        `event -> enforced: ${what}`,
-        `median ${median.toFixed(0)} ms, max ${max.toFixed(0)} ms`,
-        "< 200 ms",
-        median < 200,
-      );
-    }
-    applyMs.sort((a, b) => a - b);
-    console.log(
-      `  (the agent's compile + apply of those changes: median ${
-        applyMs[applyMs.length >> 1]
-      } ms, ` +
-        `max ${applyMs.at(-1)} ms)`,
-    );
+    await events(api, syncs);
+    await periodicRecheck();
     await new Promise((r) => setTimeout(r, 4000)); // let V8's memory reducer run
+    // VmHWM: the most the agent was resident at any moment (the first list and compile, the
+    // events); what the node must have free. The settled RSS is printed beside it.
     const mem = memoryMiB(agent.pid);
     line(
-      "agent memory",
-      `RSS ${mem.rss.toFixed(1)} MiB, peak ${mem.peak.toFixed(1)} MiB`,
+      "agent memory, peak RSS (VmHWM)",
+      `${mem.peak.toFixed(1)} MiB (settled ${mem.rss.toFixed(1)} MiB)`,
       "< 128 MiB",
-      mem.rss < 128,
+      mem.peak < 128,
     );
   } finally {
     await agent.stop();
     await run(uninstallArgv(dir));
   }
+}
+
+/**
+ * Events that change this node's table, EVENTS of each kind, each timed from the API write to
+ * the agent's "nftables table synced" (the transaction has returned: the kernel enforces it).
+ * Kinds with a DESIGN.md target are checked at the 90th percentile.
+ */
+async function events(api: { put(kind: string, obj: unknown): void }, syncs: Synced[]) {
+  await new Promise((r) => setTimeout(r, 2000));
+  const kinds = {
+    "pod on another node": { target: 50, ms: [] as number[] },
+    "peer relabelled": { target: 200, ms: [] as number[] },
+    "policy added": { target: 200, ms: [] as number[] },
+    // In a cluster the admission puts a pod of this node in the table before the API has its
+    // addresses; through the API it is new chains, not only elements. No target.
+    "pod here, through the API": { target: undefined, ms: [] as number[] },
+  };
+  // Peers for the pod and relabel events: pods of ns-0 (which has pods here) labelled
+  // role=client. No pod has the label yet, so this policy alone changes no rule here: not timed.
+  api.put("networkpolicies", {
+    metadata: { namespace: "ns-0", name: "clients" },
+    spec: {
+      podSelector: {},
+      ingress: [{ from: [{ podSelector: { matchLabels: { role: "client" } } }] }],
+    },
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  // The pods of ns-0 on other nodes, each relabelled in turn, on and off again: each change
+  // adds or removes an element of the clients policy's peer set.
+  const peers = Array.from({ length: Math.floor(PODS / NAMESPACES) - 1 }, (_, m) => {
+    return { pod: pod(NAMESPACES * (m + 1)), client: false };
+  });
+  const pause = () => new Promise((r) => setTimeout(r, 100));
+  for (let k = 0; k < EVENTS; k++) {
+    // A new pod of ns-0 on another node, a client: one more element in a peer set.
+    const remote = pod(PODS + 500 + k, { app: "a0", tier: "web", role: "client" });
+    remote.metadata.namespace = "ns-0";
+    kinds["pod on another node"].ms.push(
+      await timed(syncs, () => api.put("pods", remote)),
+    );
+    await pause();
+    const peer = peers[k % peers.length];
+    peer.client = !peer.client;
+    const { role: _, ...labels } = peer.pod.metadata.labels;
+    peer.pod.metadata.labels = peer.client ? { ...labels, role: "client" } : labels;
+    kinds["peer relabelled"].ms.push(await timed(syncs, () => api.put("pods", peer.pod)));
+    await pause();
+    // A pod started on this node, in ns-2k, which pol-k selects (and extra-k, next).
+    const local = pod(PODS + k, { app: `a${k % 20}`, tier: "web" });
+    local.metadata.namespace = `ns-${(2 * k) % NAMESPACES}`;
+    local.spec.nodeName = "n1";
+    const host = 2 + LOCAL + k;
+    local.status.podIP = `10.64.1.${host}`;
+    local.status.podIPs = [{ ip: local.status.podIP }, {
+      ip: `fd00:10:244:1::${host.toString(16)}`,
+    }];
+    kinds["pod here, through the API"].ms.push(
+      await timed(syncs, () => api.put("pods", local)),
+    );
+    await pause();
+    kinds["policy added"].ms.push(
+      await timed(syncs, () =>
+        api.put("networkpolicies", {
+          metadata: { namespace: `ns-${(2 * k) % NAMESPACES}`, name: `extra-${k}` },
+          spec: {
+            podSelector: { matchLabels: { tier: "web" } },
+            ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: "prod" } } }] }],
+          },
+        })),
+    );
+    await pause();
+  }
+  for (const [what, { target, ms }] of Object.entries(kinds)) {
+    const s = spread(ms);
+    line(
+      `event -> enforced: ${what}`,
+      spreadText(s, "ms"),
+      target === undefined ? "" : `p90 < ${target} ms`,
+      target === undefined ? undefined : s.p90 < target,
+    );
+  }
+  const apply = spread(applyMs);
+  console.log(
+    `  (the agent's own compile + apply of those changes: median ${median(applyMs)} ms, ` +
+      `p90 ${apply.p90} ms, max ${apply.max} ms)`,
+  );
+}
+
+/**
+ * The agent's periodic re-check at this scale, nothing having changed: once 60 s have passed
+ * since the last one, a resync also runs the plugin, reads iptables and reloads the whole
+ * nftables table (every policy chain and set element). DESIGN.md gives a no-op resync 300 ms at
+ * 1000 nodes without policy (bench/agent_sync.ts checks that); here it is printed, no target.
+ */
+async function periodicRecheck(): Promise<void> {
+  const seen = await watchReconciles((s) => s.some((r) => r.nftChanges > 0), 90_000);
+  const recheck = seen.find((r) => r.nftChanges > 0);
+  const plain = seen.filter((r) => r.nftChanges === 0).map((r) => r.ms);
+  line(
+    "periodic resync: the 60 s re-check",
+    recheck ? `${recheck.ms.toFixed(0)} ms (whole table reloaded)` : "not seen within 90 s",
+  );
+  if (plain.length > 0) line("  the 10 s resyncs between", spreadText(spread(plain), "ms"));
 }
 
 /** Milliseconds from `change` to the next table sync that isolates something. */

@@ -8,7 +8,8 @@
 //   deno run -A --no-lock bench/throughput.ts [--runs 3] [--seconds 3] [--json]
 import { parseArgs } from "node:util";
 import { type Cluster, type Host, startCluster } from "../tests/harness/cluster.ts";
-import { iperf, iperfServer, median } from "./iperf.ts";
+import { iperf, iperfServer } from "./iperf.ts";
+import { median } from "./stats.ts";
 import { canRunPrivileged } from "../tests/harness/netns.ts";
 
 /** Targets: mycni's pod path at least this fraction of the hand-wired one (issues 3 and 11). */
