@@ -24,8 +24,8 @@ import {
   linkGet,
   linkSet,
   linkSetHairpin,
-  routeAdd,
 } from "../lib/net/rtnl.ts";
+import { routeAdd } from "../lib/net/route.ts";
 import { runOutput } from "../lib/process/run.ts";
 import { type TempNetns, tempNetns } from "../tests/harness/netns.ts";
 import { median, quantile } from "./stats.ts";
