@@ -209,8 +209,13 @@ export function encodeElementMessages(
 ): ElementMessage[] {
   const t = tableParts(table);
   const out: ElementMessage[] = [];
+  // Elements are numbered across the messages a split list takes, as libnftnl does (which also
+  // spends a number on the element that did not fit, before it starts the next message).
+  let index = 0;
   for (let i = 0; i < changes.length;) {
     const first = changes[i];
+    const prev = changes[i - 1];
+    if (!prev || prev.set !== first.set || prev.op !== first.op) index = 0;
     const head = concat([
       nfgenmsg(t.family),
       strAttr(NFTA_SET_ELEM_LIST_TABLE, t.name),
@@ -222,9 +227,12 @@ export function encodeElementMessages(
     for (; i < changes.length; i++) {
       const c = changes[i];
       if (c.set !== first.set || c.op !== first.op) break;
-      const el = encodeElement(c, group.length + 1, table);
-      if (at + el.length - (16 + head.length) > MAX_NEST && group.length > 0) break;
-      elems.push(el), offsets.push(at), group.push(c);
+      const el = encodeElement(c, index + 1, table);
+      if (at + el.length - (16 + head.length) > MAX_NEST && group.length > 0) {
+        index++;
+        break;
+      }
+      elems.push(el), offsets.push(at), group.push(c), index++;
       at += el.length;
     }
     out.push({
@@ -240,7 +248,7 @@ export function encodeElementMessages(
 
 /**
  * One element: its key and, for an add to a map, its verdict. `index` is the list attribute's
- * type: libnftnl numbers the elements of a message from 1 (the kernel reads them in order and
+ * type: libnftnl numbers the elements of a command from 1 (the kernel reads them in order and
  * ignores the number).
  */
 function encodeElement(c: ElementChange, index: number, table: string): Uint8Array {

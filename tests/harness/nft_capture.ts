@@ -63,32 +63,47 @@ const ELEMENT_TYPES = [0x0a0c, 0x0a0e];
 /**
  * A message with what legitimately differs between nft's batch and ours taken out: the
  * sequence number and port id (zeroed), NLM_F_ACK (we ask an ack for every message, nft for
- * none), and NFTA_SET_ELEM_LIST_SET_ID (nft's own number for a set it has in its cache; the
- * kernel finds an existing set by name, and we send none). As hex.
+ * none), NFTA_SET_ELEM_LIST_SET_ID (nft's own number for a set it has in its cache; the kernel
+ * finds an existing set by name, and we send none), and the padding after each attribute
+ * (zeroed: nft leaves whatever its buffer held there in the second message of a split list,
+ * and the kernel never reads it). As hex.
  */
 export function normalised(msg: Uint8Array): string {
-  const v = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
-  const type = v.getUint16(4, true);
-  const parts: Uint8Array[] = [msg.slice(0, 20)];
-  if (ELEMENT_TYPES.includes(type)) {
-    for (let off = 20; off + 4 <= msg.length;) {
-      const len = v.getUint16(off, true);
-      const padded = (len + 3) & ~3;
-      if ((v.getUint16(off + 2, true) & 0x3fff) !== NFTA_SET_ELEM_LIST_SET_ID) {
-        parts.push(msg.slice(off, off + padded));
-      }
-      off += padded;
-    }
-  } else {
-    parts.push(msg.slice(20));
-  }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) out.set(p, off), off += p.length;
+  const type = new DataView(msg.buffer, msg.byteOffset).getUint16(4, true);
+  const body = ELEMENT_TYPES.includes(type)
+    ? attrsWithoutPadding(msg.subarray(20), NFTA_SET_ELEM_LIST_SET_ID)
+    : msg.slice(20);
+  const out = new Uint8Array(20 + body.length);
+  out.set(msg.subarray(0, 20));
+  out.set(body, 20);
   const o = new DataView(out.buffer);
   o.setUint32(0, out.length, true);
   o.setUint16(6, o.getUint16(6, true) & ~NLM_F_ACK, true);
   o.setUint32(8, 0, true);
   o.setUint32(12, 0, true);
   return [...out].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Attributes with zeroed padding, nested ones (NLA_F_NESTED) too, leaving out type `drop`. */
+function attrsWithoutPadding(b: Uint8Array, drop?: number): Uint8Array {
+  const parts: Uint8Array[] = [];
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let off = 0; off + 4 <= b.length;) {
+    const len = v.getUint16(off, true);
+    const type = v.getUint16(off + 2, true);
+    const padded = (len + 3) & ~3;
+    if ((type & 0x3fff) !== drop) {
+      const payload = b.subarray(off + 4, off + len);
+      const inner = type & 0x8000 ? attrsWithoutPadding(payload) : payload;
+      const a = new Uint8Array(padded);
+      a.set(b.subarray(off, off + 4));
+      a.set(inner, 4);
+      parts.push(a);
+    }
+    off += padded;
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) out.set(p, off), off += p.length;
+  return out;
 }

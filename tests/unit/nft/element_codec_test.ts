@@ -9,7 +9,7 @@ import {
 import { encodeBatch, NFNL_SUBSYS_NFTABLES } from "../../../lib/net/nfnetlink.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../../harness/assert.ts";
 import { normalised, splitMessages } from "../../harness/nft_capture.ts";
-import { CASES } from "./element_fixtures.ts";
+import { batchDigest, CASES, SPLIT_CASE } from "./element_fixtures.ts";
 
 function ourBatch(changes: readonly ElementChange[], seq = 100): Uint8Array[] {
   const messages = encodeElementMessages("inet mycni", changes);
@@ -21,6 +21,18 @@ for (const c of CASES) {
     assertEquals(ourBatch(c.changes).map(normalised), c.hex);
   });
 }
+
+Deno.test("encodeElementMessages() splits a long list where nft does, numbering as nft does", async () => {
+  const changes = SPLIT_CASE.elements.map((element) => ({
+    op: "add" as const,
+    set: "ingress4",
+    type: "ipv4_addr : verdict",
+    element,
+  }));
+  const hex = ourBatch(changes).map(normalised);
+  assertEquals(hex.length, SPLIT_CASE.messages);
+  assertEquals(await batchDigest(hex), SPLIT_CASE.sha256);
+});
 
 Deno.test("encodeBatch() numbers the messages in order and asks an ack for each element message", () => {
   const batch = ourBatch(CASES[CASES.length - 1].changes, 7);

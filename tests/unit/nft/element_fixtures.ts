@@ -168,3 +168,24 @@ export const CASES: readonly ElementFixture[] = [
     ],
   },
 ];
+
+/**
+ * A list too long for one message: 3000 map elements in one command. nft split it in three
+ * NEWSETELEM messages (the list's length is 16 bits); stored as the SHA-256 of the normalised
+ * messages' hex joined by newlines (130 KB of hex otherwise).
+ */
+export const SPLIT_CASE = {
+  elements: Array.from({ length: 3000 }, (_, i) => `10.1.${i >> 8}.${i & 255} : jump ing_a`),
+  get nft(): string {
+    return `add element inet mycni ingress4 { ${this.elements.join(", ")} }\n`;
+  },
+  messages: 5,
+  sha256: "d044515b8228019bf75594e8cbef8401a4648ae21dc7d2f5184e37cdbc13273d",
+};
+
+/** The digest SPLIT_CASE stores. */
+export async function batchDigest(hex: readonly string[]): Promise<string> {
+  const data = new TextEncoder().encode(hex.join("\n"));
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
