@@ -13,6 +13,7 @@ declare -A PKGS=(
   [ping]=iputils-ping
   [iperf3]=iperf3
   [nsenter]=util-linux
+  [strace]=strace
   [pgrep]=procps
   [curl]=curl
   [openssl]=openssl

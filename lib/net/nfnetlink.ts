@@ -2,7 +2,7 @@
 // message starts with, nested attributes flagged as such, and the batch (BATCH_BEGIN, messages,
 // BATCH_END in one datagram) that the kernel applies as one transaction or not at all. What the
 // kernel does with a batch: net/netfilter/nfnetlink.c nfnetlink_rcv_batch().
-import { bytes, errnoText } from "../sys/syscall.ts";
+import { bytes, errnoText, SyscallError } from "../sys/syscall.ts";
 import { attr, concat, decodeCString, parseAttrs, type Rtnl } from "./netlink.ts";
 
 /** Subsystems (linux/netfilter/nfnetlink.h): the high byte of a message type. */
@@ -144,7 +144,7 @@ export function sendBatch(
   const pending = new Set(messages.map((_, i) => begin + 1 + i));
   const refused: Refusal[] = [];
   while (pending.size > 0) {
-    const buf = nl.receiveQueued(what);
+    const buf = receive(nl, what);
     if (!buf) {
       if (refused.some((r) => r.index === -1)) break;
       throw new Error(
@@ -172,6 +172,23 @@ export function refusalText(r: Refusal): string {
 }
 
 const DEFAULT_BUFFER = 212992;
+const ENOBUFS = 105;
+
+function receive(nl: Rtnl, what: string): Uint8Array | undefined {
+  try {
+    return nl.receiveQueued(what);
+  } catch (err) {
+    // The kernel dropped answers it could not queue: what it did with the batch is not known.
+    if (err instanceof SyscallError && err.errno === ENOBUFS) {
+      throw new Error(
+        `${what} (nfnetlink, in ${nl.netns}): the kernel's answers overflowed the receive ` +
+          "buffer, so whether it applied the batch is not known: read the table back",
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
 
 function eachMessage(
   buf: Uint8Array,

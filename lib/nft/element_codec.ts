@@ -4,11 +4,10 @@
 // (`10.0.0.1`, `10.0.0.1 . 10.0.0.1`, `10.0.0.1 : jump ing_x`). Pure. Formats:
 // linux/netfilter/nf_tables.h (enum nft_set_elem_list_attributes, nft_set_elem_attributes,
 // nft_data_attributes, nft_verdict_attributes) and libnftnl's set_elem.c for the layout.
-import { type Family, formatIp, parseIp } from "../ip/cidr.ts";
+import { type Family, parseIp } from "../ip/cidr.ts";
 import { attr, concat, decodeCString, parseAttrs, strAttr } from "../net/netlink.ts";
 import {
   be32Attr,
-  eachAttr,
   nest,
   nfgenmsg,
   type NfMessage,
@@ -80,7 +79,8 @@ export interface ElementMessage extends NfMessage {
 interface Component {
   readonly size: number;
   encode(text: string, out: Uint8Array): void;
-  decode(b: Uint8Array): string;
+  /** The component at `off` in `b`. */
+  decode(b: Uint8Array, off: number): string;
 }
 
 const PROTO_NAMES: Record<number, string> = {
@@ -105,13 +105,29 @@ function ipComponent(family: Family): Component {
       let v = ip.value;
       for (let i = size - 1; i >= 0; i--, v >>= 8n) out[i] = Number(v & 0xffn);
     },
-    decode(b) {
-      if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-      let value = 0n;
-      for (let i = 0; i < 16; i++) value = (value << 8n) | BigInt(b[i]);
-      return formatIp({ family: 6, value });
-    },
+    decode: (b, o) => family === 4 ? `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}` : formatV6(b, o),
   };
+}
+
+/** An IPv6 address's 16 bytes as formatIp writes it (RFC 5952), without a BigInt per address. */
+function formatV6(b: Uint8Array, off: number): string {
+  const groups: number[] = [];
+  for (let i = off; i < off + 16; i += 2) groups.push((b[i] << 8) | b[i + 1]);
+  // The longest run of two or more zero groups becomes "::" (the first of equal runs).
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(":");
+  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
 }
 
 const COMPONENTS: Record<string, Component> = {
@@ -122,7 +138,7 @@ const COMPONENTS: Record<string, Component> = {
     encode(text, out) {
       out[0] = PROTO_NUMBERS[text] ?? wireNumber(text, 0xff);
     },
-    decode: (b) => PROTO_NAMES[b[0]] ?? String(b[0]),
+    decode: (b, o) => PROTO_NAMES[b[o]] ?? String(b[o]),
   },
   inet_service: {
     size: 2,
@@ -131,7 +147,7 @@ const COMPONENTS: Record<string, Component> = {
       out[0] = port >> 8;
       out[1] = port & 0xff;
     },
-    decode: (b) => String((b[0] << 8) | b[1]),
+    decode: (b, o) => String((b[o] << 8) | b[o + 1]),
   },
 };
 
@@ -312,7 +328,8 @@ export function encodeElementDump(table: string, set: string): Uint8Array {
 /**
  * The elements of one NEWSETELEM message of a dump, by key, each as ruleset.ts writes it (a
  * catch-all element's key is `*`). Throws when a key's length is not its type's: the set in
- * the kernel has another type than the one the caller named.
+ * the kernel has another type than the one the caller named. Read in place, without a Map per
+ * attribute: a dump of 10,000 elements is decoded on every periodic check.
  */
 export function decodeElements(
   type: string,
@@ -322,42 +339,68 @@ export function decodeElements(
   const t = elementType(type);
   const list = parseAttrs(body.subarray(4)).get(NFTA_SET_ELEM_LIST_ELEMENTS);
   if (!list) return;
-  eachAttr(list, (_, el) => {
-    const a = parseAttrs(el);
-    const flags = a.get(NFTA_SET_ELEM_FLAGS);
-    const catchAll = flags && (new DataView(flags.buffer, flags.byteOffset).getUint32(0) &
-      NFT_SET_ELEM_CATCHALL);
-    const keyText = catchAll ? "*" : decodeKey(t, type, a.get(NFTA_SET_ELEM_KEY));
-    const data = a.get(NFTA_SET_ELEM_DATA);
-    into.set(keyText, data && t.verdict ? `${keyText} : ${decodeVerdict(data)}` : keyText);
-  });
+  const v = new DataView(list.buffer, list.byteOffset, list.byteLength);
+  // Offsets, not views: a view per attribute made the garbage collector half the work.
+  const next = (off: number) => off + ((v.getUint16(off, true) + 3) & ~3);
+  const end = (off: number) => off + v.getUint16(off, true);
+  const typeAt = (off: number) => v.getUint16(off + 2, true) & 0x3fff;
+  for (let el = 0; el + 4 <= list.length && end(el) <= list.length; el = next(el)) {
+    let keyAt = -1, keyLength = 0, verdict: string | undefined, catchAll = false;
+    for (let a = el + 4; a + 4 <= end(el); a = next(a)) {
+      const at = typeAt(a);
+      if (at === NFTA_SET_ELEM_KEY && typeAt(a + 4) === NFTA_DATA_VALUE) {
+        keyAt = a + 8, keyLength = v.getUint16(a + 4, true) - 4;
+      } else if (at === NFTA_SET_ELEM_DATA && typeAt(a + 4) === NFTA_DATA_VERDICT) {
+        verdict = verdictAt(list, v, a + 8, end(a + 4));
+      } else if (at === NFTA_SET_ELEM_FLAGS) {
+        catchAll = (v.getUint32(a + 4) & NFT_SET_ELEM_CATCHALL) !== 0;
+      }
+    }
+    // No key reads as a key of 0 bytes: refused as not of the type.
+    const keyText = catchAll ? "*" : keyAtText(t, type, list, keyAt, keyLength);
+    into.set(keyText, verdict !== undefined && t.verdict ? `${keyText} : ${verdict}` : keyText);
+  }
 }
 
-function decodeKey(t: ElementType, type: string, keyAttr: Uint8Array | undefined): string {
-  const key = keyAttr && parseAttrs(keyAttr).get(NFTA_DATA_VALUE);
-  if (!key || key.length !== t.keyLength) {
+function keyAtText(t: ElementType, type: string, b: Uint8Array, off: number, len: number): string {
+  if (len !== t.keyLength) {
     throw new Error(
-      `An element key of ${key?.length ?? 0} bytes is not of type ${type} (${t.keyLength} bytes)`,
+      `An element key of ${len} bytes is not of type ${type} (${t.keyLength} bytes)`,
     );
   }
+  if (t.key.length === 1) return t.key[0].decode(b, off);
   const parts: string[] = [];
-  let off = 0;
   for (const c of t.key) {
-    parts.push(c.decode(key.subarray(off, off + c.size)));
+    parts.push(c.decode(b, off));
     off += pad4(c.size);
   }
   return parts.join(" . ");
 }
 
-function decodeVerdict(data: Uint8Array): string {
-  const v = parseAttrs(parseAttrs(data).get(NFTA_DATA_VERDICT) ?? new Uint8Array());
-  const codeAttr = v.get(NFTA_VERDICT_CODE);
-  const code = codeAttr ? new DataView(codeAttr.buffer, codeAttr.byteOffset).getInt32(0) : NaN;
-  const chain = v.get(NFTA_VERDICT_CHAIN);
-  if (code === JUMP || code === GOTO) {
-    return `${code === JUMP ? "jump" : "goto"} ${chain ? decodeCString(chain) : "?"}`;
+// Chain names repeat across thousands of elements: decoded once each, found by their bytes.
+const chainNames = new Map<string, string>();
+
+/** The verdict in NFTA_DATA_VERDICT's attributes, from `off` to `stop`. */
+function verdictAt(b: Uint8Array, v: DataView, off: number, stop: number): string {
+  let code = NaN, chainAt = -1, chainLength = 0;
+  for (let a = off; a + 4 <= stop; a += (v.getUint16(a, true) + 3) & ~3) {
+    const type = v.getUint16(a + 2, true) & 0x3fff;
+    if (type === NFTA_VERDICT_CODE) code = v.getInt32(a + 4);
+    else if (type === NFTA_VERDICT_CHAIN) chainAt = a + 4, chainLength = v.getUint16(a, true) - 4;
   }
-  return Object.keys(VERDICT).find((k) => VERDICT[k] === code) ?? `verdict ${code}`;
+  if (code !== JUMP && code !== GOTO) {
+    return Object.keys(VERDICT).find((k) => VERDICT[k] === code) ?? `verdict ${code}`;
+  }
+  let name = "?";
+  if (chainAt >= 0) {
+    let raw = "";
+    for (let i = chainAt; i < chainAt + chainLength && b[i] !== 0; i++) {
+      raw += String.fromCharCode(b[i]);
+    }
+    name = chainNames.get(raw) ?? decodeCString(b.subarray(chainAt, chainAt + chainLength));
+    if (chainNames.size < 10000) chainNames.set(raw, name);
+  }
+  return `${code === JUMP ? "jump" : "goto"} ${name}`;
 }
 
 function pad4(n: number): number {
