@@ -14,6 +14,7 @@ declare -A PKGS=(
   [iperf3]=iperf3
   [nsenter]=util-linux
   [strace]=strace
+  [conntrack]=conntrack
   [pgrep]=procps
   [curl]=curl
   [openssl]=openssl
