@@ -11,12 +11,21 @@ import {
   errnoText,
   O_CLOEXEC,
   sys,
+  SyscallError,
+  sysOrErrno,
 } from "../sys/syscall.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0x80000;
 const NETLINK_ROUTE = 0;
+/** nfnetlink: nftables set elements and conntrack (lib/nft/elements.ts, lib/net/conntrack.ts). */
+export const NETLINK_NETFILTER = 12;
+const SOL_SOCKET = 1;
+const SO_SNDBUFFORCE = 32;
+const SO_RCVBUFFORCE = 33;
+const MSG_DONTWAIT = 0x40;
+const EAGAIN = 11;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
@@ -72,17 +81,18 @@ export class Rtnl implements Disposable {
   /**
    * Opens a socket in the netns at `netns` (a netns file path), or in ours when omitted. The
    * thread enters the netns only for the socket() call: a socket stays in the netns it was made
-   * in, whatever the thread does next.
+   * in, whatever the thread does next. `protocol` is NETLINK_ROUTE unless said otherwise
+   * ({@linkcode NETLINK_NETFILTER}).
    */
-  static open(netns?: string): Rtnl {
+  static open(netns?: string, protocol = NETLINK_ROUTE): Rtnl {
     if (stranded) throw new Error(stranded);
-    if (netns === undefined) return new Rtnl(netlinkSocket(), "the node netns");
+    if (netns === undefined) return new Rtnl(netlinkSocket(protocol), "the node netns");
     const here = openNetns("/proc/thread-self/ns/net");
     try {
       enterNetns(netns);
       let fd = -1, failure: unknown;
       try {
-        fd = netlinkSocket();
+        fd = netlinkSocket(protocol);
       } catch (err) {
         failure = err;
       }
@@ -225,6 +235,45 @@ export class Rtnl implements Disposable {
     }
   }
 
+  /** A sequence number of this socket's, for messages the caller frames itself (a batch). */
+  nextSeq(): number {
+    return ++this.#seq;
+  }
+
+  /**
+   * Sends messages the caller framed, whole, in one sendto: an nfnetlink batch is one transaction
+   * only when it reaches the kernel in one piece. The kernel answers before sendto returns.
+   */
+  sendRaw(msg: Uint8Array<ArrayBuffer>, what: string): void {
+    sys("sendto", `netlink send (${what})`, this.fd, msg, msg.length, 0);
+  }
+
+  /**
+   * The next datagram of answers already queued, as a view into the receive buffer valid until
+   * the next read; undefined when nothing is queued (it never waits).
+   */
+  receiveQueued(what: string): Uint8Array | undefined {
+    const args = [this.fd, this.#buf, this.#buf.length, MSG_DONTWAIT];
+    const n = sysOrErrno("recvfrom", `netlink recv (${what})`, args);
+    if (n === -EAGAIN) return undefined;
+    if (n < 0) throw new SyscallError(`netlink recv (${what})`, -n);
+    return this.#buf.subarray(0, n);
+  }
+
+  /**
+   * Sets the socket's send and receive buffers (bytes; the kernel doubles them), past the
+   * system's limits (CAP_NET_ADMIN), to grow them beyond the ~208 KiB default: a batch must fit
+   * the send buffer whole, and its answers the receive buffer. Without the capability the
+   * defaults stay.
+   */
+  reserveBuffers(send: number, receive: number): void {
+    for (const [opt, size] of [[SO_SNDBUFFORCE, send], [SO_RCVBUFFORCE, receive]]) {
+      const value = bytes(4);
+      new DataView(value.buffer).setInt32(0, size, true);
+      sysOrErrno("setsockopt", "setsockopt", [this.fd, SOL_SOCKET, opt, value, 4]);
+    }
+  }
+
   close(): void {
     if (this.fd >= 0) closeFd(this.fd);
     this.fd = -1;
@@ -259,8 +308,8 @@ function openNetns(path: string): number {
   return sys("openat", `open netns ${path}`, AT_FDCWD, cString(path), O_CLOEXEC);
 }
 
-function netlinkSocket(): number {
-  const fd = sys("socket", "netlink socket", AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+function netlinkSocket(protocol: number): number {
+  const fd = sys("socket", "netlink socket", AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
   const one = bytes(4);
   one[0] = 1;
   // Errors carry the kernel's own explanation ("Invalid MTU"), and acks not the whole request.
