@@ -217,14 +217,27 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
       podCIDRs: own.podCIDRs,
       policy,
     });
-    const replace = full && Date.now() - tableCheckedAt >= RULES_RECHECK_MS;
-    if (replace) tableCheckedAt = Date.now();
+    const legacyRecheck = full && Date.now() - tableCheckedAt >= RULES_RECHECK_MS;
+    if (legacyRecheck) tableCheckedAt = Date.now();
     const compiled = performance.now();
-    if (await tables.apply(table, { replace })) {
+    const done = await tables.apply(table, { verify: full });
+    if (done.differences.length > 0) {
+      log.warn("nftables table differs from the one applied: loading it whole", {
+        table: table.name,
+        differences: done.differences,
+      });
+    }
+    if (done.countersLost !== undefined) {
+      log.warn("drop counters lost: they could not be read before the table was reloaded", {
+        table: table.name,
+        error: done.countersLost,
+      });
+    }
+    if (done.changed) {
       status.nftChanges++;
       log.info("nftables table synced", {
         table: table.name,
-        whole: replace || !initialDone,
+        whole: done.whole,
         policyTargets: policy ? status.policyTargets : undefined,
         ms: Math.round(performance.now() - started),
         // Where it went: compiling the policies, turning them into the table, nft applying it.
@@ -240,7 +253,7 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
       status.lastPolicySyncSeconds = (performance.now() - started) / 1000;
     }
     // Masquerade lived in iptables before: remove that chain only now that the table NATs.
-    if (!legacyRemoved || replace) {
+    if (!legacyRemoved || legacyRecheck) {
       for (const family of familiesOf(own.podCIDRs)) {
         for (const chain of await deleteChains(family, LEGACY_CHAINS)) {
           log.info("legacy iptables chain removed", { family, chain });
