@@ -27,18 +27,24 @@ export interface StepRunner {
 }
 
 /**
- * A step runner that logs "cannot <what>" with the error of each failure.
+ * A step runner that logs "cannot <what>" with the error of each failure, and tells `onFailure`
+ * at once ("Cannot <what>: <error>").
  *
  * @example
  * const steps = stepRunner(log);
  * await steps.step("remove routes", () => void flushOwnedRoutes());
  * return steps.ok ? 0 : 1;
  */
-export function stepRunner(log: Logger): StepRunner {
+export function stepRunner(
+  log: Logger,
+  onFailure: (message: string) => void = () => {},
+): StepRunner {
   const failures: string[] = [];
   const fail = (what: string, error: string) => {
-    failures.push(`Cannot ${what}: ${error}`);
+    const message = `Cannot ${what}: ${error}`;
+    failures.push(message);
     log.error(`cannot ${what}`, { error });
+    onFailure(message);
   };
   return {
     async step(what, fn) {

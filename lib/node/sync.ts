@@ -81,7 +81,7 @@ export function nodeSteps(opts: AgentOptions, policy: boolean, log: Logger): Nod
   };
 }
 
-/** The reports of one run; a step that threw, or did not run, has none. */
+/** Reports of steps; a step that threw, or did not run, has none. */
 interface RunReports {
   readonly plugin?: PluginReport;
   readonly forwarding?: ForwardingReport;
@@ -132,24 +132,33 @@ export function createNodeSync(
       const full = runOpts.full || !initialDone;
       const own = ownNode(nodes);
       const cluster = clusterOf(nodes);
-      const runner = stepRunner(log);
+      if (!own) status.lastError = missingSelf(opts.nodeName);
+      // Each step's report goes into the status as soon as the step is done, its failure too:
+      // /healthz tells what went wrong while the rest of the run goes on.
+      const runner = stepRunner(log, (message) => {
+        status.errors++;
+        status.lastError = message;
+      });
       const { step } = runner;
-      const plugin = await step("install the plugin", () => steps.plugin.run(full));
+      record(status, { plugin: await step("install the plugin", () => steps.plugin.run(full)) });
       if (own) await step("write the conflist", () => steps.conflist.run(own, full));
-      const forwarding = await step("enable forwarding", () => steps.forwarding.run(own));
-      const table = await step(
-        "sync the nftables table",
-        () => steps.table.run({ state, own, cluster, full }),
-      );
+      record(status, {
+        forwarding: await step("enable forwarding", () => steps.forwarding.run(own)),
+      });
+      record(status, {
+        table: await step(
+          "sync the nftables table",
+          () => steps.table.run({ state, own, cluster, full }),
+        ),
+      });
       await step(
         "sync the iptables forward chain",
         () => steps.forwardChain.run(cluster, own, full),
       );
       // Routes to every peer (host-gw or VXLAN), the VXLAN device, its neighbours and FDB.
-      const routes = full || runOpts.nodesChanged
-        ? await step("reconcile routes", () => steps.routes.run(nodes))
-        : undefined;
-      record(status, { plugin, forwarding, table, routes });
+      if (full || runOpts.nodesChanged) {
+        record(status, { routes: await step("reconcile routes", () => steps.routes.run(nodes)) });
+      }
       const ok = finish(status, runner.failures, own !== undefined, opts.nodeName);
       status.nodesKnown = nodes.size;
       status.reconciles++;
@@ -169,7 +178,7 @@ export function createNodeSync(
   };
 }
 
-/** What the steps found, into the status. */
+/** What steps found, into the status: the one place that turns reports into it. */
 function record(status: AgentStatus, r: RunReports): void {
   if (r.plugin) status.pluginRuns = r.plugin.runs;
   if (r.forwarding?.brNetfilter !== undefined) status.brNetfilter = r.forwarding.brNetfilter;
@@ -203,22 +212,23 @@ function finish(
   selfKnown: boolean,
   nodeName: string,
 ): boolean {
-  status.errors += failures.length;
   const waiting = status.policyEnabled && !status.policySynced;
   const ok = selfKnown && failures.length === 0 && status.unreachable.length === 0 && !waiting;
   status.synced = ok;
   if (ok) {
     status.lastSyncTime = Date.now() / 1000;
     status.lastError = "";
-  } else if (failures.length > 0) status.lastError = failures[failures.length - 1];
-  else if (!selfKnown) {
-    status.lastError = `Node ${nodeName} is not in the node list (or has no podCIDR/address)`;
-  } else if (waiting) {
-    status.lastError = "Waiting for pods, namespaces and NetworkPolicies to be listed";
-  } else {
-    status.lastError = `${status.unreachable.length} peer podCIDR(s) unreachable, first: ${
-      status.unreachable[0]
-    }`;
+  } else if (failures.length === 0) {
+    // (After a failure, lastError is that failure already.)
+    status.lastError = !selfKnown
+      ? missingSelf(nodeName)
+      : waiting
+      ? "Waiting for pods, namespaces and NetworkPolicies to be listed"
+      : `${status.unreachable.length} peer podCIDR(s) unreachable, first: ${status.unreachable[0]}`;
   }
   return ok;
+}
+
+function missingSelf(nodeName: string): string {
+  return `Node ${nodeName} is not in the node list (or has no podCIDR/address)`;
 }

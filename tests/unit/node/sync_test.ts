@@ -23,6 +23,8 @@ function fakeSteps() {
     table: { changed: true } as TableReport | Error,
     routes: ROUTES_OK as RoutesReport | Error,
   };
+  /** Called as the table step runs (what the status says mid-run). */
+  const hooks = { table: () => {} };
   const answer = <T>(name: string, a: T | Error): T => {
     calls.push(name);
     if (a instanceof Error) throw a;
@@ -33,7 +35,10 @@ function fakeSteps() {
     conflist: { run: (own) => Promise.resolve(answer(`conflist ${own.name}`, {})) },
     forwarding: { run: () => Promise.resolve(answer("forwarding", answers.forwarding)) },
     table: {
-      run: (input) => Promise.resolve(answer(`table ${input.full}`, answers.table)),
+      run: (input) => {
+        hooks.table();
+        return Promise.resolve(answer(`table ${input.full}`, answers.table));
+      },
       explain: () => {
         throw new Error("not in these tests");
       },
@@ -42,7 +47,7 @@ function fakeSteps() {
     forwardChain: { run: () => Promise.resolve(answer("chain", {})) },
     routes: { run: (nodes) => answer(`routes ${nodes.size}`, answers.routes) },
   };
-  return { calls, answers, steps };
+  return { calls, answers, hooks, steps };
 }
 
 function sync(policy = false) {
@@ -82,8 +87,10 @@ Deno.test("createNodeSync() runs every step and puts their reports in the status
 });
 
 Deno.test("createNodeSync() runs the other steps when one fails, and says which failed", async () => {
-  const { calls, answers, status, log, sync: s } = sync();
+  const { calls, answers, hooks, status, log, sync: s } = sync();
   answers.forwarding = new Error("EACCES: /proc/sys/net/ipv4/ip_forward");
+  let midRun = "";
+  hooks.table = () => midRun = status.lastError;
   answers.routes = {
     ...ROUTES_OK,
     changes: 2,
@@ -91,6 +98,7 @@ Deno.test("createNodeSync() runs the other steps when one fails, and says which 
   };
   assertEquals(await s.run({ nodes: NODES }, { full: true, nodesChanged: true }), false);
   assertEquals(calls.length, 6);
+  assertEquals(midRun, "Cannot enable forwarding: EACCES: /proc/sys/net/ipv4/ip_forward");
   assertEquals(status.synced, false);
   assertEquals(status.errors, 2);
   assertEquals(status.routeChanges, 2, "the changes a failing step made were not counted");
