@@ -23,13 +23,9 @@ import { NFT_TABLE } from "../nft/ruleset.ts";
 import { readNodesFile, watchNodesFile } from "./nodes_file.ts";
 import type { AgentOptions } from "./options.ts";
 import { checkTools } from "./preflight.ts";
+import { createScheduler, RESYNC_MS, type Scheduler } from "./scheduler.ts";
 import { stepRunner } from "./steps.ts";
 import { type ClusterState, createNodeSync, type NodeSync } from "./sync.ts";
-
-/** Datapath re-check (routes someone deleted come back) even when no node changed, as flannel. */
-const RESYNC_MS = 10_000;
-/** A reconcile that failed (an `ip`, `nft` or `iptables` error) is retried sooner: 0.5 s, doubling. */
-const RETRY_FIRST_MS = 500;
 
 /** The outside world the agent is given. */
 export interface AgentContext {
@@ -37,13 +33,6 @@ export interface AgentContext {
   /** Aborted on SIGTERM/SIGINT. */
   readonly signal: AbortSignal;
   readonly env: Readonly<Record<string, string>>;
-}
-
-/** The collections NetworkPolicy is computed from, as the informers hold them. */
-interface PolicySources {
-  pods?: ReadonlyMap<string, PodInfo>;
-  namespaces?: ReadonlyMap<string, NamespaceInfo>;
-  policies?: ReadonlyMap<string, PolicyEntry>;
 }
 
 /**
@@ -108,8 +97,6 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
   ctx.log.info("stopped", { reconciles: status.reconciles });
   return 0;
 }
-
-type Scheduler = ReturnType<typeof createScheduler>;
 
 async function watchApi(
   opts: AgentOptions,
@@ -271,113 +258,6 @@ async function listOnce<T>(
     else log.warn("object skipped", { resource: informer.what, key: p.key, reason: p.reason });
   }
   return out;
-}
-
-/**
- * Coalesces reconcile requests: one runs at a time, and the requests that arrive meanwhile
- * become one more run over the newest state. A failed run is retried with backoff (0.5 s
- * doubling up to the resync period) until one succeeds. Nothing runs before the node list is
- * known; policy is part of the state only once pods, namespaces and policies were all listed.
- */
-function createScheduler(sync: NodeSync, onApplied: (resourceVersion: string) => void) {
-  let nodes: ReadonlyMap<string, NodeInfo> | undefined;
-  // How far the policy sources were seen, and how far the kernel holds their effect.
-  let seenRv = "";
-  let appliedOk = false;
-  const policy: PolicySources = {};
-  let full = false;
-  let nodesChanged = true;
-  let again = false;
-  let running: Promise<void> | undefined;
-  let retryMs = 0;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  const retryLater = (ok: boolean) => {
-    clearTimeout(retryTimer);
-    retryTimer = undefined;
-    if (ok) {
-      retryMs = 0;
-      return;
-    }
-    retryMs = retryMs === 0 ? RETRY_FIRST_MS : Math.min(retryMs * 2, RESYNC_MS);
-    retryTimer = setTimeout(() => request(true), retryMs);
-  };
-  // The informers keep changing their maps: each run works on copies, so what it applied and
-  // what `explain` answers from stay one consistent state.
-  // The node list is copied only when it changed: an unchanged list keeps its identity, which
-  // lets a reconcile for a pod or policy event skip everything derived from the nodes.
-  let nodesCopy: ReadonlyMap<string, NodeInfo> | undefined;
-  const snapshot = (): ClusterState => ({
-    nodes: nodesCopy ??= new Map(nodes!),
-    policy: policy.pods && policy.namespaces && policy.policies
-      ? {
-        pods: new Map(policy.pods),
-        namespaces: new Map(policy.namespaces),
-        policies: new Map(policy.policies),
-      }
-      : undefined,
-  });
-  const loop = async () => {
-    let ok: boolean;
-    do {
-      again = false;
-      const state = snapshot();
-      const opts = { full, nodesChanged };
-      full = false;
-      nodesChanged = false;
-      ok = await sync.run(state, opts);
-      retryLater(ok);
-    } while (again);
-    running = undefined;
-    // Events seen since the last snapshot changed nothing (a change would have asked for
-    // another run): the kernel holds everything seen so far.
-    appliedOk = ok && policy.pods !== undefined && policy.namespaces !== undefined &&
-      policy.policies !== undefined;
-    if (appliedOk) onApplied(seenRv);
-  };
-  function request(isFull: boolean) {
-    full ||= isFull;
-    if (!nodes) return; // nothing listed yet: never reconcile from an empty guess
-    if (running) again = true;
-    else running = loop();
-  }
-  return {
-    /** The node list changed (or was listed again, `isFull`). */
-    nodes(next: ReadonlyMap<string, NodeInfo>, isFull: boolean) {
-      nodes = next;
-      nodesCopy = undefined;
-      nodesChanged = true;
-      request(isFull);
-    },
-    /** One of the policy collections changed (the informer's live map). */
-    policy(next: PolicySources) {
-      Object.assign(policy, next);
-      request(false);
-    },
-    /**
-     * A policy source saw `resourceVersion` (called after its change, if any, asked for a
-     * run): with nothing running or to retry, the kernel already holds what it says; else the
-     * run in progress reports it when it ends.
-     */
-    progress(resourceVersion: string) {
-      if (newerVersion(resourceVersion, seenRv)) seenRv = resourceVersion;
-      if (!running && appliedOk && retryTimer === undefined) onApplied(seenRv);
-    },
-    /** The periodic re-check. */
-    resync() {
-      request(true);
-    },
-    /** Waits for the running reconcile and cancels a pending retry (shutdown). */
-    async idle() {
-      await (running ?? Promise.resolve());
-      clearTimeout(retryTimer);
-    },
-  };
-}
-
-/** Whether resourceVersion `a` is newer than `b`: as numbers (etcd revisions), else as text. */
-function newerVersion(a: string, b: string): boolean {
-  if (/^[0-9]+$/.test(a) && /^[0-9]+$/.test(b)) return BigInt(a) > BigInt(b);
-  return a > b;
 }
 
 /** `--uninstall`: the conflist, the plugin, our table and chains (both families), our routes. */

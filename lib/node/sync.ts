@@ -1,38 +1,26 @@
-// One reconcile of this node's datapath from the cluster state: plugin and conflist, forwarding,
-// the agent's nftables table (masquerade, NetworkPolicy), the iptables forward chain, routes.
-// Level-triggered: it compares with what the kernel and the disk hold (or, for the nftables table,
-// with what it last applied) and changes only the difference, so running it twice changes
-// nothing the second time.
-import { join } from "node:path";
-import { familiesOf } from "../ip/canonical.ts";
-import type { Family } from "../ip/cidr.ts";
-import { deleteChains, ensureChains } from "../net/iptables.ts";
-import { BRIDGE_NF_CALL, ensureSysctl, IPV4_FORWARD, IPV6_FORWARD } from "../net/sysctl.ts";
-import { compilePolicies, type PolicyState } from "../policy/compile.ts";
-import { explainFlow } from "../policy/explain.ts";
-import { DROP_COUNTERS, policyObjects } from "../policy/nft_rules.ts";
-import type { Explanation, FlowQuery } from "../policy/plan.ts";
-import { createDatapath } from "./datapath.ts";
-import { CONFLIST_NAME, renderConflist } from "./conflist.ts";
-import type { AgentStatus } from "./health.ts";
-import {
-  defaultPluginSource,
-  ensureFileContent,
-  fileExists,
-  installPlugin,
-  PLUGIN_NAME,
-  pluginProblem,
-} from "./install.ts";
-import type { Logger } from "../log/logger.ts";
-import { clusterCidrs, forwardChain, LEGACY_CHAINS } from "./masq.ts";
+// One reconcile of this node's datapath from the cluster state, as a list of steps: plugin and
+// conflist, forwarding, the agent's nftables table (masquerade, NetworkPolicy), the iptables
+// forward chain, routes. Level-triggered: each step compares with what the kernel and the disk
+// hold (or with what it last did, re-checked on full resyncs) and changes only the difference,
+// so running it twice changes nothing the second time. Each step keeps its own memo and returns
+// a report; the reports become the agent's status here, in one place.
 import type { NodeInfo } from "../kube/node.ts";
-import { createTableSync } from "../nft/sync.ts";
-import { desiredTable } from "./desired_table.ts";
+import type { Logger } from "../log/logger.ts";
+import type { PolicyState } from "../policy/compile.ts";
+import type { Explanation, FlowQuery } from "../policy/plan.ts";
+import { clusterCidrs } from "./masq.ts";
+import { createDatapath, type Datapath, type RoutesReport } from "./datapath.ts";
+import {
+  createForwardChainStep,
+  createForwardingStep,
+  type ForwardingReport,
+} from "./forwarding_step.ts";
+import type { AgentStatus } from "./health.ts";
+import { defaultPluginSource } from "./install.ts";
+import { createConflistStep, createPluginStep, type PluginReport } from "./install_step.ts";
 import type { AgentOptions } from "./options.ts";
 import { stepRunner } from "./steps.ts";
-
-/** Rules unchanged in our memory are still re-checked against the kernel this often. */
-const RULES_RECHECK_MS = 60_000;
+import { createTableStep, type TableReport } from "./table_step.ts";
 
 /** What the agent reconciles towards. */
 export interface ClusterState {
@@ -56,106 +44,68 @@ export interface RunOptions {
 export interface NodeSync {
   /** Reconciles towards `state`; returns whether everything succeeded. */
   run(state: ClusterState, opts: RunOptions): Promise<boolean>;
-  /** Answers `explain` from the state of the last run. */
+  /** Answers `explain` from the policy state the kernel holds. */
   explain(q: FlowQuery): Explanation;
   /** NetworkPolicy drop counters by direction. */
   drops(): Promise<Record<string, number>>;
 }
 
-/** A reconciler for the agent described by `opts`, reporting into `status`. */
-export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Logger): NodeSync {
-  const pluginSrc = opts.pluginSrc ?? defaultPluginSource();
-  const pluginDst = join(opts.cniBinDir, PLUGIN_NAME);
-  const conflistPath = join(opts.cniConfDir, CONFLIST_NAME);
-  let pluginInstalled = false;
-  let pluginCheckedAt = 0;
-  let mtu: number | undefined;
-  let ownKey = "";
-  const rulesApplied = new Map<Family, string>();
-  let rulesCheckedAt = 0;
-  const datapath = createDatapath(opts, status, log);
-  let missingSelfLogged = false;
+/** The steps of a reconcile, each with its own memo (the real ones unless a test gives fakes). */
+export interface NodeSteps {
+  readonly plugin: ReturnType<typeof createPluginStep>;
+  readonly conflist: ReturnType<typeof createConflistStep>;
+  readonly forwarding: ReturnType<typeof createForwardingStep>;
+  readonly table: ReturnType<typeof createTableStep>;
+  readonly forwardChain: ReturnType<typeof createForwardChainStep>;
+  readonly routes: Pick<Datapath, "run">;
+}
+
+/**
+ * The real steps for the agent `opts` describes (`policy`: NetworkPolicy is enforced).
+ *
+ * @example
+ * const sync = createNodeSync(opts, status, log, nodeSteps(opts, status.policyEnabled, log));
+ */
+export function nodeSteps(opts: AgentOptions, policy: boolean, log: Logger): NodeSteps {
+  const datapath = createDatapath(opts, log);
+  return {
+    plugin: createPluginStep({
+      src: opts.pluginSrc ?? defaultPluginSource(),
+      binDir: opts.cniBinDir,
+    }, log),
+    conflist: createConflistStep(opts, datapath.mtu, log),
+    forwarding: createForwardingStep(policy, log),
+    table: createTableStep({ ...opts, policy }, log),
+    forwardChain: createForwardChainStep(log),
+    routes: datapath,
+  };
+}
+
+/** Reports of steps; a step that threw, or did not run, has none. */
+interface RunReports {
+  readonly plugin?: PluginReport;
+  readonly forwarding?: ForwardingReport;
+  readonly table?: TableReport;
+  readonly routes?: RoutesReport;
+}
+
+/**
+ * A reconciler for node `opts.nodeName`, reporting into `status` (read by /healthz and
+ * /metrics).
+ *
+ * @example
+ * const sync = createNodeSync(opts, status, log);
+ * await sync.run({ nodes }, { full: true, nodesChanged: true }); // true
+ */
+export function createNodeSync(
+  opts: AgentOptions,
+  status: AgentStatus,
+  log: Logger,
+  steps: NodeSteps = nodeSteps(opts, status.policyEnabled, log),
+): NodeSync {
   let initialDone = false;
-  const tables = createTableSync();
-  let tableCheckedAt = 0;
-  let legacyRemoved = false;
-  let brNetfilterProblem = "";
-  let policyWaitLogged = false;
-  let reportedPolicyErrors = new Set<string>();
-  let lastPolicy: PolicyState | undefined;
+  let missingSelfLogged = false;
   let clusterMemo: { nodes: ReadonlyMap<string, NodeInfo>; cidrs: string[] } | undefined;
-
-  async function ensurePlugin(full: boolean): Promise<void> {
-    const recheck = full && Date.now() - pluginCheckedAt >= RULES_RECHECK_MS;
-    if (pluginInstalled && status.pluginRuns && !recheck) return;
-    const done = await installPlugin(pluginSrc, opts.cniBinDir);
-    if (done.runtime?.copied) {
-      log.info("plugin runtime installed", { src: pluginSrc, dst: done.runtime.path });
-    }
-    if (done.copied) log.info("plugin installed", { src: pluginSrc, dst: pluginDst });
-    pluginInstalled = true;
-    // Run it as a runtime would: a plugin that cannot start breaks every pod on the node. Again
-    // after every change, while it fails, and on the periodic re-check.
-    if (!done.copied && !done.runtime?.copied && status.pluginRuns && !recheck) return;
-    pluginCheckedAt = Date.now();
-    const problem = await pluginProblem(pluginDst);
-    if (problem === undefined) {
-      if (!status.pluginRuns) log.info("installed plugin runs", { path: pluginDst });
-      status.pluginRuns = true;
-      return;
-    }
-    status.pluginRuns = false;
-    throw new Error(`The installed plugin does not run: ${problem}`);
-  }
-
-  async function ensureConflist(own: NodeInfo, full: boolean): Promise<void> {
-    const key = own.podCIDRs.join(",");
-    // The underlay's MTU, less the VXLAN overhead unless every peer is host-gw (datapath.ts).
-    mtu = datapath.mtu(own, mtu === undefined || full || key !== ownKey);
-    ownKey = key;
-    const text = renderConflist({
-      podCIDRs: own.podCIDRs,
-      dataDir: opts.cniDataDir,
-      logFile: opts.logFile,
-      mtu,
-      portmap: await fileExists(join(opts.cniBinDir, "portmap")),
-    });
-    if (await ensureFileContent(conflistPath, text)) {
-      log.info("conflist written", { path: conflistPath, podCIDRs: own.podCIDRs, mtu });
-    }
-  }
-
-  async function ensureForwarding(own: NodeInfo | undefined): Promise<void> {
-    if (await ensureSysctl(IPV4_FORWARD, "1")) {
-      log.info("sysctl set", { key: IPV4_FORWARD, value: "1" });
-    }
-    if (own && familiesOf(own.podCIDRs).includes(6) && await ensureSysctl(IPV6_FORWARD, "1")) {
-      log.info("sysctl set", { key: IPV6_FORWARD, value: "1" });
-    }
-    if (status.policyEnabled) await ensureBridgeNetfilter();
-  }
-
-  /** Same-node pod traffic is bridged: without br_netfilter it never meets the policy rules. */
-  async function ensureBridgeNetfilter(): Promise<void> {
-    let problem = "";
-    for (const key of BRIDGE_NF_CALL) {
-      try {
-        if (await ensureSysctl(key, "1")) log.info("sysctl set", { key, value: "1" });
-      } catch (err) {
-        problem = err instanceof Deno.errors.NotFound
-          ? "br_netfilter is not loaded (no /proc/sys/net/bridge): traffic between pods of " +
-            "one node is not policed; load it on the host (modprobe br_netfilter)"
-          : `Cannot set ${key}: ${(err as Error).message}`;
-        break;
-      }
-    }
-    status.brNetfilter = problem === "";
-    if (problem && problem !== brNetfilterProblem) {
-      log.error("NetworkPolicy is incomplete", { problem });
-    }
-    brNetfilterProblem = problem;
-    if (problem) throw new Error(problem);
-  }
 
   /** The cluster CIDRs of a node list, computed once per list (a policy event reuses them). */
   function clusterOf(nodes: ReadonlyMap<string, NodeInfo>): string[] {
@@ -165,188 +115,120 @@ export function createNodeSync(opts: AgentOptions, status: AgentStatus, log: Log
     return clusterMemo.cidrs;
   }
 
-  async function ensureRules(
-    nodes: ReadonlyMap<string, NodeInfo>,
-    own: NodeInfo | undefined,
-    full: boolean,
-  ) {
-    const cluster = clusterOf(nodes);
-    const pods = (own?.podCIDRs ?? []).filter((c) => familiesOf([c]).length > 0);
-    const recheck = full && Date.now() - rulesCheckedAt >= RULES_RECHECK_MS;
-    if (recheck) rulesCheckedAt = Date.now();
-    for (const family of familiesOf([...pods, ...cluster])) {
-      const chains = [forwardChain(family, { clusterCidrs: cluster, podCIDRs: pods })];
-      const key = JSON.stringify(chains);
-      if (!recheck && rulesApplied.get(family) === key) continue;
-      rulesApplied.delete(family);
-      for (const chain of await ensureChains(family, chains)) {
-        const rules = chains.find((c) => `${c.table}/${c.chain}` === chain)?.rules.length;
-        log.info("iptables chain synced", { family, chain, rules });
-      }
-      rulesApplied.set(family, key);
+  /** This node, warned about once while it is missing. */
+  function ownNode(nodes: ReadonlyMap<string, NodeInfo>): NodeInfo | undefined {
+    const own = nodes.get(opts.nodeName);
+    if (!own && !missingSelfLogged) {
+      log.warn("this node is not in the node list yet", { node: opts.nodeName });
     }
-  }
-
-  /** The nftables table: masquerade, and NetworkPolicy for this node's pods when enforced. */
-  async function syncTable(state: ClusterState, own: NodeInfo | undefined, full: boolean) {
-    if (!own) return; // no podCIDR known: nothing to masquerade, and no pod of ours to police
-    const started = performance.now();
-    let planned = started;
-    let policy;
-    if (status.policyEnabled) {
-      if (!state.policy) {
-        // Enforcing half-listed state could open an isolated pod: keep the kernel's table. Not an
-        // error (every start passes through it): the run is simply not done yet.
-        status.policySynced = false;
-        if (!policyWaitLogged) log.info("waiting for pods, namespaces and policies to be listed");
-        policyWaitLogged = true;
-        return;
-      }
-      lastPolicy = { ...state.policy, nodes: addressesOf(state.nodes) };
-      const plan = compilePolicies(lastPolicy, { node: opts.nodeName });
-      planned = performance.now();
-      policy = policyObjects(plan);
-      reportPolicyErrors(plan.errors);
-      status.policies = state.policy.policies.size;
-      status.policyErrors = plan.errors.length;
-      status.policyTargets = plan.targets.length;
-      status.policyRules = policy.ruleCount;
-    }
-    const table = desiredTable({
-      clusterCidrs: clusterOf(state.nodes),
-      noMasqueradeCidrs: opts.noMasqueradeCidrs,
-      podCIDRs: own.podCIDRs,
-      policy,
-    });
-    const replace = full && Date.now() - tableCheckedAt >= RULES_RECHECK_MS;
-    if (replace) tableCheckedAt = Date.now();
-    const compiled = performance.now();
-    if (await tables.apply(table, { replace })) {
-      status.nftChanges++;
-      log.info("nftables table synced", {
-        table: table.name,
-        whole: replace || !initialDone,
-        policyTargets: policy ? status.policyTargets : undefined,
-        ms: Math.round(performance.now() - started),
-        // Where it went: compiling the policies, turning them into the table, nft applying it.
-        stepsMs: {
-          plan: Math.round(planned - started),
-          rules: Math.round(compiled - planned),
-          nft: Math.round(performance.now() - compiled),
-        },
-      });
-    }
-    if (status.policyEnabled) {
-      status.policySynced = true;
-      status.lastPolicySyncSeconds = (performance.now() - started) / 1000;
-    }
-    // Masquerade lived in iptables before: remove that chain only now that the table NATs.
-    if (!legacyRemoved || replace) {
-      for (const family of familiesOf(own.podCIDRs)) {
-        for (const chain of await deleteChains(family, LEGACY_CHAINS)) {
-          log.info("legacy iptables chain removed", { family, chain });
-        }
-      }
-      legacyRemoved = true;
-    }
-  }
-
-  function reportPolicyErrors(errors: readonly { policy: string; error: string }[]) {
-    const now = new Set<string>();
-    for (const e of errors) {
-      const key = `${e.policy}\n${e.error}`;
-      now.add(key);
-      if (!reportedPolicyErrors.has(key)) {
-        log.error(
-          "NetworkPolicy cannot be enforced exactly: its pods are isolated, nothing it " +
-            "allows is allowed",
-          { policy: e.policy, error: e.error },
-        );
-      }
-    }
-    reportedPolicyErrors = now;
+    missingSelfLogged = !own;
+    return own;
   }
 
   return {
     async run(state, runOpts) {
-      const nodes = state.nodes;
-      let full = runOpts.full;
       const started = performance.now();
-      let selfKnown = true;
-      const steps = stepRunner(log, (message) => {
+      const { nodes } = state;
+      const full = runOpts.full || !initialDone;
+      const own = ownNode(nodes);
+      const cluster = clusterOf(nodes);
+      if (!own) status.lastError = missingSelf(opts.nodeName);
+      // Each step's report goes into the status as soon as the step is done, its failure too:
+      // /healthz tells what went wrong while the rest of the run goes on.
+      const runner = stepRunner(log, (message) => {
         status.errors++;
         status.lastError = message;
       });
-      const { step } = steps;
-      full ||= !initialDone;
-      const own = nodes.get(opts.nodeName);
-      if (!own) {
-        selfKnown = false;
-        status.lastError =
-          `Node ${opts.nodeName} is not in the node list (or has no podCIDR/address)`;
-        if (!missingSelfLogged) {
-          log.warn("this node is not in the node list yet", { node: opts.nodeName });
-        }
-        missingSelfLogged = true;
-      } else missingSelfLogged = false;
-      await step("install the plugin", () => ensurePlugin(full));
-      if (own) await step("write the conflist", () => ensureConflist(own, full));
-      await step("enable forwarding", () => ensureForwarding(own));
-      await step("sync the nftables table", () => syncTable(state, own, full));
-      await step("sync the iptables forward chain", () => ensureRules(nodes, own, full));
+      const { step } = runner;
+      record(status, { plugin: await step("install the plugin", () => steps.plugin.run(full)) });
+      if (own) await step("write the conflist", () => steps.conflist.run(own, full));
+      record(status, {
+        forwarding: await step("enable forwarding", () => steps.forwarding.run(own)),
+      });
+      record(status, {
+        table: await step(
+          "sync the nftables table",
+          () => steps.table.run({ state, own, cluster, full }),
+        ),
+      });
+      await step(
+        "sync the iptables forward chain",
+        () => steps.forwardChain.run(cluster, own, full),
+      );
       // Routes to every peer (host-gw or VXLAN), the VXLAN device, its neighbours and FDB.
       if (full || runOpts.nodesChanged) {
-        await step("reconcile routes", () => datapath.reconcile(nodes));
+        record(status, { routes: await step("reconcile routes", () => steps.routes.run(nodes)) });
       }
+      const ok = finish(status, runner.failures, own !== undefined, opts.nodeName);
       status.nodesKnown = nodes.size;
       status.reconciles++;
       status.lastReconcileSeconds = (performance.now() - started) / 1000;
-      // A peer no backend can reach is a sync that did not do its job (DESIGN.md "Backends"), and
-      // so is one that could not enforce NetworkPolicy yet.
-      const waiting = status.policyEnabled && !status.policySynced;
-      const ok = selfKnown && steps.ok && status.unreachable.length === 0 && !waiting;
-      if (selfKnown && steps.ok && !ok) {
-        status.lastError = waiting
-          ? "Waiting for pods, namespaces and NetworkPolicies to be listed"
-          : `${status.unreachable.length} peer podCIDR(s) unreachable, first: ${
-            status.unreachable[0]
-          }`;
+      if (ok && !initialDone) {
+        log.info("initial sync done", {
+          nodes: nodes.size,
+          routes: status.routesProgrammed,
+          msSinceStart: Math.round(performance.now()),
+        });
       }
-      status.synced = ok;
-      if (ok) {
-        status.lastSyncTime = Date.now() / 1000;
-        status.lastError = "";
-        if (!initialDone) {
-          log.info("initial sync done", {
-            nodes: nodes.size,
-            routes: status.routesProgrammed,
-            msSinceStart: Math.round(performance.now()),
-          });
-        }
-        initialDone = true;
-      }
+      initialDone ||= ok;
       return ok;
     },
-    explain(q) {
-      if (!lastPolicy) throw new Error("NetworkPolicy state is not synced yet");
-      return explainFlow(lastPolicy, q);
-    },
-    async drops() {
-      const counters = await tables.counters();
-      const out: Record<string, number> = {};
-      for (const [direction, name] of Object.entries(DROP_COUNTERS)) {
-        out[direction] = counters.get(name) ?? 0;
-      }
-      return out;
-    },
+    explain: (q) => steps.table.explain(q),
+    drops: () => steps.table.drops(),
   };
 }
 
-const addressMemo = new WeakMap<ReadonlyMap<string, NodeInfo>, Map<string, readonly string[]>>();
+/** What steps found, into the status: the one place that turns reports into it. */
+function record(status: AgentStatus, r: RunReports): void {
+  if (r.plugin) status.pluginRuns = r.plugin.runs;
+  if (r.forwarding?.brNetfilter !== undefined) status.brNetfilter = r.forwarding.brNetfilter;
+  const t = r.table;
+  if (t?.gauges) {
+    status.policies = t.gauges.policies;
+    status.policyErrors = t.gauges.errors;
+    status.policyTargets = t.gauges.targets;
+    status.policyRules = t.gauges.rules;
+  }
+  if (t?.changed) status.nftChanges++;
+  if (t?.policySynced !== undefined) status.policySynced = t.policySynced;
+  if (t?.policySeconds !== undefined) status.lastPolicySyncSeconds = t.policySeconds;
+  if (r.routes) {
+    status.routeChanges += r.routes.changes;
+    status.routesProgrammed = r.routes.routes;
+    status.routesHostGw = r.routes.hostGw;
+    status.routesVxlan = r.routes.vxlan;
+    status.unreachable = [...r.routes.unreachable];
+  }
+}
 
-/** Node name -> its addresses (what explain needs to know a pod's own node), once per list. */
-function addressesOf(nodes: ReadonlyMap<string, NodeInfo>): Map<string, readonly string[]> {
-  let m = addressMemo.get(nodes);
-  if (!m) addressMemo.set(nodes, m = new Map([...nodes.values()].map((n) => [n.name, n.ips])));
-  return m;
+/**
+ * Whether the run did its job, into the status with why not: every step succeeded, this node
+ * is known, every peer is reachable (DESIGN.md "Backends") and, with NetworkPolicy, the policy
+ * sources were listed and enforced.
+ */
+function finish(
+  status: AgentStatus,
+  failures: readonly string[],
+  selfKnown: boolean,
+  nodeName: string,
+): boolean {
+  const waiting = status.policyEnabled && !status.policySynced;
+  const ok = selfKnown && failures.length === 0 && status.unreachable.length === 0 && !waiting;
+  status.synced = ok;
+  if (ok) {
+    status.lastSyncTime = Date.now() / 1000;
+    status.lastError = "";
+  } else if (failures.length === 0) {
+    // (After a failure, lastError is that failure already.)
+    status.lastError = !selfKnown
+      ? missingSelf(nodeName)
+      : waiting
+      ? "Waiting for pods, namespaces and NetworkPolicies to be listed"
+      : `${status.unreachable.length} peer podCIDR(s) unreachable, first: ${status.unreachable[0]}`;
+  }
+  return ok;
+}
+
+function missingSelf(nodeName: string): string {
+  return `Node ${nodeName} is not in the node list (or has no podCIDR/address)`;
 }

@@ -1,0 +1,132 @@
+import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
+import type { Family } from "../../../lib/ip/cidr.ts";
+import type { NodeInfo } from "../../../lib/kube/node.ts";
+import { createTableSync, type NftRunner } from "../../../lib/nft/sync.ts";
+import type { ClusterState } from "../../../lib/node/sync.ts";
+import { createTableStep } from "../../../lib/node/table_step.ts";
+import { namespace, pod, policy } from "../policy/fixtures.ts";
+import { fakeLog } from "./fake_log.ts";
+
+const N1: NodeInfo = { name: "n1", ips: ["192.0.2.11"], podCIDRs: ["10.244.1.0/24"] };
+const N2: NodeInfo = { name: "n2", ips: ["192.0.2.12"], podCIDRs: ["10.244.2.0/24"] };
+const NODES = new Map([["n1", N1], ["n2", N2]]);
+const CLUSTER = ["10.244.0.0/16"];
+
+const DENY_X = policy("x/deny", { podSelector: {}, policyTypes: ["Ingress"] });
+
+/** x/a on n1, y/b on n2, and the given policies. */
+function stateWith(...policies: ReturnType<typeof policy>[]): ClusterState {
+  return {
+    nodes: NODES,
+    policy: {
+      pods: new Map([
+        ["x/a", pod("x/a", { node: "n1", ips: ["10.244.1.5"] })],
+        ["y/b", pod("y/b", { node: "n2", ips: ["10.244.2.6"] })],
+      ]),
+      namespaces: new Map([["x", namespace("x")], ["y", namespace("y")]]),
+      policies: new Map(policies.map((p) => [`${p.policy.namespace}/${p.policy.name}`, p])),
+    },
+  };
+}
+
+/** An nft that keeps the transactions it took and can be told to refuse them. */
+function fakeNft() {
+  const nft = {
+    applied: [] as string[],
+    refuse: "",
+    reads: 0,
+    runner: undefined as unknown as NftRunner,
+  };
+  nft.runner = {
+    apply(text) {
+      if (nft.refuse) return Promise.reject(new Error(nft.refuse));
+      nft.applied.push(text);
+      return Promise.resolve();
+    },
+    read() {
+      nft.reads++;
+      return Promise.resolve(undefined); // someone deleted the whole table
+    },
+    counters: () => Promise.resolve(new Map([["ingress_dropped", 4]])),
+  };
+  return nft;
+}
+
+function tableStep(opts: { policy: boolean }) {
+  const nft = fakeNft();
+  const log = fakeLog();
+  const legacy: Family[] = [];
+  const step = createTableStep({ nodeName: "n1", noMasqueradeCidrs: [], ...opts }, log, {
+    tables: createTableSync(nft.runner),
+    deleteChains: (family) => (legacy.push(family), Promise.resolve([])),
+  });
+  const run = (state: ClusterState, full = false) =>
+    step.run({ state, own: state.nodes.get("n1"), cluster: CLUSTER, full });
+  return { nft, log, legacy, step, run };
+}
+
+const fromYtoX = { from: "y/b", to: "x/a", port: 80, protocol: "TCP" } as const;
+
+Deno.test("createTableStep() applies masquerade and policy, and answers explain for what it applied", async () => {
+  const { nft, log, legacy, step, run } = tableStep({ policy: true });
+  throws(() => step.explain(fromYtoX), /not synced yet/);
+  const report = await run(stateWith(DENY_X));
+  assertEquals(report.changed, true);
+  assertEquals(report.policySynced, true);
+  assertEquals(report.gauges, { policies: 1, errors: 0, targets: 1, rules: 1 });
+  assert(nft.applied[0].includes("10.244.1.5 : jump ing_"), "x/a is not in the ingress map");
+  assertEquals(step.explain(fromYtoX).allowed, false);
+  assertEquals(log.lines("nftables table synced")[0].whole, true);
+  assertEquals(legacy, [4], "the legacy masquerade chain was not removed after the first apply");
+  assertEquals((await run(stateWith(DENY_X))).changed, false);
+  assertEquals(legacy, [4]);
+  // 4 counted before the first (whole) load, carried, and 4 in the kernel now.
+  assertEquals(await step.drops(), { ingress: 8, egress: 0 });
+});
+
+Deno.test("createTableStep() keeps explaining the applied policy when nft refuses the new one", async () => {
+  const { nft, step, run } = tableStep({ policy: true });
+  await run(stateWith(DENY_X));
+  nft.refuse = "nft: Error: Could not process rule: No such file or directory";
+  const refused = await run(stateWith());
+  assertEquals(refused.changed, false);
+  assertEquals(refused.problem, nft.refuse);
+  assertEquals(refused.policySynced, undefined, "policy reported synced without the kernel");
+  assertEquals(refused.gauges?.policies, 0);
+  // The kernel still isolates x/a: explain must say so.
+  assertEquals(step.explain(fromYtoX).allowed, false);
+  nft.refuse = "";
+  const healed = await run(stateWith());
+  assertEquals(healed.changed, true);
+  assert(nft.applied[1].startsWith("table inet mycni {}\ndelete table"), "not reloaded whole");
+  assertEquals(step.explain(fromYtoX).allowed, true);
+});
+
+Deno.test("createTableStep() waits for the policy sources to be listed, keeping the kernel's table", async () => {
+  const { nft, log, run } = tableStep({ policy: true });
+  const unlisted = { nodes: NODES };
+  assertEquals(await run(unlisted), { changed: false, policySynced: false });
+  assertEquals(await run(unlisted), { changed: false, policySynced: false });
+  assertEquals(nft.applied, []);
+  assertEquals(log.lines("waiting for pods, namespaces and policies to be listed").length, 1);
+  assertEquals(await run({ nodes: new Map([["n2", N2]]) }), { changed: false });
+});
+
+Deno.test("createTableStep() on a full resync repairs a table the kernel lost, and says so", async () => {
+  const { nft, log, run } = tableStep({ policy: false });
+  const state = { nodes: NODES };
+  const first = await run(state, true);
+  assertEquals(first.changed, true);
+  assertEquals(first.gauges, undefined);
+  assertEquals(first.policySynced, undefined);
+  assertEquals(nft.reads, 0, "the first run has nothing to compare with");
+  assertEquals((await run(state, false)).changed, false);
+  assertEquals(nft.reads, 0);
+  const repaired = await run(state, true);
+  assertEquals(nft.reads, 1);
+  assertEquals(repaired.changed, true);
+  assertEquals(log.lines("nftables table differs from the one applied: loading it whole"), [
+    { table: "inet mycni", differences: ["table inet mycni is missing"] },
+  ]);
+  assertEquals(log.lines("nftables table synced").map((f) => f.whole), [true, true]);
+});
