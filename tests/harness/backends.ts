@@ -38,15 +38,23 @@ export interface VxlanEntries {
   readonly fdb: string[];
 }
 
-/** `ip neigh` and `bridge fdb` of mycni.vxlan on `node`, sorted, permanent ones only. */
+/**
+ * `ip neigh` and `bridge fdb` of mycni.vxlan on `node`, sorted, permanent ones only; none when
+ * the device is not there. Any other failure throws: it is not "no entries".
+ */
 export async function vxlanEntries(node: ClusterNode): Promise<VxlanEntries> {
-  const neigh = await runOutput(["ip", "-n", node.nsName, "neigh", "show", "dev", VXLAN_DEVICE]);
-  const fdb = await runOutput(["bridge", "-n", node.nsName, "fdb", "show", "dev", VXLAN_DEVICE]);
-  const lines = (t: string) =>
-    t.split("\n").map((l) => l.trim()).filter((l) => /permanent/i.test(l)).sort();
+  const show = async (argv: string[]) => {
+    const out = await runOutput(argv);
+    if (out.code === 0) {
+      return out.stdout.split("\n").map((l) => l.trim()).filter((l) => /permanent/i.test(l))
+        .sort();
+    }
+    if (out.stderr.includes(`Cannot find device "${VXLAN_DEVICE}"`)) return [];
+    throw new Error(`${argv.join(" ")} exited ${out.code}: ${out.stderr.trim()}`);
+  };
   return {
-    neighbours: neigh.code === 0 ? lines(neigh.stdout) : [],
-    fdb: fdb.code === 0 ? lines(fdb.stdout) : [],
+    neighbours: await show(["ip", "-n", node.nsName, "neigh", "show", "dev", VXLAN_DEVICE]),
+    fdb: await show(["bridge", "-n", node.nsName, "fdb", "show", "dev", VXLAN_DEVICE]),
   };
 }
 
@@ -85,13 +93,20 @@ export async function backendTable(cluster: Cluster): Promise<string[]> {
   return lines;
 }
 
+/** The counters {@linkcode fragmentationCounters} reads: every one must be there. */
+const FRAGMENTATION_COUNTERS = {
+  snmp: ["IpFragCreates", "IpFragFails", "IpReasmReqds"],
+  snmp6: ["Ip6FragCreates", "Ip6FragFails", "Ip6ReasmReqds", "Icmp6OutPktTooBigs"],
+} as const;
+
 /**
  * IP fragmentation and "does not fit" ICMP counters of `node`'s namespace: if any of them moves
  * while a transfer runs, some packet did not fit a link (fragmented, reassembled, or refused).
+ * Throws when a file cannot be read or a counter is missing: "no fragmentation" must never be
+ * two empty readings compared.
  */
 export async function fragmentationCounters(node: ClusterNode): Promise<Record<string, number>> {
-  const cat = (file: string) =>
-    run(["nsenter", `--net=${node.netns}`, "--", "cat", file]).catch(() => "");
+  const cat = (file: string) => run(["nsenter", `--net=${node.netns}`, "--", "cat", file]);
   const [snmp, snmp6] = await Promise.all([cat("/proc/net/snmp"), cat("/proc/net/snmp6")]);
   const out: Record<string, number> = {};
   // /proc/net/snmp: a header line of names, then a line of values, per protocol.
@@ -108,10 +123,19 @@ export async function fragmentationCounters(node: ClusterNode): Promise<Record<s
   }
   for (const line of snmp6.split("\n")) {
     const [name, value] = line.trim().split(/\s+/);
-    if (/^(Ip6FragCreates|Ip6FragFails|Ip6ReasmReqds|Icmp6OutPktTooBigs)$/.test(name)) {
+    if ((FRAGMENTATION_COUNTERS.snmp6 as readonly string[]).includes(name)) {
       out[name] = Number(value);
     }
   }
+  // IcmpMsg lists only the types sent so far: none of type 3 yet is a count of 0.
   out.IcmpMsgOutType3 ??= 0;
+  const missing = [...FRAGMENTATION_COUNTERS.snmp, ...FRAGMENTATION_COUNTERS.snmp6]
+    .filter((k) => !Number.isInteger(out[k]));
+  if (missing.length > 0 || !Number.isInteger(out.IcmpMsgOutType3)) {
+    throw new Error(
+      `Cannot read the fragmentation counters of ${node.name}: ${missing.join(", ")} missing ` +
+        `or not numbers in /proc/net/snmp{,6} (read ${JSON.stringify(out)})`,
+    );
+  }
   return out;
 }

@@ -136,6 +136,20 @@ export interface NodeState {
   readonly nftables: string;
 }
 
+/** What an agent's /healthz says (the fields tests read; lib/node/health.ts has them all). */
+export interface AgentHealth {
+  readonly status: number;
+  readonly ok: boolean;
+  readonly synced: boolean;
+  readonly watching: boolean;
+  readonly lastError: string;
+  readonly policy?: {
+    readonly synced: boolean;
+    /** The newest resourceVersion of pods, namespaces and policies the kernel enforces. */
+    readonly resourceVersion: string;
+  };
+}
+
 /** A running simulated cluster; `await using` tears it all down. */
 export interface Cluster extends AsyncDisposable {
   readonly id: string;
@@ -146,6 +160,8 @@ export interface Cluster extends AsyncDisposable {
   /** How many underlay segments (1, or 2 joined by a router). */
   readonly segments: 1 | 2;
   readonly dir: string;
+  /** Where bin/mycni and bin/mycni-init come from. */
+  readonly binDir: string;
   readonly nodes: ClusterNode[];
   readonly external: External;
   /** Every pod on every node. */
@@ -166,12 +182,24 @@ export interface Cluster extends AsyncDisposable {
   addPod(node: ClusterNode, opts?: PodOptions): Promise<Pod>;
   /** CNI DEL, removed from the API, its namespace deleted. */
   deletePod(pod: Pod): Promise<void>;
-  /** (Re)publishes the pod object (API mode): after changing its labels. */
-  publishPod(pod: Pod): Promise<void>;
-  /** Creates or replaces an object in the fake API server (API mode). */
-  apiPut(resource: Resource, obj: Record<string, unknown>): Promise<void>;
-  /** Deletes `name` or `namespace/name` from the fake API server (API mode). */
-  apiDelete(resource: Resource, key: string): Promise<void>;
+  /**
+   * (Re)publishes the pod object (API mode): after changing its labels. Returns the
+   * resourceVersion the API server gave the write.
+   */
+  publishPod(pod: Pod): Promise<string>;
+  /** Creates or replaces an object in the fake API server (API mode); returns its resourceVersion. */
+  apiPut(resource: Resource, obj: Record<string, unknown>): Promise<string>;
+  /**
+   * Deletes `name` or `namespace/name` from the fake API server (API mode); returns the
+   * resourceVersion of the deletion.
+   */
+  apiDelete(resource: Resource, key: string): Promise<string>;
+  /**
+   * The resourceVersion of the newest write to pods, namespaces or NetworkPolicies made through
+   * this cluster ("" before any): an agent whose /healthz `policy.resourceVersion` is at least
+   * this enforces every one of them.
+   */
+  policyWriteVersion(): string;
   /** Starts the node's agent; `env` adds to its environment (a PATH with a failing `nft`). */
   startAgent(node: ClusterNode, opts?: { env?: Record<string, string> }): Promise<void>;
   /** Stops the fake API server (API mode): the agents lose their source. */
@@ -183,6 +211,8 @@ export interface Cluster extends AsyncDisposable {
   runAgentOnce(node: ClusterNode): Promise<{ code: number; stderr: string }>;
   /** Whether the agent answers 200 on /healthz. */
   agentHealthy(node: ClusterNode): Promise<boolean>;
+  /** The agent's /healthz answer (200 or 503) and its JSON body; undefined when it answers nothing. */
+  agentHealth(node: ClusterNode): Promise<AgentHealth | undefined>;
   /** Waits until every node has a route to every other node's podCIDRs (and no others). */
   waitForRoutes(timeoutMs?: number): Promise<void>;
   /** Route destinations on `node` that lead to other nodes' podCIDRs, canonical CIDRs. */
@@ -194,8 +224,11 @@ export interface Cluster extends AsyncDisposable {
   tcp(from: Host, to: string, opts?: { timeoutMs?: number }): Promise<ProbeReply>;
   /** The source address the host at `to` saw for a TCP connection from `from`. */
   sourceSeenBy(from: Host, to: string): Promise<string | undefined>;
-  /** A request to the fake API server (API mode), e.g. `POST /_test/drop`. */
-  apiRequest(method: string, path: string, body?: unknown): Promise<void>;
+  /**
+   * A request to the fake API server (API mode), e.g. `POST /_test/drop`; a write's
+   * resourceVersion, else "".
+   */
+  apiRequest(method: string, path: string, body?: unknown): Promise<string>;
   /**
    * Waits until `from` gets a TCP connection through to each of `ips`. A fresh node's first
    * IPv6 packets can wait ~2 s for DAD on its new bridge; "becomes reachable" allows that.
@@ -232,6 +265,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const nodes: ClusterNode[] = [];
   let apiServer: Child | undefined;
   let podCounter = 0;
+  let policyWriteVersion = "";
 
   const ns = async (suffix: string) => {
     const name = `${id}${suffix}`;
@@ -517,7 +551,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     await Deno.rename(tmp, `${dir}/nodes.json`);
   }
 
-  async function api(method: string, path: string, body?: unknown): Promise<void> {
+  /** A request to the fake API server; returns the resourceVersion of a write ("" otherwise). */
+  async function api(method: string, path: string, body?: unknown): Promise<string> {
     if (mode !== "api") throw new Error(`A ${mode} cluster has no API server`);
     const res = await external.probe!.http(`http://${API_ADDR}${path}`, {
       method,
@@ -528,6 +563,17 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         `Fake API server: ${method} ${path} gave ${res.status ?? res.error}: ${res.body ?? ""}`,
       );
     }
+    if (!/^\/_test\/[a-z]+\//.test(path) || (method !== "PUT" && method !== "DELETE")) return "";
+    // A PUT answers with the object, a DELETE with {deleted, resourceVersion}.
+    const answer = JSON.parse(res.body ?? "{}");
+    const rv = String(answer.metadata?.resourceVersion ?? answer.resourceVersion ?? "");
+    if (!/^[0-9]+$/.test(rv)) {
+      throw new Error(`Fake API server: ${method} ${path} gave no resourceVersion: ${res.body}`);
+    }
+    const policySource = /^\/_test\/(pods|namespaces|networkpolicies)\//.test(path);
+    // Writes can run in parallel (pods of three nodes): keep the newest.
+    if (policySource && BigInt(rv) > BigInt(policyWriteVersion || "0")) policyWriteVersion = rv;
+    return rv;
   }
 
   const cluster: Cluster = {
@@ -537,6 +583,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     families,
     segments,
     dir,
+    binDir,
     nodes,
     external,
     pods: () => nodes.flatMap((n) => n.pods),
@@ -569,6 +616,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       return api("PUT", `/_test/${resource}/${key}`, obj);
     },
     apiDelete: (resource, key) => api("DELETE", `/_test/${resource}/${key}`),
+    policyWriteVersion: () => policyWriteVersion,
     startAgent,
     async stopApiServer() {
       if (!apiServer) throw new Error(`A ${mode} cluster has no API server`);
@@ -586,6 +634,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     async agentHealthy(node) {
       const res = await node.probe?.http(`http://${HEALTH_ADDR}/healthz`, { timeoutMs: 1000 });
       return res?.status === 200;
+    },
+    async agentHealth(node) {
+      const res = await node.probe?.http(`http://${HEALTH_ADDR}/healthz`, { timeoutMs: 1000 });
+      if (!res?.ok || res.status === undefined) return undefined;
+      return { status: res.status, ...JSON.parse(res.body ?? "") };
     },
     waitForRoutes,
     podRoutes,

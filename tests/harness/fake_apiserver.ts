@@ -8,8 +8,9 @@
 // As a script: deno run -A tests/harness/fake_apiserver.ts --listen 10.0.0.1:6443 --nodes-file F
 //   [--cert server.crt --key server.key] [--token-file F]
 // Control: PUT /_test/<resource>/<name> or /_test/<resource>/<namespace>/<name> with the object
-// (for nodes also a nodes-file entry; for namespaces also {"labels": {...}}), DELETE the same,
-// POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark.
+// (for nodes also a nodes-file entry; for namespaces also {"labels": {...}}), answered with the
+// object as stored (its resourceVersion); DELETE the same, answered with the deletion's
+// resourceVersion; POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark.
 import { parseArgs } from "node:util";
 import { parseNodesFile, parseNodesFileEntry } from "../../lib/node/nodes_file.ts";
 
@@ -324,7 +325,7 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
     const key = namespaced ? `${ns}/${name}` : name;
     if (req.method === "DELETE") {
       return del(resource, key)
-        ? json({ deleted: key })
+        ? json({ deleted: key, resourceVersion: String(rv) })
         : json(status(404, "NotFound", `${resource} "${key}" not found`), 404);
     }
     if (req.method !== "PUT") return undefined;

@@ -24,14 +24,24 @@ async function freshInstall(dir: string, name: string) {
   await Deno.copyFile(PLUGIN, plugin);
   const denoDir = `${dir}/deno-${name}`;
   return {
+    /** Whether the cache holds the plugin; throws when the cache cannot be read. */
     cached() {
+      const file = `${denoDir}/v8_code_cache_v2`;
       try {
-        using db = new DatabaseSync(`${denoDir}/v8_code_cache_v2`, { readOnly: true });
+        Deno.statSync(file);
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) return false; // no run has written one yet
+        throw err;
+      }
+      try {
+        using db = new DatabaseSync(file, { readOnly: true });
         const row = db.prepare("SELECT count(*) AS n FROM codecache WHERE specifier = ?")
           .get(`file://${plugin}`) as { n: number };
         return row.n > 0;
-      } catch {
-        return false; // no database yet
+      } catch (err) {
+        throw new Error(`Cannot read the code cache ${file}: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
     },
     async run(env: Record<string, string>, stdin: string) {
