@@ -145,12 +145,13 @@ export function createNodeSync(
       record(status, {
         forwarding: await step("enable forwarding", () => steps.forwarding.run(own)),
       });
-      record(status, {
-        table: await step(
-          "sync the nftables table",
-          () => steps.table.run({ state, own, cluster, full }),
-        ),
-      });
+      const table = await step(
+        "sync the nftables table",
+        () => steps.table.run({ state, own, cluster, full }),
+      );
+      // A refused transaction: the kernel keeps rules for an older state than the listed one.
+      const refused = status.policyEnabled ? { changed: false, policySynced: false } : undefined;
+      record(status, { table: table ?? refused });
       await step(
         "sync the iptables forward chain",
         () => steps.forwardChain.run(cluster, own, full),
