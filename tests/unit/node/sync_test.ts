@@ -164,3 +164,17 @@ Deno.test("createNodeSync() keeps what a step that threw last reported", async (
   assertEquals(status.brNetfilter, false);
   assertEquals(status.lastError, "Cannot enable forwarding: EIO");
 });
+
+Deno.test("createNodeSync() reports policy not synced while the kernel refuses the table", async () => {
+  const { answers, status, sync: s } = sync(true);
+  const state = {
+    nodes: NODES,
+    policy: { pods: new Map(), namespaces: new Map(), policies: new Map() },
+  };
+  answers.table = { changed: true, policySynced: true };
+  await s.run(state, { full: true, nodesChanged: true });
+  assertEquals(status.policySynced, true);
+  answers.table = new Error("nft exited 1: Could not process rule: No such file or directory");
+  assertEquals(await s.run(state, { full: false, nodesChanged: false }), false);
+  assertEquals(status.policySynced, false, "mycni_policy_synced must say 0 while refused");
+});
