@@ -277,13 +277,13 @@ function parseRule(
     );
   });
   const peersField = direction === "ingress" ? "from" : "to";
-  const peerList = attempt(() => boundedList(o[peersField], `${path}.${peersField}`, true));
+  const peerList = attempt(() => boundedList(o[peersField], `${path}.${peersField}`));
   const peers = peerList?.map((p, i) =>
     attempt(() => parsePeer(p, `${path}.${peersField}[${i}]`, direction))
   );
   const protocolList = attempt(() => {
     if (o.protocols === undefined || o.protocols === null) return undefined;
-    return boundedList(o.protocols, `${path}.protocols`, true);
+    return boundedList(o.protocols, `${path}.protocols`);
   });
   const protocols = protocolList?.map((p, i) =>
     attempt(() => parseProtocol(p, `${path}.protocols[${i}]`))
@@ -308,10 +308,10 @@ function parseRule(
   return rule;
 }
 
-/** A list of 1 (when `nonEmpty`) to 25 items, or an error naming `path`. */
-function boundedList(value: unknown, path: string, nonEmpty: boolean): readonly unknown[] {
+/** A list of 1 to 25 items, or an error naming `path`. */
+function boundedList(value: unknown, path: string): readonly unknown[] {
   const list = optionalListAt(value, path);
-  if (list === undefined || (nonEmpty && list.length === 0)) {
+  if (list === undefined || list.length === 0) {
     throw new Error(`${path}: must have at least one item`);
   }
   if (list.length > MAX_ITEMS) {
@@ -334,7 +334,7 @@ function parsePeer(value: unknown, path: string, direction: Direction): ClusterP
     case "nodes":
       return { nodes: parseLabelSelector(o.nodes, `${path}.nodes`) };
     case "networks": {
-      const list = boundedList(o.networks, `${path}.networks`, true);
+      const list = boundedList(o.networks, `${path}.networks`);
       const networks = list.map((c, i) => {
         const at = `${path}.networks[${i}]`;
         return formatCidr(parseCidrAt(optionalStringAt(c, at, ""), at));
