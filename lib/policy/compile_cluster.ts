@@ -89,6 +89,7 @@ export function compileClusterPolicies<T extends ClusterCandidate>(
     (a.policy.name < b.policy.name ? -1 : a.policy.name > b.policy.name ? 1 : 0)
   );
   const nodePeers = nodePeerResolver(inputs);
+  const peerContext = { resolver, nodePeers, peerSets: new Map<string, AddressSet>() };
   for (const entry of entries) {
     const policy = entry.policy;
     if (entry.error !== undefined) errors.push({ policy: policy.name, error: entry.error });
@@ -96,7 +97,7 @@ export function compileClusterPolicies<T extends ClusterCandidate>(
     if (subjects.length === 0) continue;
     for (const direction of DIRECTIONS) {
       const rules = entry.error === undefined
-        ? policy[direction].map((r, i) => compileRule(resolver, nodePeers, policy, direction, r, i))
+        ? policy[direction].map((r, i) => compileRule(peerContext, policy, direction, r, i))
         : entry.failClosed?.[direction]
         ? [{ shared: failClosedRule(policy, entry.error) }]
         : [];
@@ -158,17 +159,31 @@ function subjectsOf<T extends ClusterCandidate>(
   return out;
 }
 
+/** What a compile resolves peers with, and the peer lists it has resolved (by their JSON). */
+interface PeerContext {
+  readonly resolver: PeerResolver;
+  readonly nodePeers: (selector: LabelSelector) => PolicyPeer[];
+  readonly peerSets: Map<string, AddressSet>;
+}
+
 function compileRule(
-  resolver: PeerResolver,
-  nodePeers: (selector: LabelSelector) => PolicyPeer[],
+  ctx: PeerContext,
   policy: ClusterNetworkPolicy,
   direction: Direction,
   rule: ClusterPolicyRule,
   index: number,
 ): CompiledClusterRule {
-  // A peer can select nothing (nodes that match no node): an empty list is no address, not "any".
-  const list = rule.peers.flatMap((p) => policyPeers(p, nodePeers));
-  const peers = list.length === 0 ? NOTHING : resolver.peers(list);
+  const resolver = ctx.resolver;
+  // Rules of many policies repeat their peers: resolve each list once, before node peers grow
+  // into one ipBlock per node address.
+  const peersKey = JSON.stringify(rule.peers);
+  let peers = ctx.peerSets.get(peersKey);
+  if (peers === undefined) {
+    // A peer can select nothing (nodes that match no node): no peer is no address, not "any".
+    const list = rule.peers.flatMap((p) => policyPeers(p, ctx.nodePeers));
+    peers = list.length === 0 ? NOTHING : resolver.peers(list);
+    ctx.peerSets.set(peersKey, peers);
+  }
   const base: ClusterRule = {
     tier: policy.tier,
     policy: policy.name,

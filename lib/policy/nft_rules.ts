@@ -70,14 +70,15 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
   // Two passes over the same rules: the first sees every set's content (so identical ones can
   // share one set, named after the first rule that needs it), the second renders the chains.
   const pool = new SetPool();
+  const firstPass: LineMemo = new Map(), secondPass: LineMemo = new Map();
   for (const target of plan.targets) {
-    for (const dir of ["ingress", "egress"] as const) targetChains(dir, target, pool);
+    for (const dir of ["ingress", "egress"] as const) targetChains(dir, target, pool, firstPass);
   }
   pool.seal(sets);
   let ruleCount = 0;
   for (const target of plan.targets) {
     for (const dir of ["ingress", "egress"] as const) {
-      const list = targetChains(dir, target, pool);
+      const list = targetChains(dir, target, pool, secondPass);
       if (list === undefined) continue;
       for (const { name, rules } of list) {
         if (chains.has(name)) continue;
@@ -166,6 +167,32 @@ function ruleLines(
   }
 }
 
+/**
+ * One pass's lines per rule and verdict. Every subject of a ClusterNetworkPolicy holds the same
+ * rule objects: each is rendered once per pass, not once per target (an egress named port to every
+ * pod reads all their endpoints).
+ */
+type LineMemo = Map<AllowRule, Map<string, readonly string[]>>;
+
+function memoLines(
+  memo: LineMemo,
+  dir: Direction,
+  rule: AllowRule,
+  verdict: string,
+  pool: SetPool,
+): readonly string[] {
+  let byVerdict = memo.get(rule);
+  if (byVerdict === undefined) memo.set(rule, byVerdict = new Map());
+  const key = `${dir} ${verdict}`;
+  let lines = byVerdict.get(key);
+  if (lines === undefined) {
+    const out = new Set<string>();
+    ruleLines(dir, rule, verdict, pool, out);
+    byVerdict.set(key, lines = [...out]);
+  }
+  return lines;
+}
+
 /** The chain name for `rules`: targets with the same rules share one chain. */
 function chainName(dir: Direction, rules: readonly string[]): string {
   return `${dir === "ingress" ? "ing" : "egr"}_${nameDigest(rules.join("\n")).slice(0, 16)}`;
@@ -179,12 +206,15 @@ function targetChains(
   dir: Direction,
   target: TargetPlan,
   pool: SetPool,
+  memo: LineMemo,
 ): readonly NamedChain[] | undefined {
   const np = target[dir];
   const tiers = target.cluster?.[dir];
   if (tiers !== undefined) {
     return tierChains(dir, tiers, np, {
-      rule: (rule, verdict, out) => ruleLines(dir, rule, verdict, pool, out),
+      rule: (rule, verdict, out) => {
+        for (const line of memoLines(memo, dir, rule, verdict, pool)) out.add(line);
+      },
       drop: `counter name ${DROP_COUNTERS[dir]} drop`,
       name: (rules) => chainName(dir, rules),
     });
@@ -200,12 +230,23 @@ function targetChains(
  */
 function coversPeers(rule: AllowRule, named: NamedPort, n: number, f: Family): boolean {
   if (rule.peers === "any") return false;
+  // A named port object belongs to one peers object (the compiler makes one per peers), and
+  // every subject of a ClusterNetworkPolicy asks about it: count its endpoints once.
+  let known = coverage.get(named);
+  if (known === undefined) coverage.set(named, known = new Map());
+  const key = `${f}/${n}`;
+  const hit = known.get(key);
+  if (hit !== undefined) return hit;
   let size = 0n;
   for (const r of f === 4 ? rule.peers.v4 : rule.peers.v6) size += r.end - r.start + 1n;
   let count = 0n;
   for (const e of named.endpoints) if (e.port === n && e.ip.includes(":") === (f === 6)) count++;
+  known.set(key, count > 0n && count === size);
   return count > 0n && count === size;
 }
+
+const coverage = new WeakMap<NamedPort, Map<string, boolean>>();
+const portNumbers = new WeakMap<NamedPort, number[]>();
 
 /**
  * The matches for one resolved port (several for a named port that resolves to different numbers
@@ -219,7 +260,11 @@ function portMatches(
 ): string[] {
   const proto = PROTO[port.protocol];
   if (port.kind === "named") {
-    const numbers = [...new Set(port.endpoints.map((e) => e.port))].sort((a, b) => a - b);
+    let numbers = portNumbers.get(port);
+    if (numbers === undefined) {
+      numbers = [...new Set(port.endpoints.map((e) => e.port))].sort((a, b) => a - b);
+      portNumbers.set(port, numbers);
+    }
     return numbers.flatMap((n) => {
       const set = endpoints(port, n);
       if (set === undefined) return [];
