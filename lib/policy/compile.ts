@@ -1,5 +1,6 @@
 // The NetworkPolicy compiler: pods, namespaces and policies in, a PolicyPlan out (per isolated pod
-// and direction, the rules that allow traffic, with peers as address ranges and ports resolved).
+// and direction, the rules that allow traffic, with peers as address ranges and ports resolved;
+// with ClusterNetworkPolicies, their tier rules too, from lib/policy/compile_cluster.ts).
 // Semantics: NetworkPolicy v1 as kubernetes.io/docs/concepts/services-networking/network-policies
 // and the upstream e2e suite (test/e2e/network/netpol) define it.
 import { type Ip, parseCidr, parseIp } from "../ip/cidr.ts";
@@ -17,6 +18,8 @@ import {
   type PolicyRule,
   SELECT_ALL,
 } from "../kube/policy_objects.ts";
+import type { ClusterPolicyEntry } from "../kube/cluster_network_policy.ts";
+import { compileClusterPolicies, type PeerResolver } from "./compile_cluster.ts";
 import { addressSetContains } from "./match.ts";
 import type {
   AddressSet,
@@ -36,8 +39,15 @@ export interface PolicyState {
   readonly namespaces: ReadonlyMap<string, NamespaceInfo>;
   /** Keyed by `objectKey(namespace, name)`. */
   readonly policies: ReadonlyMap<string, PolicyEntry>;
-  /** Node name -> its addresses (explain: traffic between a pod and its own node). */
+  /**
+   * Node name -> its addresses (explain: traffic between a pod and its own node; the addresses
+   * of ClusterNetworkPolicy `nodes` peers).
+   */
   readonly nodes?: ReadonlyMap<string, readonly string[]>;
+  /** ClusterNetworkPolicies, keyed by name. Absent or empty: the plan is NetworkPolicy's alone. */
+  readonly clusterPolicies?: ReadonlyMap<string, ClusterPolicyEntry>;
+  /** Node name -> its labels, for ClusterNetworkPolicy `nodes` peers (a node absent has none). */
+  readonly nodeLabels?: ReadonlyMap<string, Readonly<Record<string, string>>>;
 }
 
 /** Which targets to compile: pods on `node` and/or the listed pod keys; every pod by default. */
@@ -57,6 +67,9 @@ export interface CompileOptions {
  * port resolves on the target's container ports, an egress one to the (address, port) pairs of
  * the destination pods among the rule's peers. A policy with `error` isolates and allows nothing,
  * and is listed in `errors`. Pod peers (like targets) are pods with addresses and not hostNetwork.
+ * With `state.clusterPolicies`, a pod a ClusterNetworkPolicy selects is a target too, its
+ * Admin and Baseline rules in `cluster` (lib/policy/compile_cluster.ts, peers through the same
+ * machinery), and `clusterErrors` lists those enforced fail-closed.
  *
  * Each selector is evaluated once per compile, pods are indexed by namespace, and the peers of a
  * rule are computed once: the same object for every target, and for every rule with the same
@@ -100,9 +113,29 @@ export function compilePolicies(state: PolicyState, opts: CompileOptions = {}): 
     }
   }
 
-  return {
+  // Without ClusterNetworkPolicies the plan is exactly NetworkPolicy's, field for field.
+  const clusterPolicies = state.clusterPolicies;
+  const cluster = clusterPolicies !== undefined && clusterPolicies.size > 0
+    ? compileClusterPolicies({ ...state, clusterPolicies }, candidates, peerResolver(ctx))
+    : undefined;
+  for (const [pod, tiers] of cluster?.targets ?? []) {
+    let draft = targets.get(pod.key);
+    if (draft === undefined) targets.set(pod.key, draft = { pod });
+    draft.cluster = tiers;
+  }
+  const plan: PolicyPlan = {
     targets: [...targets.keys()].sort().map((k) => finishTarget(targets.get(k)!)),
     errors,
+  };
+  return cluster === undefined ? plan : { ...plan, clusterErrors: cluster.errors };
+}
+
+/** The peer machinery below, for ClusterNetworkPolicy peers (always cluster-wide). */
+function peerResolver(ctx: Context): PeerResolver {
+  return {
+    peers: (peers) => peersOf(ctx, "", peers) as AddressSet,
+    egressNamedPort: (protocol, name, peers) =>
+      egressNamedPort(ctx, { protocol, port: name }, peers),
   };
 }
 
@@ -144,6 +177,7 @@ interface TargetDraft {
   readonly pod: PodRecord;
   ingress?: { policies: string[]; allow: AllowRule[] };
   egress?: { policies: string[]; allow: AllowRule[] };
+  cluster?: TargetPlan["cluster"];
 }
 
 /** One policy rule, compiled as far as it goes without knowing the target. */
@@ -224,7 +258,7 @@ function compileRule(
   rule: PolicyRule,
   index: number,
 ): CompiledRule {
-  const peers = peersOf(ctx, policy, rule.peers);
+  const peers = peersOf(ctx, policy.namespace, rule.peers);
   if (rule.ports === undefined || rule.ports.length === 0) {
     const shared: AllowRule = { policy: policyKey, rule: index, peers, ports: "any" };
     return { shared, policy: policyKey, index, peers, ports: [] };
@@ -316,17 +350,20 @@ function namedEndpoints(ctx: Context, port: NamedPolicyPort): readonly NamedEndp
   return list;
 }
 
-/** The addresses a rule's `from`/`to` select; "any" when there are none. */
+/**
+ * The addresses a rule's `from`/`to` select; "any" when there are none. A podSelector alone
+ * selects in `namespace` (the policy's).
+ */
 function peersOf(
   ctx: Context,
-  policy: NetworkPolicy,
+  namespace: string,
   peers: readonly PolicyPeer[] | undefined,
 ): AddressSet | "any" {
   if (peers === undefined || peers.length === 0) return "any";
   const keyed = peers.map((p) => ({ peer: p, key: peerKey(p) }));
   // Only a peer without namespaceSelector depends on the policy's namespace.
   const ownNamespace = peers.some((p) => !("ipBlock" in p) && p.namespaces === undefined);
-  const cacheKey = `${ownNamespace ? policy.namespace : ""}\n${keyed.map((k) => k.key).join("\n")}`;
+  const cacheKey = `${ownNamespace ? namespace : ""}\n${keyed.map((k) => k.key).join("\n")}`;
   const cached = ctx.peerSets.get(cacheKey);
   if (cached !== undefined) return cached;
 
@@ -339,7 +376,7 @@ function peersOf(
       continue;
     }
     const namespaces = peer.namespaces === undefined
-      ? [policy.namespace]
+      ? [namespace]
       : namespacesMatching(ctx, peer.namespaces);
     const pods = peer.pods ?? SELECT_ALL;
     const podsKey = selectorKey(pods);
@@ -404,8 +441,10 @@ function finishTarget(draft: TargetDraft): TargetPlan {
     ips: readonly string[];
     ingress?: DirectionPlan;
     egress?: DirectionPlan;
+    cluster?: TargetPlan["cluster"];
   } = { pod: draft.pod.key, node: draft.pod.info.node, ips: draft.pod.info.ips };
   if (draft.ingress) plan.ingress = draft.ingress;
   if (draft.egress) plan.egress = draft.egress;
+  if (draft.cluster) plan.cluster = draft.cluster;
   return plan;
 }

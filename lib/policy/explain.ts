@@ -3,6 +3,7 @@
 import { type Family, formatIp, type Ip, parseIp } from "../ip/cidr.ts";
 import { type Direction, type PodInfo, PROTOCOLS } from "../kube/policy_objects.ts";
 import { compilePolicies, type PolicyState } from "./compile.ts";
+import { type StageProbe, tieredVerdict } from "./explain_cluster.ts";
 import { allowRuleMatches } from "./match.ts";
 import type { DirectionVerdict, Explanation, FlowQuery, PolicyPlan } from "./plan.ts";
 
@@ -19,7 +20,11 @@ type FlowEnd =
  * both ends have (IPv4 first). Always allowed, whatever the policies: a pod to itself (same
  * address), and traffic between a pod and its own node (an address `state.nodes` lists for the
  * pod's node). An address of a pod (not host-network) stands for that pod, in that family.
- * Throws for an unknown pod, a pod without addresses, text that is neither a pod
+ * With ClusterNetworkPolicies in the state, each direction also says which `stage` decided
+ * (Admin, NetworkPolicy, Baseline, default, or always), the ClusterNetworkPolicy rule that did
+ * (`decidedBy`: policy, tier, priority, rule index and name, action) and the Pass rules on the
+ * way (`passedBy`), in the order of DESIGN.md "ClusterNetworkPolicy" (lib/policy/
+ * explain_cluster.ts). Throws for an unknown pod, a pod without addresses, text that is neither a pod
  * nor an IP address, a bad port or protocol, and ends with no family in common.
  *
  * @example
@@ -44,16 +49,22 @@ export function explainFlow(state: PolicyState, query: FlowQuery): Explanation {
   const pods = [from, to].flatMap((end) => (end.kind === "pod" ? [end.key] : []));
   const plan = compilePolicies(state, { pods });
   const always = alwaysAllowed(state, from, to, src, dst);
-  const egress = verdict(plan, from, "egress", always?.egress, {
+  const egressProbe = {
     peer: dst,
     text: `${query.protocol} ${query.port} to ${formatIp(dst)}`,
     query,
-  });
-  const ingress = verdict(plan, to, "ingress", always?.ingress, {
+  };
+  const ingressProbe = {
     peer: src,
     text: `${query.protocol} ${query.port} from ${formatIp(src)}`,
     query,
-  });
+  };
+  let egress = verdict(plan, from, "egress", always?.egress, egressProbe);
+  let ingress = verdict(plan, to, "ingress", always?.ingress, ingressProbe);
+  if (state.clusterPolicies !== undefined && state.clusterPolicies.size > 0) {
+    egress = staged(plan, from, "egress", always?.egress, egressProbe, egress);
+    ingress = staged(plan, to, "ingress", always?.ingress, ingressProbe, ingress);
+  }
   return {
     allowed: egress.allowed && ingress.allowed,
     src: formatIp(src),
@@ -134,6 +145,35 @@ function sameAddress(text: string, addr: Ip): boolean {
   } catch {
     return false; // a node address we cannot read cannot be this flow's
   }
+}
+
+/**
+ * The NetworkPolicy verdict `np` placed in the ClusterNetworkPolicy order (issue 19): the stage
+ * that decides, and the rule.
+ */
+function staged(
+  plan: PolicyPlan,
+  end: FlowEnd,
+  direction: Direction,
+  always: string | undefined,
+  probe: { peer: Ip; text: string; query: FlowQuery },
+  np: DirectionVerdict,
+): DirectionVerdict {
+  if (always !== undefined) return { ...np, stage: "always" };
+  if (end.kind !== "pod" || end.pod.hostNetwork) return { ...np, stage: "default" };
+  const target = plan.targets.find((t) => t.pod === end.key);
+  const stageProbe: StageProbe = {
+    peer: probe.peer,
+    protocol: probe.query.protocol,
+    port: probe.query.port,
+    text: probe.text,
+  };
+  return tieredVerdict(np, {
+    tiers: target?.cluster?.[direction],
+    isolated: target?.[direction] !== undefined,
+    direction,
+    probe: stageProbe,
+  });
 }
 
 /** What one direction says: `end` is the pod whose policies apply (source for egress). */

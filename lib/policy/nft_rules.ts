@@ -7,11 +7,14 @@
 // Names are derived, never random: a peer set is named after its policy, rule and family, so a
 // pod that comes or goes changes that set's elements and nothing else; a chain is named after
 // its rules, so targets with the same rules share one chain and a chain never changes in place.
+// A target ClusterNetworkPolicies select gets its tiers in front of (and behind) its
+// NetworkPolicy rules, still behind one map entry per direction: lib/policy/nft_tiers.ts.
 import { type Family, formatIp } from "../ip/cidr.ts";
 import { formatRange } from "../ip/range.ts";
 import { NFT_ADDR, NFT_IP, type NftChain, type NftSet } from "../nft/ruleset.ts";
 import { nameDigest } from "../sys/digest.ts";
 import type { Direction, Protocol } from "../kube/policy_objects.ts";
+import { type NamedChain, tierChains } from "./nft_tiers.ts";
 import type {
   AddressRange,
   AddressSet,
@@ -19,6 +22,7 @@ import type {
   DirectionPlan,
   PolicyPlan,
   PortMatch,
+  TargetPlan,
 } from "./plan.ts";
 
 /** Named counters the drop rules count into (read back for /metrics). */
@@ -64,29 +68,24 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
   // Two passes over the same rules: the first sees every set's content (so identical ones can
   // share one set, named after the first rule that needs it), the second renders the chains.
   const pool = new SetPool();
+  const firstPass: LineMemo = new Map(), secondPass: LineMemo = new Map();
   for (const target of plan.targets) {
-    for (const dir of ["ingress", "egress"] as const) {
-      const d = target[dir];
-      if (d) chainRules(dir, d, pool);
-    }
+    for (const dir of ["ingress", "egress"] as const) targetChains(dir, target, pool, firstPass);
   }
   pool.seal(sets);
   let ruleCount = 0;
   for (const target of plan.targets) {
     for (const dir of ["ingress", "egress"] as const) {
-      const d = target[dir];
-      if (!d) continue;
-      const rules = chainRules(dir, d, pool);
-      const name = `${dir === "ingress" ? "ing" : "egr"}_${
-        nameDigest(rules.join("\n")).slice(0, 16)
-      }`;
-      if (!chains.has(name)) {
+      const list = targetChains(dir, target, pool, secondPass);
+      if (list === undefined) continue;
+      for (const { name, rules } of list) {
+        if (chains.has(name)) continue;
         chains.set(name, { rules });
         ruleCount += rules.length;
       }
       for (const ip of target.ips) {
         const f: Family = ip.includes(":") ? 6 : 4;
-        maps.get(MAP_NAME(dir, f))!.set(ip, `${ip} : jump ${name}`);
+        maps.get(MAP_NAME(dir, f))!.set(ip, `${ip} : jump ${list[0].name}`);
       }
     }
     for (const ip of target.ips) {
@@ -130,31 +129,97 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
  */
 function chainRules(dir: Direction, plan: DirectionPlan, pool: SetPool): string[] {
   const verdict = dir === "ingress" ? "accept" : "return";
-  const peerField = dir === "ingress" ? "saddr" : "daddr";
   const out = new Set<string>(); // a rule both families share is rendered once
-  for (const rule of plan.allow) {
-    if (rule.ports !== "any" && rule.ports.length === 0) continue; // no port resolved
-    for (const f of FAMILIES) {
-      // No peers: one rule with no address match; else one per set (addresses, ranges).
-      const peerMatches = rule.peers === "any"
-        ? [""]
-        : pool.peers(dir, rule, f).map((set) => `${NFT_IP[f]} ${peerField} @${set} `);
-      for (const peer of peerMatches) {
-        if (rule.ports === "any") {
-          out.add(`${peer}${verdict}`);
-          continue;
-        }
-        for (const [i, port] of rule.ports.entries()) {
-          const matches = portMatches(port, f, (named, n) =>
-            // Every peer has the port under that number (a Deployment's pods, typically): the
-            // peer set already says it, no second set of the same addresses.
-            coversPeers(rule, named, n, f) ? "" : pool.endpoints(dir, rule, i, f, named, n));
-          for (const match of matches) out.add(`${peer}${match} ${verdict}`);
-        }
+  for (const rule of plan.allow) ruleLines(dir, rule, verdict, pool, out);
+  return [...out, `counter name ${DROP_COUNTERS[dir]} drop`];
+}
+
+/** Appends one rule's lines to `out`: one per family, peer set and port, ending in `verdict`. */
+function ruleLines(
+  dir: Direction,
+  rule: AllowRule,
+  verdict: string,
+  pool: SetPool,
+  out: Set<string>,
+): void {
+  if (rule.ports !== "any" && rule.ports.length === 0) return; // no port resolved
+  const peerField = dir === "ingress" ? "saddr" : "daddr";
+  for (const f of FAMILIES) {
+    // No peers: one rule with no address match; else one per set (addresses, ranges).
+    const peerMatches = rule.peers === "any"
+      ? [""]
+      : pool.peers(dir, rule, f).map((set) => `${NFT_IP[f]} ${peerField} @${set} `);
+    for (const peer of peerMatches) {
+      if (rule.ports === "any") {
+        out.add(`${peer}${verdict}`);
+        continue;
+      }
+      for (const [i, port] of rule.ports.entries()) {
+        const matches = portMatches(port, f, (named, n) =>
+          // Every peer has the port under that number (a Deployment's pods, typically): the
+          // peer set already says it, no second set of the same addresses.
+          coversPeers(rule, named, n, f) ? "" : pool.endpoints(dir, rule, i, f, named, n));
+        for (const match of matches) out.add(`${peer}${match} ${verdict}`);
       }
     }
   }
-  return [...out, `counter name ${DROP_COUNTERS[dir]} drop`];
+}
+
+/**
+ * One pass's lines per rule and verdict. Every subject of a ClusterNetworkPolicy holds the same
+ * rule objects: each is rendered once per pass, not once per target (an egress named port to every
+ * pod reads all their endpoints).
+ */
+type LineMemo = Map<AllowRule, Map<string, readonly string[]>>;
+
+function memoLines(
+  memo: LineMemo,
+  dir: Direction,
+  rule: AllowRule,
+  verdict: string,
+  pool: SetPool,
+): readonly string[] {
+  let byVerdict = memo.get(rule);
+  if (byVerdict === undefined) memo.set(rule, byVerdict = new Map());
+  const key = `${dir} ${verdict}`;
+  let lines = byVerdict.get(key);
+  if (lines === undefined) {
+    const out = new Set<string>();
+    ruleLines(dir, rule, verdict, pool, out);
+    byVerdict.set(key, lines = [...out]);
+  }
+  return lines;
+}
+
+/** The chain name for `rules`: targets with the same rules share one chain. */
+function chainName(dir: Direction, rules: readonly string[]): string {
+  return `${dir === "ingress" ? "ing" : "egr"}_${nameDigest(rules.join("\n")).slice(0, 16)}`;
+}
+
+/**
+ * The chains of one target direction, the one its map entries jump to first: NetworkPolicy's
+ * alone (one chain), or with ClusterNetworkPolicy tiers (lib/policy/nft_tiers.ts).
+ */
+function targetChains(
+  dir: Direction,
+  target: TargetPlan,
+  pool: SetPool,
+  memo: LineMemo,
+): readonly NamedChain[] | undefined {
+  const np = target[dir];
+  const tiers = target.cluster?.[dir];
+  if (tiers !== undefined) {
+    return tierChains(dir, tiers, np, {
+      rule: (rule, verdict, out) => {
+        for (const line of memoLines(memo, dir, rule, verdict, pool)) out.add(line);
+      },
+      drop: `counter name ${DROP_COUNTERS[dir]} drop`,
+      name: (rules) => chainName(dir, rules),
+    });
+  }
+  if (np === undefined) return undefined;
+  const rules = chainRules(dir, np, pool);
+  return [{ name: chainName(dir, rules), rules }];
 }
 
 /**
@@ -163,12 +228,23 @@ function chainRules(dir: Direction, plan: DirectionPlan, pool: SetPool): string[
  */
 function coversPeers(rule: AllowRule, named: NamedPort, n: number, f: Family): boolean {
   if (rule.peers === "any") return false;
+  // A named port object belongs to one peers object (the compiler makes one per peers), and
+  // every subject of a ClusterNetworkPolicy asks about it: count its endpoints once.
+  let known = coverage.get(named);
+  if (known === undefined) coverage.set(named, known = new Map());
+  const key = `${f}/${n}`;
+  const hit = known.get(key);
+  if (hit !== undefined) return hit;
   let size = 0n;
   for (const r of f === 4 ? rule.peers.v4 : rule.peers.v6) size += r.end - r.start + 1n;
   let count = 0n;
   for (const e of named.endpoints) if (e.port === n && e.ip.includes(":") === (f === 6)) count++;
+  known.set(key, count > 0n && count === size);
   return count > 0n && count === size;
 }
+
+const coverage = new WeakMap<NamedPort, Map<string, boolean>>();
+const portNumbers = new WeakMap<NamedPort, number[]>();
 
 /**
  * The matches for one resolved port (several for a named port that resolves to different numbers
@@ -182,7 +258,11 @@ function portMatches(
 ): string[] {
   const proto = PROTO[port.protocol];
   if (port.kind === "named") {
-    const numbers = [...new Set(port.endpoints.map((e) => e.port))].sort((a, b) => a - b);
+    let numbers = portNumbers.get(port);
+    if (numbers === undefined) {
+      numbers = [...new Set(port.endpoints.map((e) => e.port))].sort((a, b) => a - b);
+      portNumbers.set(port, numbers);
+    }
     return numbers.flatMap((n) => {
       const set = endpoints(port, n);
       if (set === undefined) return [];

@@ -1,7 +1,9 @@
 // What the NetworkPolicy compiler produces (lib/policy/compile.ts): per isolated pod and direction,
-// the rules that allow traffic, with peers as address ranges and ports resolved. Pure data: the
+// the rules that allow traffic, with peers as address ranges and ports resolved, and per pod a
+// ClusterNetworkPolicy selects its Admin and Baseline rules with their actions. Pure data: the
 // nftables rules (lib/policy/nft_rules.ts) and `explain` (lib/policy/explain.ts) both read it,
 // so what explain says is what the kernel does.
+import type { ClusterRuleAction, Tier } from "../kube/cluster_network_policy.ts";
 import type { Protocol } from "../kube/policy_objects.ts";
 
 /** An inclusive range of addresses of one family, as numbers. */
@@ -65,7 +67,36 @@ export interface DirectionPlan {
   readonly allow: readonly AllowRule[];
 }
 
-/** A pod some policy isolates in at least one direction. */
+/**
+ * One ClusterNetworkPolicy rule for one target and direction, peers and ports resolved as for
+ * NetworkPolicy (`policy` is the ClusterNetworkPolicy's name, `rule` the index in its `ingress`
+ * or `egress` list). Its peers are never "any", except on the deny-all rule that stands for a
+ * policy that cannot be enforced exactly: that one has `rule` -1 and `error`.
+ */
+export interface ClusterRule extends AllowRule {
+  readonly tier: Tier;
+  readonly priority: number;
+  /** The rule's `name`; "" when it has none. */
+  readonly name: string;
+  readonly action: ClusterRuleAction;
+  /** Why the policy cannot be enforced exactly (only on its fail-closed deny-all rule). */
+  readonly error?: string;
+}
+
+/**
+ * The ClusterNetworkPolicy rules one target meets in one direction, each list in evaluation
+ * order: by priority, then by policy name (the tie-break upstream leaves to implementations),
+ * then in the policy's rule order. The first rule that matches decides: Accept and Deny are
+ * final; an Admin Pass skips the rest of the Admin tier to the NetworkPolicy stage, a Baseline
+ * Pass skips the rest of the Baseline tier to the default (allow). Baseline rules only count when
+ * no NetworkPolicy isolates the pod in this direction.
+ */
+export interface TierRules {
+  readonly admin: readonly ClusterRule[];
+  readonly baseline: readonly ClusterRule[];
+}
+
+/** A pod some policy isolates in at least one direction, or some ClusterNetworkPolicy selects. */
 export interface TargetPlan {
   /** `namespace/name` */
   readonly pod: string;
@@ -76,6 +107,11 @@ export interface TargetPlan {
   readonly ingress?: DirectionPlan;
   /** Present when isolated for egress. */
   readonly egress?: DirectionPlan;
+  /**
+   * Present when a ClusterNetworkPolicy selects the pod: its rules per direction (a direction is
+   * present when some selecting policy has rules for it).
+   */
+  readonly cluster?: { readonly ingress?: TierRules; readonly egress?: TierRules };
 }
 
 /** The compiled policy state: every isolated target (only this node's when a node was given). */
@@ -83,6 +119,11 @@ export interface PolicyPlan {
   readonly targets: readonly TargetPlan[];
   /** Policies that could not be enforced exactly (they are enforced fail-closed). */
   readonly errors: readonly { readonly policy: string; readonly error: string }[];
+  /**
+   * ClusterNetworkPolicies (by name) that could not be enforced exactly; present when the state
+   * has any ClusterNetworkPolicy, so a plan without them is exactly NetworkPolicy's.
+   */
+  readonly clusterErrors?: readonly { readonly policy: string; readonly error: string }[];
 }
 
 /** A flow `explain` is asked about. */
@@ -93,6 +134,24 @@ export interface FlowQuery {
   readonly to: string;
   readonly protocol: Protocol;
   readonly port: number;
+}
+
+/**
+ * The stage of the evaluation order that decided one direction: a ClusterNetworkPolicy tier, the
+ * NetworkPolicies, the default (allow), or "always" for traffic policy never blocks (a pod to
+ * itself, a pod and its own node).
+ */
+export type Stage = "Admin" | "NetworkPolicy" | "Baseline" | "default" | "always";
+
+/** A ClusterNetworkPolicy rule as `explain` names it. */
+export interface ClusterRuleRef {
+  readonly tier: Tier;
+  readonly policy: string;
+  readonly priority: number;
+  /** Index in the policy's `ingress` or `egress` list; -1 for a fail-closed policy's deny-all. */
+  readonly rule: number;
+  readonly name: string;
+  readonly action: ClusterRuleAction;
 }
 
 /** What one direction says about a flow. */
@@ -108,6 +167,12 @@ export interface DirectionVerdict {
    * "always allowed: a pod to itself".
    */
   readonly reason: string;
+  /** The stage that decided; present when the state has ClusterNetworkPolicies. */
+  readonly stage?: Stage;
+  /** The ClusterNetworkPolicy rule that decided (stage Admin or Baseline). */
+  readonly decidedBy?: ClusterRuleRef;
+  /** Pass rules the flow met on the way to the stage that decided, in order. */
+  readonly passedBy?: readonly ClusterRuleRef[];
 }
 
 /** The answer to a {@linkcode FlowQuery}: egress on the source, ingress on the destination. */
