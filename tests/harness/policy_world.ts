@@ -64,6 +64,8 @@ export interface World {
   readonly namespaces: Map<string, NamespaceInfo | null>;
   readonly pods: Map<string, PodInfo>;
   readonly policies: Map<string, { readonly spec: unknown; readonly entry: PolicyEntry }>;
+  /** How often a policy port is a name: some worlds are mostly named ports. */
+  readonly namedShare: number;
 }
 
 /** The CIDRs the cluster's pods come from (for the masquerade part of each node's table). */
@@ -90,7 +92,13 @@ export function randomWorld(rng: Rng): World {
     gateways: [`10.244.${i + 1}.1`, `fd00:10:244:${i + 1}::1`],
     podCIDRs: [`10.244.${i + 1}.0/24`, `fd00:10:244:${i + 1}::/64`],
   }));
-  const world: World = { nodes, namespaces: new Map(), pods: new Map(), policies: new Map() };
+  const world: World = {
+    nodes,
+    namespaces: new Map(),
+    pods: new Map(),
+    policies: new Map(),
+    namedShare: rng.pick([0.4, 0.4, 0.9]),
+  };
   for (const ns of NS_NAMES.slice(0, rng.int(2, 4))) {
     world.namespaces.set(ns, rng.chance(0.85) ? randomNamespace(rng, ns) : null);
   }
@@ -239,7 +247,7 @@ function randomPorts(rng: Rng): ContainerPort[] {
       ? rng.pick([9090, 8080])
       : rng.pick([80, 81, 8080]);
     const protocol = name === "dns"
-      ? rng.pick(PROTOCOLS)
+      ? (rng.chance(0.7) ? "UDP" : rng.pick(PROTOCOLS))
       : rng.chance(0.8)
       ? "TCP"
       : rng.pick(PROTOCOLS);
@@ -275,10 +283,14 @@ function randomRule(rng: Rng, world: World, peersField: "from" | "to"): Record<s
   const rule: Record<string, unknown> = {};
   const r = rng.float();
   if (r < 0.05) rule[peersField] = [];
-  else if (r > 0.25) rule[peersField] = [...Array(rng.int(1, 3))].map(() => randomPeer(rng, world));
+  else if (r > 0.25) {
+    rule[peersField] = [...Array(rng.pick([1, 1, 1, 2, 3]))].map(() => randomPeer(rng, world));
+  }
   const p = rng.float();
   if (p < 0.05) rule.ports = [];
-  else if (p > 0.35) rule.ports = [...Array(rng.int(1, 2))].map(() => randomPolicyPort(rng));
+  else if (p > 0.35) {
+    rule.ports = [...Array(rng.int(1, 2))].map(() => randomPolicyPort(rng, world.namedShare));
+  }
   return rule;
 }
 
@@ -355,8 +367,17 @@ function randomIpBlock(rng: Rng, world: World): { cidr: string; except?: string[
       "2001:db8::/64",
       "2001:db8:ff::/120",
     ];
-  const cidr = parseCidr(rng.pick([...cidrs, ...single]));
   const bits = family === 4 ? 32 : 128;
+  if (rng.chance(0.25)) {
+    // 512 addresses less one near the middle: pieces of 254 to 257 addresses, on both sides of
+    // the renderer's 256-address switch from listed addresses to an interval set.
+    const wide = parseCidr(
+      family === 4 ? rng.pick(["10.244.0.0/23", "10.244.2.0/23"]) : `fd00:10:244:${i}::/119`,
+    );
+    const hole = { family, network: wide.network + BigInt(rng.int(254, 257)), prefix: bits };
+    return { cidr: formatCidr(wide), except: [formatCidr(hole)] };
+  }
+  const cidr = parseCidr(rng.pick([...cidrs, ...single]));
   const except: string[] = [];
   for (let n = rng.pick([0, 0, 1, 1, 2]); n > 0 && cidr.prefix < bits; n--) {
     const size = 1n << BigInt(bits - cidr.prefix);
@@ -383,17 +404,20 @@ function randomIpBlock(rng: Rng, world: World): { cidr: string; except?: string[
 }
 
 /** A port entry JSON: by number (sometimes with endPort), by name, or the whole protocol. */
-function randomPolicyPort(rng: Rng): Record<string, unknown> {
+function randomPolicyPort(rng: Rng, namedShare: number): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  if (rng.chance(0.8)) out.protocol = rng.pick(PROTOCOLS); // absent: TCP
-  const r = rng.float();
-  if (r < 0.15) return out;
-  if (r < 0.6) {
-    const port = rng.pick([53, 80, 81, 5353, 8080, 9090]);
-    out.port = port;
-    if (rng.chance(0.25)) out.endPort = port + rng.pick([1, 10, 1000]);
+  if (rng.chance(namedShare)) {
+    // A name, mostly with the protocol the pods give it (absent is TCP).
+    const name = rng.pick(PORT_NAMES);
+    if (rng.chance(0.3)) out.protocol = rng.pick(PROTOCOLS);
+    else if (name === "dns") out.protocol = "UDP";
+    out.port = name;
     return out;
   }
-  out.port = rng.pick(PORT_NAMES);
+  if (rng.chance(0.8)) out.protocol = rng.pick(PROTOCOLS); // absent: TCP
+  if (rng.chance(0.25)) return out;
+  const port = rng.pick([53, 80, 81, 5353, 8080, 9090]);
+  out.port = port;
+  if (rng.chance(0.25)) out.endPort = port + rng.pick([1, 10, 1000]);
   return out;
 }

@@ -20,6 +20,7 @@ import type { Protocol } from "../../../lib/kube/policy_objects.ts";
 import { desiredTable } from "../../../lib/node/desired_table.ts";
 import { compilePolicies, type PolicyState } from "../../../lib/policy/compile.ts";
 import { explainFlow } from "../../../lib/policy/explain.ts";
+import { addressSetContains } from "../../../lib/policy/match.ts";
 import { policyObjects } from "../../../lib/policy/nft_rules.ts";
 import type {
   AddressRange,
@@ -39,7 +40,7 @@ import {
   type World,
 } from "../../harness/policy_world.ts";
 
-const WORLDS = Number(Deno.env.get("TRACE_WORLDS") ?? 100);
+const WORLDS = Number(Deno.env.get("TRACE_WORLDS") ?? 80);
 const STEPS = 10;
 const FLOWS = 30;
 const PROTOCOLS: readonly Protocol[] = ["TCP", "UDP", "SCTP"];
@@ -84,13 +85,15 @@ Deno.test("explainFlow() and the rendered rules agree on random clusters, polici
   let flows = 0;
   for (let w = 0; w < WORLDS; w++) {
     const world = randomWorld(rng);
+    const held = new Set<string>(); // every pod address of this world so far
     let changes = ["new world"];
     for (let step = 0; step < STEPS; step++) {
       if (step > 0) changes = mutate(rng, world);
       const where = `seed ${seed} (TRACE_SEED=${seed}), world ${w}, step ${step}`;
       const state = stateOf(world);
       const tracers = nodeTracers(rng, world, state);
-      const scene = sceneOf(world, state);
+      for (const p of world.pods.values()) p.ips.forEach((ip) => held.add(ip));
+      const scene = sceneOf(world, state, held);
       for (let f = 0; f < FLOWS; f++) {
         const flow = randomFlow(rng, scene);
         if (!flow) continue;
@@ -232,7 +235,7 @@ interface Scene {
 }
 
 /** The ends a flow can have now: pods with addresses, nodes (and their bridges), outside hosts. */
-function sceneOf(world: World, state: PolicyState): Scene {
+function sceneOf(world: World, state: PolicyState, held: ReadonlySet<string>): Scene {
   const pods: End[] = [];
   for (const [key, p] of state.pods) {
     if (!p.hostNetwork && p.ips.length > 0) {
@@ -245,7 +248,8 @@ function sceneOf(world: World, state: PolicyState): Scene {
   });
   const byIp = new Map<string, End>();
   for (const e of [...pods, ...nodes]) for (const ip of e.ips) byIp.set(ip, e);
-  const ext = outsideAddresses(state).filter((ip) => !byIp.has(ip));
+  // Addresses pods held before are outside now: a set kept from an older compile would show.
+  const ext = [...outsideAddresses(state), ...held].filter((ip) => !byIp.has(ip));
   return { state, pods, nodes, ext, byIp, plan: compilePolicies(state) };
 }
 
@@ -363,14 +367,25 @@ function aimedDraw(rng: Rng, scene: Scene): Draw | undefined {
     const protocol = (rule!.ports as PortMatch[]).find((p) =>
       p.kind === "named" && p.endpoints.includes(e)
     )!.protocol;
-    const farEnd = scene.byIp.get(e.ip)!;
+    // Its number there, or the number the name has on another destination.
+    const port = rng.chance(0.6) ? e.port : rng.pick(named).port;
+    // Or a peer without that name, on its number: the peer set must not stand for the port.
+    const peers = rule!.peers;
+    const others = peers === "any"
+      ? []
+      : scene.pods.flatMap((p) => p.ips).filter((ip) =>
+        familyOf(ip) === family && !named.some((n) => n.ip === ip) &&
+        addressSetContains(peers, parseIp(ip))
+      );
+    const daddr = others.length && rng.chance(0.3) ? rng.pick(others) : e.ip;
+    const farEnd = scene.byIp.get(daddr)!;
     const nearEnd = scene.byIp.get(near)!;
     return {
       from: nearEnd,
       to: farEnd,
       saddr: near,
-      daddr: e.ip,
-      port: { protocol, port: e.port },
+      daddr,
+      port: { protocol, port },
       aim: "named",
     };
   }
