@@ -21,6 +21,9 @@ type FlowEnd =
  * both ends have (IPv4 first). Always allowed, whatever the policies: a pod to itself (same
  * address), and traffic between a pod and its own node (an address `state.nodes` lists for the
  * pod's node). An address of a pod (not host-network) stands for that pod, in that family.
+ * The kernel finds a pod's rules by address, so where several pods hold the flow's address (a
+ * terminating pod's object still names the address its successor got), the rules of the first
+ * of them by key that is isolated in the direction decide, as lib/policy/nft_rules.ts maps it.
  * Throws for an unknown pod, a pod without addresses, text that is neither a pod
  * nor an IP address, a bad port or protocol, and ends with no family in common.
  *
@@ -43,15 +46,19 @@ export function explainFlow(state: PolicyState, query: FlowQuery): Explanation {
   const to = flowEnd(state, query.to, what);
   const [src, dst] = commonFamily(from, to, query, what);
 
-  const pods = [from, to].flatMap((end) => (end.kind === "pod" ? [end.key] : []));
-  const plan = compilePolicies(state, { pods });
+  const srcHolders = holdersOf(state, from, src), dstHolders = holdersOf(state, to, dst);
+  const plan = compilePolicies(state, { pods: [...new Set([...srcHolders, ...dstHolders])] });
   const always = alwaysAllowed(state, from, to, src, dst);
   const egress = verdict(plan, from, "egress", always?.egress, {
+    own: src,
+    holders: srcHolders,
     peer: dst,
     text: `${query.protocol} ${query.port} to ${formatIp(dst)}`,
     query,
   });
   const ingress = verdict(plan, to, "ingress", always?.ingress, {
+    own: dst,
+    holders: dstHolders,
     peer: src,
     text: `${query.protocol} ${query.port} from ${formatIp(src)}`,
     query,
@@ -87,6 +94,18 @@ function flowEnd(state: PolicyState, text: string, what: string): FlowEnd {
   if (owners.length === 0) return { kind: "ip", addr };
   const [key, owner] = owners.sort(([a], [b]) => (a < b ? -1 : 1))[0];
   return { kind: "pod", key, pod: owner, addrs: [addr] };
+}
+
+/**
+ * The pods whose policies may judge `end` at `addr`, sorted by key: every pod (not host-network)
+ * holding the address; a host-network pod is only itself (never a target).
+ */
+function holdersOf(state: PolicyState, end: FlowEnd, addr: Ip): string[] {
+  if (end.kind !== "pod") return [];
+  if (end.pod.hostNetwork) return [end.key];
+  const text = formatIp(addr);
+  return [...state.pods].filter(([, p]) => !p.hostNetwork && p.ips.includes(text))
+    .map(([key]) => key).sort();
 }
 
 function addrsOf(end: FlowEnd): readonly Ip[] {
@@ -138,19 +157,28 @@ function sameAddress(text: string, addr: Ip): boolean {
   }
 }
 
-/** What one direction says: `end` is the pod whose policies apply (source for egress). */
+/**
+ * What one direction says: `end` is the pod whose policies apply (source for egress), at its
+ * address `probe.own`, unless another of `probe.holders` (the pods holding it) is isolated first.
+ */
 function verdict(
   plan: PolicyPlan,
   end: FlowEnd,
   direction: Direction,
   always: string | undefined,
-  probe: { peer: Ip; text: string; query: FlowQuery },
+  probe: { own: Ip; holders: readonly string[]; peer: Ip; text: string; query: FlowQuery },
 ): DirectionVerdict {
   if (end.kind !== "pod") {
     return { allowed: true, policies: [], allowedBy: [], reason: always ?? "not a pod" };
   }
-  const isolation = plan.targets.find((t) => t.pod === end.key)?.[direction];
+  const isolated = (key: string) => plan.targets.find((t) => t.pod === key)?.[direction];
+  const decider = probe.holders.find((key) => isolated(key) !== undefined);
+  const isolation = decider === undefined ? undefined : isolated(decider);
   const policies = isolation?.policies ?? [];
+  // "x/old holds 10.244.1.5 too: " when a pod sharing the address decides.
+  const shared = decider !== undefined && decider !== end.key
+    ? `${decider} holds ${formatIp(probe.own)} too: `
+    : "";
   if (always !== undefined) return { allowed: true, policies, allowedBy: [], reason: always };
   if (end.pod.hostNetwork) {
     return {
@@ -177,9 +205,9 @@ function verdict(
       allowed: false,
       policies,
       allowedBy,
-      reason: `isolated by ${policies.join(", ")} and no rule allows ${probe.text}`,
+      reason: `${shared}isolated by ${policies.join(", ")} and no rule allows ${probe.text}`,
     };
   }
   const rules = allowedBy.map((r) => `${r.policy} ${direction} rule ${r.rule}`);
-  return { allowed: true, policies, allowedBy, reason: `allowed by ${rules.join(", ")}` };
+  return { allowed: true, policies, allowedBy, reason: `${shared}allowed by ${rules.join(", ")}` };
 }

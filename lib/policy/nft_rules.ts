@@ -88,7 +88,10 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
       }
       for (const ip of target.ips) {
         const f: Family = ip.includes(":") ? 6 : 4;
-        maps.get(MAP_NAME(dir, f))!.set(ip, `${ip} : jump ${name}`);
+        // Two pods may hold one address (a terminating pod's object, its address reused): the
+        // first isolated one by key decides (targets are sorted), as explain says.
+        const map = maps.get(MAP_NAME(dir, f))!;
+        if (!map.has(ip)) map.set(ip, `${ip} : jump ${name}`);
       }
     }
     for (const ip of target.ips) {

@@ -55,3 +55,56 @@ Deno.test("a named egress port opens no peer without it when two pods hold one a
   assertEquals(bothSay(state, "x/src", "x/other", 80), { explain: false, rules: false });
   assertEquals(bothSay(state, "x/src", "x/new", 80), { explain: true, rules: true });
 });
+
+Deno.test("the first isolated pod by key decides for an address two pods hold, in explain and rules", () => {
+  // x/a (isolated, nothing allowed) and x/b (isolated, everything allowed) hold 10.244.1.5.
+  // Explain judged by the first holder and the rules by the last target written to the map.
+  const pods = [
+    pod("x/a", { ips: ["10.244.1.5"], labels: { app: "a" } }),
+    pod("x/b", { ips: ["10.244.1.5"], labels: { app: "b" } }),
+    pod("x/c", { ips: ["10.244.1.6"], labels: { app: "c" } }),
+  ];
+  const denyA = policy("x/deny-a", {
+    podSelector: { matchLabels: { app: "a" } },
+    policyTypes: ["Ingress", "Egress"],
+  });
+  const allowB = policy("x/allow-b", {
+    podSelector: { matchLabels: { app: "b" } },
+    policyTypes: ["Ingress", "Egress"],
+    ingress: [{}],
+    egress: [{}],
+  });
+  const both = stateOf({ pods, namespaces: [namespace("x")], policies: [denyA, allowB] });
+  for (const [from, to] of [["x/c", "10.244.1.5"], ["x/c", "x/b"], ["x/b", "x/c"]]) {
+    assertEquals(bothSay(both, from, to, 80), { explain: false, rules: false }, `${from} -> ${to}`);
+  }
+  const reason = explainFlow(both, { from: "x/c", to: "x/b", protocol: "TCP", port: 80 }).ingress
+    .reason;
+  assertEquals(
+    reason,
+    "x/a holds 10.244.1.5 too: isolated by x/deny-a and no rule allows TCP 80 from 10.244.1.6",
+  );
+  // Only the later holder isolated: its rules apply to the address (explain took x/a's none).
+  const onlyB = stateOf({
+    pods,
+    namespaces: [namespace("x")],
+    policies: [
+      allowB,
+      policy("x/b-80", {
+        podSelector: { matchLabels: { app: "b" } },
+        ingress: [{ ports: [{ port: 80 }] }],
+      }),
+    ],
+  });
+  const onlyDeny = stateOf({
+    pods,
+    namespaces: [namespace("x")],
+    policies: [policy("x/deny-b", {
+      podSelector: { matchLabels: { app: "b" } },
+      policyTypes: ["Ingress"],
+    })],
+  });
+  assertEquals(bothSay(onlyB, "x/c", "10.244.1.5", 80), { explain: true, rules: true });
+  assertEquals(bothSay(onlyDeny, "x/c", "10.244.1.5", 80), { explain: false, rules: false });
+  assertEquals(bothSay(onlyDeny, "x/c", "x/a", 80), { explain: false, rules: false });
+});
