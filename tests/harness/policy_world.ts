@@ -130,7 +130,7 @@ function mutateOnce(rng: Rng, world: World): string {
   const pods = [...world.pods.keys()];
   const key = pods.length ? rng.pick(pods) : undefined;
   const old = key === undefined ? undefined : world.pods.get(key)!;
-  switch (rng.int(0, 8)) {
+  switch (rng.int(0, 9)) {
     case 0:
       if (!old) break;
       world.pods.set(key!, { ...old, labels: randomLabels(rng, POD_LABELS) });
@@ -160,6 +160,23 @@ function mutateOnce(rng: Rng, world: World): string {
     }
     case 6:
       return `add policy ${addPolicy(rng, world)}`;
+    case 8: {
+      // The kubelet reuses a deleted pod's address while its Pod object lingers (terminating):
+      // two pods on one node hold one address for a while.
+      const holders = pods.filter((k) => {
+        const p = world.pods.get(k)!;
+        return !p.hostNetwork && p.ips.length > 0;
+      });
+      if (holders.length === 0) break;
+      const k = addPod(rng, world), stale = world.pods.get(rng.pick(holders))!;
+      world.pods.set(k, {
+        ...world.pods.get(k)!,
+        node: stale.node,
+        ips: stale.ips,
+        hostNetwork: false,
+      });
+      return `add pod ${k} on the addresses of ${objectKey(stale.namespace, stale.name)}`;
+    }
     case 7: {
       const keys = [...world.policies.keys()];
       if (keys.length === 0) break;
