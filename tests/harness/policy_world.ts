@@ -107,7 +107,10 @@ export function randomWorld(rng: Rng): World {
   return world;
 }
 
-/** The PolicyState of the world now (node addresses include the bridges', see the test). */
+/**
+ * The PolicyState of the world now. A node's addresses include its bridge's: the node's traffic
+ * to its own pods leaves from that address, and explain must know it is the node's.
+ */
 export function stateOf(world: World): PolicyState {
   const namespaces = new Map<string, NamespaceInfo>();
   for (const [name, ns] of world.namespaces) if (ns) namespaces.set(name, ns);

@@ -10,7 +10,10 @@
 // ingress lookup when both pods live there; bridged, via br_netfilter). Traffic between a pod and
 // its own node (its address or the bridge's, i.e. a host-network pod there too) meets no forward
 // hook at all: the tracer is not asked and the kernel verdict is "accept", which is what explain
-// must say. A pod to itself comes back over the bridge (hairpin) and is traced.
+// must say. A pod to itself comes back over the bridge (hairpin) and is traced. Explain knows a
+// node's addresses from `state.nodes`; here they include the bridge's (cni0's first address),
+// the source of the node's own traffic to its pods (the connected route's `src`, so kubelet
+// probes): without it explain denies what the kernel never filters.
 //
 // TRACE_SEED=<n> replays one run (a failure prints its seed); TRACE_WORLDS=<n> sets how many
 // worlds (10 states each, 30 flows per state); TRACE_STATS=1 prints what the flows reached.
