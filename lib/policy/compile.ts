@@ -322,25 +322,34 @@ function egressNamedPort(
 }
 
 /**
- * Every eligible pod address with a container port of that name and protocol: IPv4 first, then
- * pods grouped by namespace in the order `state.pods` lists them. Not sorted: the renderer puts
- * them in a set, and sorting 20,000 addresses cost more than the rest of the lookup.
+ * Every eligible pod address with a container port of that name and protocol, each (address,
+ * port) pair once: IPv4 first, then pods grouped by namespace in the order `state.pods` lists
+ * them. Not sorted: the renderer puts them in a set, and sorting 20,000 addresses cost more than
+ * the rest of the lookup.
  */
 function namedEndpoints(ctx: Context, port: NamedPolicyPort): readonly NamedEndpoint[] {
   const key = `${port.protocol}/${port.port}`;
   let list = ctx.namedPorts.get(key);
   if (list !== undefined) return list;
   const v4: NamedEndpoint[] = [], v6: NamedEndpoint[] = [];
+  // Two containers may repeat a name with one number, and two pods may hold one address (a
+  // terminating pod's object outlives its sandbox, whose address the kubelet reuses). The
+  // renderer counts a rule's endpoints against its peers (nft_rules.ts coversPeers): a pair
+  // listed twice would let a peer without the port through.
+  const seen = new Map<string, number | number[]>();
   for (const records of ctx.byNamespace.values()) {
     for (const r of records) {
-      let seen: number[] | undefined; // two containers may repeat a name with the same number
       for (const c of r.info.ports) {
-        if (c.name !== port.port || c.protocol !== port.protocol || seen?.includes(c.port)) {
-          continue;
-        }
-        (seen ??= []).push(c.port);
+        if (c.name !== port.port || c.protocol !== port.protocol) continue;
         r.addrs.forEach((addr, i) => {
-          (addr.family === 4 ? v4 : v6).push({ addr, ip: r.info.ips[i], port: c.port });
+          const ip = r.info.ips[i];
+          const had = seen.get(ip);
+          if (had === c.port || (Array.isArray(had) && had.includes(c.port))) return;
+          seen.set(
+            ip,
+            had === undefined ? c.port : [...(Array.isArray(had) ? had : [had]), c.port],
+          );
+          (addr.family === 4 ? v4 : v6).push({ addr, ip, port: c.port });
         });
       }
     }

@@ -24,7 +24,11 @@ type FlowEnd =
  * (Admin, NetworkPolicy, Baseline, default, or always), the ClusterNetworkPolicy rule that did
  * (`decidedBy`: policy, tier, priority, rule index and name, action) and the Pass rules on the
  * way (`passedBy`), in the order of DESIGN.md "ClusterNetworkPolicy" (lib/policy/
- * explain_cluster.ts). Throws for an unknown pod, a pod without addresses, text that is neither a pod
+ * explain_cluster.ts).
+ * The kernel finds a pod's rules by address, so where several pods hold the flow's address (a
+ * terminating pod's object still names the address its successor got), the rules of the first
+ * of them by key that has rules in the direction decide, as lib/policy/nft_rules.ts maps it.
+ * Throws for an unknown pod, a pod without addresses, text that is neither a pod
  * nor an IP address, a bad port or protocol, and ends with no family in common.
  *
  * @example
@@ -46,15 +50,19 @@ export function explainFlow(state: PolicyState, query: FlowQuery): Explanation {
   const to = flowEnd(state, query.to, what);
   const [src, dst] = commonFamily(from, to, query, what);
 
-  const pods = [from, to].flatMap((end) => (end.kind === "pod" ? [end.key] : []));
-  const plan = compilePolicies(state, { pods });
+  const srcHolders = holdersOf(state, from, src), dstHolders = holdersOf(state, to, dst);
+  const plan = compilePolicies(state, { pods: [...new Set([...srcHolders, ...dstHolders])] });
   const always = alwaysAllowed(state, from, to, src, dst);
   const egressProbe = {
+    own: src,
+    holders: srcHolders,
     peer: dst,
     text: `${query.protocol} ${query.port} to ${formatIp(dst)}`,
     query,
   };
   const ingressProbe = {
+    own: dst,
+    holders: dstHolders,
     peer: src,
     text: `${query.protocol} ${query.port} from ${formatIp(src)}`,
     query,
@@ -96,6 +104,18 @@ function flowEnd(state: PolicyState, text: string, what: string): FlowEnd {
   if (owners.length === 0) return { kind: "ip", addr };
   const [key, owner] = owners.sort(([a], [b]) => (a < b ? -1 : 1))[0];
   return { kind: "pod", key, pod: owner, addrs: [addr] };
+}
+
+/**
+ * The pods whose policies may judge `end` at `addr`, sorted by key: every pod (not host-network)
+ * holding the address; a host-network pod is only itself (never a target).
+ */
+function holdersOf(state: PolicyState, end: FlowEnd, addr: Ip): string[] {
+  if (end.kind !== "pod") return [];
+  if (end.pod.hostNetwork) return [end.key];
+  const text = formatIp(addr);
+  return [...state.pods].filter(([, p]) => !p.hostNetwork && p.ips.includes(text))
+    .map(([key]) => key).sort();
 }
 
 function addrsOf(end: FlowEnd): readonly Ip[] {
@@ -156,12 +176,13 @@ function staged(
   end: FlowEnd,
   direction: Direction,
   always: string | undefined,
-  probe: { peer: Ip; text: string; query: FlowQuery },
+  probe: Probe,
   np: DirectionVerdict,
 ): DirectionVerdict {
   if (always !== undefined) return { ...np, stage: "always" };
   if (end.kind !== "pod" || end.pod.hostNetwork) return { ...np, stage: "default" };
-  const target = plan.targets.find((t) => t.pod === end.key);
+  const decider = deciderOf(plan, probe.holders, direction);
+  const target = plan.targets.find((t) => t.pod === decider);
   const stageProbe: StageProbe = {
     peer: probe.peer,
     protocol: probe.query.protocol,
@@ -176,19 +197,52 @@ function staged(
   });
 }
 
-/** What one direction says: `end` is the pod whose policies apply (source for egress). */
+/** The flow as one direction sees it: its own address, the pods holding it, the peer. */
+interface Probe {
+  readonly own: Ip;
+  readonly holders: readonly string[];
+  readonly peer: Ip;
+  readonly text: string;
+  readonly query: FlowQuery;
+}
+
+/**
+ * Of the pods holding an address (sorted by key), the one whose rules the kernel's verdict map
+ * sends it to: the first with rules in `direction` (isolated by a NetworkPolicy, or a
+ * ClusterNetworkPolicy subject).
+ */
+function deciderOf(
+  plan: PolicyPlan,
+  holders: readonly string[],
+  direction: Direction,
+): string | undefined {
+  return holders.find((key) => {
+    const t = plan.targets.find((t) => t.pod === key);
+    return t?.[direction] !== undefined || t?.cluster?.[direction] !== undefined;
+  });
+}
+
+/**
+ * What one direction says: `end` is the pod whose policies apply (source for egress), at its
+ * address `probe.own`, unless another of `probe.holders` (the pods holding it) is isolated first.
+ */
 function verdict(
   plan: PolicyPlan,
   end: FlowEnd,
   direction: Direction,
   always: string | undefined,
-  probe: { peer: Ip; text: string; query: FlowQuery },
+  probe: Probe,
 ): DirectionVerdict {
   if (end.kind !== "pod") {
     return { allowed: true, policies: [], allowedBy: [], reason: always ?? "not a pod" };
   }
-  const isolation = plan.targets.find((t) => t.pod === end.key)?.[direction];
+  const decider = deciderOf(plan, probe.holders, direction);
+  const isolation = plan.targets.find((t) => t.pod === decider)?.[direction];
   const policies = isolation?.policies ?? [];
+  // "x/old holds 10.244.1.5 too: " when a pod sharing the address decides.
+  const shared = decider !== undefined && decider !== end.key
+    ? `${decider} holds ${formatIp(probe.own)} too: `
+    : "";
   if (always !== undefined) return { allowed: true, policies, allowedBy: [], reason: always };
   if (end.pod.hostNetwork) {
     return {
@@ -215,9 +269,9 @@ function verdict(
       allowed: false,
       policies,
       allowedBy,
-      reason: `isolated by ${policies.join(", ")} and no rule allows ${probe.text}`,
+      reason: `${shared}isolated by ${policies.join(", ")} and no rule allows ${probe.text}`,
     };
   }
   const rules = allowedBy.map((r) => `${r.policy} ${direction} rule ${r.rule}`);
-  return { allowed: true, policies, allowedBy, reason: `allowed by ${rules.join(", ")}` };
+  return { allowed: true, policies, allowedBy, reason: `${shared}allowed by ${rules.join(", ")}` };
 }

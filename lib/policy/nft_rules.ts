@@ -85,7 +85,10 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
       }
       for (const ip of target.ips) {
         const f: Family = ip.includes(":") ? 6 : 4;
-        maps.get(MAP_NAME(dir, f))!.set(ip, `${ip} : jump ${list[0].name}`);
+        // Two pods may hold one address (a terminating pod's object, its address reused): the
+        // first by key with rules in this direction decides (targets are sorted), as explain says.
+        const map = maps.get(MAP_NAME(dir, f))!;
+        if (!map.has(ip)) map.set(ip, `${ip} : jump ${list[0].name}`);
       }
     }
     for (const ip of target.ips) {
