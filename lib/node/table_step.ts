@@ -2,7 +2,7 @@
 // NetworkPolicy is on, the rules enforcing it, compiled from the cluster state and applied by
 // lib/nft/sync.ts. It answers `explain` for the policy state the kernel holds, and reads the drop
 // counters for /metrics.
-import type { Family } from "../ip/cidr.ts";
+import { type Family, formatIp, gatewayOf, parseCidr } from "../ip/cidr.ts";
 import type { NodeInfo } from "../kube/node.ts";
 import type { Logger } from "../log/logger.ts";
 import { deleteChains } from "../net/iptables.ts";
@@ -241,9 +241,26 @@ function createLegacyRemoval(log: Logger, remove: DeleteChains, now: () => numbe
 
 const addressMemo = new WeakMap<ReadonlyMap<string, NodeInfo>, Map<string, readonly string[]>>();
 
-/** Node name -> its addresses (what explain needs to know a pod's own node), once per list. */
+/**
+ * Node name -> its addresses (what explain needs to know a pod's own node), once per list: its
+ * node addresses and its bridge's (the first of each podCIDR), which the node's own traffic to
+ * its pods (kubelet probes) leaves from and which the forward hook never sees.
+ */
 function addressesOf(nodes: ReadonlyMap<string, NodeInfo>): Map<string, readonly string[]> {
   let m = addressMemo.get(nodes);
-  if (!m) addressMemo.set(nodes, m = new Map([...nodes.values()].map((n) => [n.name, n.ips])));
+  if (!m) {
+    m = new Map([...nodes.values()].map((n) => [n.name, [...n.ips, ...bridgeAddresses(n)]]));
+    addressMemo.set(nodes, m);
+  }
   return m;
+}
+
+function bridgeAddresses(node: NodeInfo): string[] {
+  return node.podCIDRs.flatMap((c) => {
+    try {
+      return [formatIp(gatewayOf(parseCidr(c)))];
+    } catch {
+      return []; // a podCIDR we cannot read has no bridge of ours
+    }
+  });
 }

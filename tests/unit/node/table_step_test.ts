@@ -130,3 +130,16 @@ Deno.test("createTableStep() on a full resync repairs a table the kernel lost, a
   ]);
   assertEquals(log.lines("nftables table synced").map((f) => f.whole), [true, true]);
 });
+
+Deno.test("createTableStep() explains a node's bridge address as that node (its probes are never filtered)", async () => {
+  const { step, run } = tableStep({ policy: true });
+  await run(stateWith(DENY_X));
+  const fromBridge = { from: "10.244.1.1", to: "x/a", port: 80, protocol: "TCP" } as const;
+  assertEquals(step.explain(fromBridge).allowed, true);
+  assertEquals(
+    step.explain(fromBridge).ingress.reason,
+    "always allowed: traffic between a pod and its own node",
+  );
+  // Another node's bridge is not x/a's node: its traffic crosses the forward hook.
+  assertEquals(step.explain({ ...fromBridge, from: "10.244.2.1" }).allowed, false);
+});
