@@ -163,6 +163,24 @@ export function isPodKnown(
 }
 
 /**
+ * The key the binding's pod has in {@linkcode podsWithBindings}' map (and so in a compiled plan):
+ * `namespace/name` when the pod is known, else its synthetic pod's key in
+ * {@linkcode ISOLATED_NAMESPACE}. For compiling just the admitted pod (`CompileOptions.pods`).
+ *
+ * @example
+ * podKeyOf(binding, state.pods, "n1"); // "x/web-0", or "mycni:isolated/x_web-0"
+ */
+export function podKeyOf(
+  binding: PodBinding,
+  pods: ReadonlyMap<string, PodInfo>,
+  node: string,
+): string {
+  return isPodKnown(binding, pods, node)
+    ? objectKey(binding.pod!.namespace, binding.pod!.name)
+    : objectKey(ISOLATED_NAMESPACE, isolatedName(binding));
+}
+
+/**
  * The pods policy is compiled from on `node`: the API's pods, each pod bound here with exactly
  * the addresses bound to it (and on this node), every address bound here taken from every other
  * pod, and a synthetic pod in {@linkcode ISOLATED_NAMESPACE} per pod that is not known yet. Pods
@@ -182,9 +200,7 @@ export function podsWithBindings(
   for (const b of bindings.values()) {
     for (const ip of b.ips) bound.add(ip);
     const into = isPodKnown(b, pods, node) ? known : unknown;
-    const key = into === known
-      ? objectKey(b.pod!.namespace, b.pod!.name)
-      : objectKey(ISOLATED_NAMESPACE, isolatedName(b));
+    const key = podKeyOf(b, pods, node);
     const ips = into.get(key);
     if (ips === undefined) into.set(key, [...b.ips]);
     else ips.push(...b.ips.filter((ip) => !ips.includes(ip)));

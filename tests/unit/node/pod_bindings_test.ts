@@ -9,6 +9,7 @@ import {
   isPodKnown,
   type PodBinding,
   type PodBindings,
+  podKeyOf,
   podsWithBindings,
   releasePod,
 } from "../../../lib/node/pod_bindings.ts";
@@ -118,6 +119,9 @@ Deno.test("podsWithBindings() isolates a pod until known: unknown Pod, no CNI_AR
     ],
   );
   assertEquals(pods.get("x/moved")?.ips, ["10.244.2.4"], "the other node's pod keeps its own");
+  for (const binding of b.values()) {
+    assertEquals(pods.get(podKeyOf(binding, api, "n1"))?.ips, binding.ips, binding.containerId);
+  }
   assert(isPodKnown(web([]), new Map([["x/web", pod("x/web", { node: "" })]]), "n1"));
 });
 
@@ -174,6 +178,7 @@ Deno.test("applyBindings() lets a known pod's policies decide as soon as ADD bou
     node: "n1",
   });
   assertEquals(plan.targets.map((t) => [t.pod, t.ips]), [["x/web", ["10.244.1.6"]]]);
+  assertEquals(podKeyOf(web(["10.244.1.6"]), state.pods, "n1"), "x/web");
   assertEquals(allowed(plan, "x/client", "10.244.2.3", "x/web", "10.244.1.6"), true);
   assertEquals(allowed(plan, "x/other", "10.244.2.4", "x/web", "10.244.1.6"), false);
 });
