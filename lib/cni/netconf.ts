@@ -32,6 +32,11 @@ export interface NetConf {
   readonly ipMasq: boolean;
   readonly logFile: string;
   readonly logLevel: LogLevel;
+  /**
+   * The node agent's admission socket: ADD asks it before returning, DEL tells it, STATUS pings
+   * it (DESIGN.md "Pod lifecycle"). Absent: the plugin asks nobody.
+   */
+  readonly agentSocket?: string;
   readonly prevResult?: Result;
   /** GC only: what the runtime still uses. */
   readonly validAttachments?: readonly Attachment[];
@@ -121,6 +126,7 @@ export function parseNetConf(json: unknown): NetConf {
     ipMasq: field.boolean(o, "ipMasq", false),
     logFile: field.string(o, "logFile", DEFAULT_LOG_FILE),
     logLevel: logLevel as LogLevel,
+    ...parseAgentSocket(o),
     prevResult: o.prevResult === undefined || o.prevResult === null
       ? undefined
       : parseResult(o.prevResult, "prevResult"),
@@ -173,6 +179,21 @@ function parsePodCidrs(o: Record<string, unknown>, delegated: boolean): Cidr[] {
     throw invalid("podCIDRs", "podcidr or podCIDRs is required when ipam is not set");
   }
   return cidrs;
+}
+
+// sun_path holds 108 bytes with the terminating NUL.
+const MAX_SOCKET_PATH = 107;
+
+function parseAgentSocket(o: Record<string, unknown>): { agentSocket?: string } {
+  if (o.agentSocket === undefined) return {};
+  const path = field.string(o, "agentSocket", undefined);
+  // The runtime's working directory is nobody's business: a relative path would name a
+  // different socket for each runtime.
+  if (!path.startsWith("/")) throw invalid("agentSocket", `"${path.slice(0, 64)}" is not absolute`);
+  if (new TextEncoder().encode(path).length > MAX_SOCKET_PATH) {
+    throw invalid("agentSocket", `longer than ${MAX_SOCKET_PATH} bytes (a unix socket's limit)`);
+  }
+  return { agentSocket: path };
 }
 
 function parseAttachments(o: Record<string, unknown>): Attachment[] | undefined {

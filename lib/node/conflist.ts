@@ -10,10 +10,18 @@ export interface ConflistInput {
   readonly mtu: number;
   /** Chain the reference `portmap` plugin (a `portmap` binary is in the CNI bin dir). */
   readonly portmap: boolean;
+  /**
+   * The agent's admission socket, when it enforces policy: the plugin then asks it before each
+   * ADD returns. Absent: the plugin asks nobody (and the field is not written).
+   */
+  readonly agentSocket?: string;
 }
 
 /** Name of the conflist file in the CNI conf dir. */
 export const CONFLIST_NAME = "10-mycni.conflist";
+
+/** The conflist's network `name`: also the IPAM state directory under `dataDir`. */
+export const NETWORK_NAME = "mycni";
 
 /**
  * The conflist text (stable, so "changed" is a string compare).
@@ -31,6 +39,7 @@ export function renderConflist(input: ConflistInput): string {
     logFile: input.logFile,
     mtu: input.mtu,
     hairpinMode: true,
+    ...(input.agentSocket === undefined ? {} : { agentSocket: input.agentSocket }),
     // Runtimes that pin addresses (podman --ip/--ip6) pass them as runtimeConfig.ips, and only to
     // a plugin that declares the capability; kubelet never does.
     capabilities: { ips: true },
@@ -41,7 +50,7 @@ export function renderConflist(input: ConflistInput): string {
   const conf = {
     cniVersion: "1.0.0",
     cniVersions: ["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
-    name: "mycni",
+    name: NETWORK_NAME,
     plugins,
   };
   return JSON.stringify(conf, null, 2) + "\n";

@@ -26,6 +26,8 @@ export interface AgentOptions {
   readonly noMasqueradeCidrs: readonly string[];
   /** `--network-policy`: enforce NetworkPolicy (API mode only). */
   readonly networkPolicy: boolean;
+  /** `--agent-socket`: where the plugin asks for admission (written into the conflist). */
+  readonly agentSocket: string;
   // Backends (DESIGN.md "Backends").
   /** How other nodes' podCIDRs are reached: per peer (`auto`), or forced. */
   readonly backend: BackendMode;
@@ -62,6 +64,8 @@ export const USAGE =
                           next to this program)
   --no-masquerade-cidr CIDR  destination that keeps the pod's address, repeatable
   --network-policy BOOL   enforce NetworkPolicy, API mode (default true)
+  --agent-socket PATH     admission socket the plugin asks before an ADD returns, written
+                          into the conflist as agentSocket (default /run/mycni/agent.sock)
   --once                  install and sync once, then exit
   --uninstall             remove the conflist, the plugin, our rules and routes, then exit
   --health-addr ADDR      /healthz and /metrics (default 127.0.0.1:9749)
@@ -97,6 +101,7 @@ export function parseAgentArgs(
     "cluster-cidr": { type: "string", multiple: true, default: [] },
     "no-masquerade-cidr": { type: "string", multiple: true, default: [] },
     "network-policy": { type: "string", default: "true" },
+    "agent-socket": { type: "string", default: DEFAULT_AGENT_SOCKET },
     "plugin-src": { type: "string" },
     "health-addr": { type: "string", default: DEFAULT_HEALTH_ADDR },
     once: { type: "boolean", default: false },
@@ -148,6 +153,7 @@ export function parseAgentArgs(
     pluginSrc: values["plugin-src"] ?? env.MYCNI_PLUGIN_SRC,
     noMasqueradeCidrs,
     networkPolicy,
+    agentSocket: socketPath(values["agent-socket"]!),
     ...parseBackendFlags(values.backend!, values["vxlan-vni"]!, values["vxlan-port"]!),
   };
 }
@@ -174,6 +180,21 @@ function parseBackendFlags(
     vxlanVni: int("--vxlan-vni", vni, 0xffffff, 0),
     vxlanPort: int("--vxlan-port", port, 65535, 1),
   };
+}
+
+/** `--agent-socket`'s default (DESIGN.md "Node agent contract"). */
+export const DEFAULT_AGENT_SOCKET = "/run/mycni/agent.sock";
+
+/** `--agent-socket`: absolute (the plugin runs from the runtime's cwd) and fits sun_path. */
+function socketPath(path: string): string {
+  if (!path.startsWith("/")) {
+    throw new UsageError(`--agent-socket wants an absolute path, got "${path}"`);
+  }
+  // sun_path is 108 bytes with the NUL; the plugin refuses a longer one (lib/cni/netconf.ts).
+  if (new TextEncoder().encode(path).length > 107) {
+    throw new UsageError(`--agent-socket is longer than 107 bytes (a unix socket's limit)`);
+  }
+  return path;
 }
 
 /** Repeated (or comma-separated) CIDR flags, each a strict CIDR. */

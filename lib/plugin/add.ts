@@ -15,6 +15,7 @@ import {
   type VethPlan,
 } from "../net/link.ts";
 import { defaultRouteMtu } from "../net/mtu.ts";
+import { admitPod } from "./admission.ts";
 import { EEXIST, NetlinkError, Rtnl } from "../net/netlink.ts";
 import { planVeth, podAddress } from "./plan.ts";
 import { checkNetns, ipamFor, type Request } from "./request.ts";
@@ -56,6 +57,12 @@ export async function add(req: Request): Promise<Result> {
         containerId: env.containerId,
         addrs: masqAddrs(addresses),
       });
+    }
+    // Last, so the pod's addresses are final; before the result, so no container of the pod
+    // runs before the agent enforces its policy (DESIGN.md "Pod lifecycle").
+    if (conf.agentSocket) {
+      await admitPod(req, conf.agentSocket, addresses.map((a) => bareIp(a.address)), undo);
+      lap("admit");
     }
     return resultOf(plan, bridgeMac, ipamResult);
   } catch (err) {
@@ -140,6 +147,11 @@ function podRoutes(routes: readonly Route[], addresses: readonly PodAddress[]): 
     for (const r of mine) if (!out.some((o) => o.dst === r.dst)) out.push(r);
   }
   return out;
+}
+
+/** "10.244.1.5/24" -> "10.244.1.5" (PodAddress holds canonical text). */
+function bareIp(address: string): string {
+  return address.slice(0, address.indexOf("/"));
 }
 
 function masqAddrs(addresses: readonly PodAddress[]) {

@@ -2,6 +2,7 @@
 // it is found without the netns or prevResult (containerd's second DEL, ctr, after a reboot).
 import { teardownIpMasq } from "../net/iptables.ts";
 import { deleteLink } from "../net/link.ts";
+import { releaseAtAgent } from "./admission.ts";
 import { hostVethName } from "./plan.ts";
 import { ipamFor, type Request } from "./request.ts";
 import { stepTimer } from "./steps.ts";
@@ -14,6 +15,14 @@ export async function del(req: Request): Promise<void> {
   req.log.vethDeleted = deleteLink(hostVeth);
   lap("veth");
   if (conf.ipMasq) await teardownIpMasq(conf.name, env.containerId);
+  // After the veth is gone (the pod can no longer send from its addresses) and before IPAM
+  // frees them (their next owner inherits nothing): best effort, DEL never fails on it.
+  if (conf.agentSocket) {
+    req.log.agent = await releaseAtAgent(req, conf.agentSocket);
+    lap("agent");
+  }
+  // TODO(#18): remove the conntrack entries of the attachment's addresses here (read from IPAM
+  // before the release below), so a UDP flow does not reach the address's next owner.
   // Released after the veth is gone, so the address is never on two live interfaces.
   await ipamFor(req).del();
   lap("ipam");

@@ -1,9 +1,11 @@
 // STATUS (spec 1.1): ready when ADD could succeed: the IPAM state is usable and has room (or the
 // delegated IPAM plugin says it is ready), and, with ipMasq, iptables is on the node. The
-// datapath itself needs nothing on the node: ADD, DEL, CHECK and GC speak netlink.
+// datapath itself needs nothing on the node: ADD, DEL, CHECK and GC speak netlink. With
+// agentSocket, the agent must answer a ping (ADD asks it to admit each pod).
 // Error 50 otherwise.
 import { CniError, ErrorCode } from "../cni/errors.ts";
 import { missingTools } from "../net/tools.ts";
+import { pingAgent } from "./admission.ts";
 import { ipamFor, type Request } from "./request.ts";
 
 /** What ADD and DEL exec on the node for `ipMasq` (the plugin runs on the host). */
@@ -33,4 +35,6 @@ export async function status(req: Request): Promise<void> {
     }
   }
   await ipamFor(req).status();
+  // ADD cannot succeed while the agent that admits pods does not answer.
+  if (conf.agentSocket) await pingAgent(conf.agentSocket);
 }

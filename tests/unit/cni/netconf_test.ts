@@ -33,6 +33,13 @@ Deno.test("parseNetConf() takes podcidr and podCIDRs together as one dual-stack 
   assertEquals(conf.podCIDRs.map(formatCidr), ["10.244.1.0/24", "fd00:10:244:1::/64"]);
 });
 
+Deno.test("parseNetConf() takes agentSocket only when given", () => {
+  assertEquals(parseNetConf(base).agentSocket, undefined);
+  assertEquals("agentSocket" in parseNetConf(base), false);
+  const conf = parseNetConf({ ...base, agentSocket: "/run/mycni/agent.sock" });
+  assertEquals(conf.agentSocket, "/run/mycni/agent.sock");
+});
+
 Deno.test("parseNetConf() ignores unknown fields", () => {
   assertEquals(parseNetConf({ ...base, somethingNew: { x: 1 } }).name, "mycni");
 });
@@ -65,6 +72,15 @@ const bad: [string, Record<string, unknown>, number, RegExp][] = [
     /podCIDRs\[0\]/,
   ],
   ["ipam not an object", { ...base, ipam: "host-local" }, 7, /"ipam"/],
+  ["agentSocket as number", { ...base, agentSocket: 1 }, 7, /"agentSocket": want a string/],
+  ["agentSocket null", { ...base, agentSocket: null }, 7, /"agentSocket": want a string/],
+  ["agentSocket relative", { ...base, agentSocket: "agent.sock" }, 7, /"agentSocket".*absolute/],
+  [
+    "agentSocket past sun_path",
+    { ...base, agentSocket: "/" + "s".repeat(107) },
+    7,
+    /"agentSocket": longer than 107 bytes/,
+  ],
   ["ipam type with slash", { ...base, ipam: { type: "../x" } }, 7, /"ipam.type"/],
   [
     "valid-attachments not a list",

@@ -191,6 +191,7 @@ Deno.test("parseAgentArgs() takes the DaemonSet's args in a pod, values as the m
       ["--cni-conf-dir", opts.cniConfDir],
       ["--cni-data-dir", opts.cniDataDir],
       ["--log-file", opts.logFile],
+      ["--agent-socket", opts.agentSocket],
     ] as const
   ) {
     if (value(flag) !== undefined) assert.equal(got, value(flag), flag);
@@ -219,6 +220,7 @@ Deno.test("DaemonSet mounts every path its args name from the same path on the h
     value("--cni-conf-dir", "/etc/cni/net.d"),
     value("--cni-data-dir", "/var/lib/cni/networks"),
     posix.dirname(value("--log-file", "/var/log/mycni.log")),
+    posix.dirname(value("--agent-socket", "/run/mycni/agent.sock")),
     "/run/xtables.lock",
   ];
   for (const path of paths) {
@@ -230,6 +232,10 @@ Deno.test("DaemonSet mounts every path its args name from the same path on the h
   }
   const lock = podSpec.volumes?.find((v) => v.hostPath?.path === "/run/xtables.lock");
   assert.deepEqual(lock?.hostPath?.type, "FileOrCreate");
+  // The agent makes the socket; the directory must be there (and shared) before it starts.
+  const socketDir = posix.dirname(value("--agent-socket", "/run/mycni/agent.sock"));
+  const sockets = podSpec.volumes?.find((v) => v.hostPath?.path === socketDir);
+  assert.deepEqual(sockets?.hostPath?.type, "DirectoryOrCreate", `hostPath ${socketDir}`);
 });
 
 Deno.test("DaemonSet is privileged or has exactly NET_ADMIN, NET_RAW and SYS_ADMIN", () => {

@@ -11,6 +11,15 @@ Deno.test("parseAgentArgs() applies the contract's defaults", () => {
   assertEquals(o.healthAddr, { hostname: "127.0.0.1", port: 9749 });
   assertEquals(o.clusterCidrs, []);
   assertEquals([o.once, o.uninstall, o.kube], [false, false, undefined]);
+  assertEquals(o.agentSocket, "/run/mycni/agent.sock");
+});
+
+Deno.test("parseAgentArgs() takes --agent-socket, absolute and within a unix socket's limit", () => {
+  const args = ["--node-name", "n1", "--nodes-file", "f", "--agent-socket"];
+  assertEquals(parseAgentArgs([...args, "/var/run/x/a.sock"], {}).agentSocket, "/var/run/x/a.sock");
+  assertThrows(() => parseAgentArgs([...args, "a.sock"], {}), /--agent-socket wants an absolute/);
+  assertThrows(() => parseAgentArgs([...args, "/" + "s".repeat(107)], {}), /longer than 107/);
+  assertThrows(() => parseAgentArgs(args, {}), UsageError);
 });
 
 Deno.test("parseAgentArgs() takes repeated --cluster-cidr and the in-cluster service account", () => {
