@@ -8,7 +8,7 @@ import type { ClusterState, RunOptions } from "./sync.ts";
 
 /** Datapath re-check (routes someone deleted come back) even when no node changed, as flannel. */
 export const RESYNC_MS = 10_000;
-/** A reconcile that failed (an `ip`, `nft` or `iptables` error) is retried sooner: 0.5 s, doubling. */
+/** A reconcile that failed (a refused netlink change, `nft` or `iptables`) is retried sooner: 0.5 s, doubling. */
 export const RETRY_FIRST_MS = 500;
 
 /** The collections NetworkPolicy is computed from, as the informers hold them. */

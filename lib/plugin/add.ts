@@ -76,8 +76,8 @@ export async function add(req: Request): Promise<Result> {
  * Everything ADD asks of the kernel, in order: the bridge, the veth pair, the pod side, the host
  * side; returns the bridge's MAC. `on.lap(step)` marks the end of each step for the log line
  * ("bridge", "pod", "attach"); `on.vethCreated()` runs once the pair exists. The latency bench
- * (bench/plugin_latency.ts) times this same function in a warm process as the kernel's share of
- * an ADD, so the two cannot drift apart.
+ * does not time this function as the kernel's share: it times a fixed netlink sequence any bridge
+ * plugin needs (bench/plugin_latency.ts), so what this adds beyond it counts as mycni's own cost.
  *
  * @example
  * const mac = await wirePod(plan, { lap: () => {}, vethCreated: () => {} });
