@@ -126,7 +126,8 @@ const POLL_MS = 250;
 export class NflogSubscriber implements Disposable {
   readonly stats: NflogStats = { packets: 0, overruns: 0, lost: 0, unparsed: 0 };
   #buf = bytes(65536);
-  #nextSeq: number | undefined;
+  // A new instance numbers its messages from 0 (NFULNL_CFG_F_SEQ): a loss at the start counts.
+  #nextSeq = 0;
   #pending: NflogPacket[] = [];
 
   private constructor(private fd: number, readonly group: number, readonly netns: string) {}
@@ -214,7 +215,7 @@ export class NflogSubscriber implements Disposable {
     const { packet, seq } = parseNflogPacket(body, Date.now());
     if (seq !== undefined) {
       // uint32 arithmetic: the kernel's counter wraps.
-      if (this.#nextSeq !== undefined) this.stats.lost += (seq - this.#nextSeq) >>> 0;
+      this.stats.lost += (seq - this.#nextSeq) >>> 0;
       this.#nextSeq = (seq + 1) >>> 0;
     }
     if (packet.family === undefined) this.stats.unparsed++;
