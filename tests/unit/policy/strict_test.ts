@@ -144,7 +144,8 @@ Deno.test("affectedAddresses() stands the target for a wide removed range (an ip
       ingress: [{ from: [{ ipBlock: { cidr } }] }],
     });
   const wide = n2(e2eCluster([block("10.0.0.0/16")]));
-  assertEquals(affectedAddresses(wide, n2(e2eCluster([block("10.0.0.0/24")]))), [YB]);
+  const narrowed = affectedAddresses(wide, n2(e2eCluster([block("10.0.0.0/24")])));
+  assertEquals(narrowed.length > 10 ? `${narrowed.length} addresses` : narrowed, [YB]);
   // A narrowing by a few addresses lists them: /30 -> /31 drops .2 and .3.
   const small = n2(e2eCluster([block("10.0.5.0/30")]));
   assertEquals(affectedAddresses(small, n2(e2eCluster([block("10.0.5.0/31")]))), [
