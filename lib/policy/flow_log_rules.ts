@@ -207,3 +207,19 @@ export function flowLogDeclarations(o: FlowLogObjects): string[] {
     ...o.sets.map((s) => `  set ${s.name} { ${s.decl} }`),
   ];
 }
+
+/**
+ * The objects as commands adding them to an existing table `table` (e.g. "inet mycni"): the
+ * difference from a table without them, before any rule that uses them.
+ *
+ * @example
+ * flowLogAdditions("inet mycni", flowLogObjects(100))[1];
+ * // "add limit inet mycni flowlog { rate 100/second burst 100 packets }"
+ */
+export function flowLogAdditions(table: string, o: FlowLogObjects): string[] {
+  return [
+    ...o.counters.map((c) => `add counter ${table} ${c}`),
+    `add limit ${table} ${o.limit.name} { ${o.limit.spec} }`,
+    ...o.sets.map((s) => `add set ${table} ${s.name} { ${s.decl} }`),
+  ];
+}

@@ -4,11 +4,18 @@
 // with the log rules before its drop). Dual-stack. Everything lives in the three namespaces.
 import {
   type FlowDecider,
+  flowLogAdditions,
   flowLogDeclarations,
   flowLogObjects,
   flowLogRules,
 } from "../../lib/policy/flow_log_rules.ts";
-import { NFT_TABLE, type NftTable, renderFullTable } from "../../lib/nft/ruleset.ts";
+import {
+  emptyTable,
+  NFT_TABLE,
+  type NftTable,
+  renderFullTable,
+  renderTableChange,
+} from "../../lib/nft/ruleset.ts";
 import { inNetns, run, runOutput } from "../../lib/process/run.ts";
 import { type TempNetns, tempNetns } from "./netns.ts";
 
@@ -95,7 +102,11 @@ export const LAB_CHAIN = "ing_lab";
  * isolated for ingress by `decider`, the flow log objects at `rate` spliced in where the
  * renderer cannot yet say them (a limit, dynamic sets).
  */
-export function labTable(decider: FlowDecider, rate: number, group?: number): string {
+export function labTable(
+  decider: FlowDecider,
+  rate: number,
+  opts: { group?: number; incremental?: boolean } = {},
+): string {
   const map = (f: 4 | 6) => ({
     kind: "map" as const,
     type: `ipv${f}_addr : verdict`,
@@ -104,11 +115,11 @@ export function labTable(decider: FlowDecider, rate: number, group?: number): st
   });
   const table: NftTable = {
     name: `${NFT_TABLE.family} ${NFT_TABLE.name}`,
-    counters: ["ingress_dropped", ...flowLogObjects(rate).counters],
+    counters: ["ingress_dropped"],
     sets: new Map([["ingress4", map(4)], ["ingress6", map(6)]]),
     chains: new Map([
       [LAB_CHAIN, {
-        rules: [...flowLogRules(decider, { group }), "counter name ingress_dropped drop"],
+        rules: [...flowLogRules(decider, opts), "counter name ingress_dropped drop"],
       }],
       ["forward", {
         decl: "type filter hook forward priority filter; policy accept;",
@@ -120,6 +131,15 @@ export function labTable(decider: FlowDecider, rate: number, group?: number): st
       }],
     ]),
   };
+  // The agent's two ways: a difference from what the kernel holds (here: an empty table), the
+  // objects added before the rules that use them; or the whole table with them declared.
+  if (opts.incremental) {
+    return [
+      `table ${table.name} {}`,
+      ...flowLogAdditions(table.name, flowLogObjects(rate)),
+      renderTableChange(emptyTable(table.name), table),
+    ].join("\n");
+  }
   const text = renderFullTable(table);
   const open = `table ${table.name} {\n`;
   const at = text.lastIndexOf(open) + open.length;

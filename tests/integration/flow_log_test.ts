@@ -140,7 +140,7 @@ Deno.test({
 }, async () => {
   await using lab = await flowLab();
   const RATE = 20, BURST = 400;
-  await loadTable(lab.router, labTable(DECIDER, RATE));
+  await loadTable(lab.router, labTable(DECIDER, RATE, { incremental: true }));
   await using c = collect(lab);
   const { sent, ms } = await sendFlows(lab.client, [
     "udp",

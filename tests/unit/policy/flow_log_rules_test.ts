@@ -4,6 +4,7 @@ import {
   cnpPolicyRef,
   FLOW_LOG_GROUP,
   flowDeciderId,
+  flowLogAdditions,
   flowLogDeclarations,
   flowLogIndex,
   flowLogObjects,
@@ -94,6 +95,12 @@ Deno.test("flowLogObjects() declares the limit at the rate, the counter and the 
       "flags dynamic,timeout; timeout 130s; size 65536;",
   );
   assertEquals(flowLogDeclarations(o)[1], "  limit flowlog { rate 250/second burst 250 packets }");
+  assertEquals(flowLogAdditions("inet mycni", o), [
+    "add counter inet mycni flowlog_dropped",
+    "add limit inet mycni flowlog { rate 250/second burst 250 packets }",
+    `add set inet mycni flowlog_seen4 { ${o.sets[0].decl} }`,
+    `add set inet mycni flowlog_seen6 { ${o.sets[1].decl} }`,
+  ]);
   let threw = false;
   try {
     flowLogObjects(0);
