@@ -2,7 +2,14 @@
 import { runAgent } from "./lib/node/agent.ts";
 import { createLogger } from "./lib/log/logger.ts";
 import { runExplain } from "./lib/node/explain_cli.ts";
-import { parseAgentArgs, parseExplainArgs, USAGE, UsageError } from "./lib/node/options.ts";
+import { runFlows } from "./lib/node/flows_cli.ts";
+import {
+  parseAgentArgs,
+  parseExplainArgs,
+  parseFlowsArgs,
+  USAGE,
+  UsageError,
+} from "./lib/node/options.ts";
 
 const log = createLogger();
 const env = Deno.env.toObject();
@@ -20,6 +27,20 @@ if (Deno.args[0] === "explain") {
     Deno.exit(2);
   }
   Deno.exit(await runExplain(args, console.log));
+}
+if (Deno.args[0] === "flows") {
+  let args;
+  try {
+    args = parseFlowsArgs(Deno.args.slice(1));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`mycni-init flows: ${err.message}\n${USAGE}`);
+    Deno.exit(2);
+  }
+  // --follow runs until interrupted: a clean end, not a broken stream.
+  const stop = new AbortController();
+  for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => stop.abort());
+  Deno.exit(await runFlows(args, console.log, stop.signal));
 }
 let opts;
 try {

@@ -34,7 +34,18 @@ export interface AgentOptions {
   /** The VXLAN device's VNI and UDP port. */
   readonly vxlanVni: number;
   readonly vxlanPort: number;
+  // Policy over time and in sight (DESIGN.md "contract — strictness", "contract — flow log").
+  /** `--policy-strict`: a change that denies a flow also cuts its established connections. */
+  readonly policyStrict: boolean;
+  /** `--flow-log`: record denied connection attempts (`denied`), or not (`none`). */
+  readonly flowLog: FlowLogMode;
+  /** `--flow-log-rate`: most flow records per second per node. */
+  readonly flowLogRate: number;
 }
+
+/** What `--flow-log` takes. */
+export const FLOW_LOG_MODES = ["denied", "none"] as const;
+export type FlowLogMode = typeof FLOW_LOG_MODES[number];
 
 /** A bad command line: the entry prints it with the usage and exits 2. */
 export class UsageError extends Error {
@@ -73,10 +84,18 @@ export const USAGE =
                           host-gw or vxlan (every peer)
   --vxlan-vni N           the VXLAN device's VNI (default 1)
   --vxlan-port N          the VXLAN device's UDP port (default 8472)
+  --policy-strict BOOL    a policy change also cuts the established connections it now
+                          denies (default true)
+  --flow-log MODE         denied (default: record every denied connection attempt) or none
+  --flow-log-rate N       most flow records per second per node (default 100)
 
        mycni-init explain --from NS/POD --to NS/POD|IP --port N/PROTO [--health-addr ADDR]
   asks the running agent whether that flow is allowed and which policies decide it
-  (exit 0 allowed, 1 denied, 2 the question could not be answered)`;
+  (exit 0 allowed, 1 denied, 2 the question could not be answered)
+
+       mycni-init flows [--follow] [--json] [--health-addr ADDR]
+  prints the running agent's recent denied flows (--follow: then each new one as it comes;
+  --json: one JSON object per line)`;
 
 /**
  * Parses the command line with `env` supplying defaults. Throws {@linkcode UsageError}.
@@ -109,6 +128,9 @@ export function parseAgentArgs(
     backend: { type: "string", default: "auto" },
     "vxlan-vni": { type: "string", default: "1" },
     "vxlan-port": { type: "string", default: "8472" },
+    "policy-strict": { type: "string", default: "true" },
+    "flow-log": { type: "string", default: "denied" },
+    "flow-log-rate": { type: "string", default: "100" },
   });
   const uninstall = values.uninstall!;
   const nodeName = values["node-name"] ?? env.NODE_NAME ?? "";
@@ -155,6 +177,29 @@ export function parseAgentArgs(
     networkPolicy,
     agentSocket: socketPath(values["agent-socket"]!),
     ...parseBackendFlags(values.backend!, values["vxlan-vni"]!, values["vxlan-port"]!),
+    ...parseFlowFlags(values["policy-strict"]!, values["flow-log"]!, values["flow-log-rate"]!),
+  };
+}
+
+/** `--policy-strict`, `--flow-log`, `--flow-log-rate`, checked. */
+function parseFlowFlags(
+  strict: string,
+  mode: string,
+  rate: string,
+): Pick<AgentOptions, "policyStrict" | "flowLog" | "flowLogRate"> {
+  if (!(FLOW_LOG_MODES as readonly string[]).includes(mode)) {
+    throw new UsageError(`--flow-log wants one of ${FLOW_LOG_MODES.join(", ")}, got "${mode}"`);
+  }
+  // The kernel's limit takes a rate per second of at least 1; past a million a second the log
+  // would be the node's main work.
+  const n = Number(rate);
+  if (!/^\d+$/.test(rate) || n < 1 || n > 1_000_000) {
+    throw new UsageError(`--flow-log-rate wants an integer in 1..1000000, got "${rate}"`);
+  }
+  return {
+    policyStrict: parseBool(strict, "--policy-strict"),
+    flowLog: mode as FlowLogMode,
+    flowLogRate: n,
   };
 }
 
@@ -250,6 +295,34 @@ export function parseExplainArgs(args: readonly string[]): ExplainArgs {
     to,
     port: Number(m[1]),
     protocol: (m[2] ?? "TCP").toUpperCase() as Protocol,
+    healthAddr: parseHostPort(values["health-addr"]!),
+  };
+}
+
+/** `mycni-init flows ...`: how to print, and where the agent listens. */
+export interface FlowsArgs {
+  /** Keep printing new records as they come. */
+  readonly follow: boolean;
+  /** One JSON object per record and line, as the agent logs them. */
+  readonly json: boolean;
+  readonly healthAddr: { readonly hostname: string; readonly port: number };
+}
+
+/**
+ * Parses the arguments after `flows`. Throws {@linkcode UsageError}.
+ *
+ * @example
+ * parseFlowsArgs(["--follow", "--json"]);
+ */
+export function parseFlowsArgs(args: readonly string[]): FlowsArgs {
+  const values = parseFlags(args, {
+    follow: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    "health-addr": { type: "string", default: DEFAULT_HEALTH_ADDR },
+  });
+  return {
+    follow: values.follow!,
+    json: values.json!,
     healthAddr: parseHostPort(values["health-addr"]!),
   };
 }

@@ -1,5 +1,10 @@
 import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
-import { parseAgentArgs, parseExplainArgs, UsageError } from "../../../lib/node/options.ts";
+import {
+  parseAgentArgs,
+  parseExplainArgs,
+  parseFlowsArgs,
+  UsageError,
+} from "../../../lib/node/options.ts";
 
 Deno.test("parseAgentArgs() applies the contract's defaults", () => {
   const o = parseAgentArgs(["--nodes-file", "/n.json"], { NODE_NAME: "n1" });
@@ -143,4 +148,53 @@ Deno.test("parseAgentArgs() rejects an unknown backend, a VNI past 24 bits, a ba
   assertThrows(() => parseAgentArgs([...args, "--vxlan-vni", "16777216"], {}), /--vxlan-vni/);
   assertThrows(() => parseAgentArgs([...args, "--vxlan-port", "0"], {}), /--vxlan-port/);
   assertThrows(() => parseAgentArgs([...args, "--vxlan-port", "8472x"], {}), UsageError);
+});
+
+Deno.test("parseAgentArgs() defaults to --policy-strict true, --flow-log denied, rate 100", () => {
+  const o = parseAgentArgs(["--node-name", "n1", "--nodes-file", "f"], {});
+  assertEquals([o.policyStrict, o.flowLog, o.flowLogRate], [true, "denied", 100]);
+  const v = parseAgentArgs(
+    [
+      "--node-name",
+      "n1",
+      "--nodes-file",
+      "f",
+      "--policy-strict",
+      "false",
+      "--flow-log",
+      "none",
+      "--flow-log-rate",
+      "7",
+    ],
+    {},
+  );
+  assertEquals([v.policyStrict, v.flowLog, v.flowLogRate], [false, "none", 7]);
+});
+
+Deno.test("parseAgentArgs() rejects a bad --policy-strict, --flow-log or --flow-log-rate", () => {
+  const args = ["--node-name", "n1", "--nodes-file", "f"];
+  assertThrows(() => parseAgentArgs([...args, "--policy-strict", "maybe"], {}), /--policy-strict/);
+  assertThrows(() => parseAgentArgs([...args, "--flow-log", "all"], {}), /--flow-log wants one/);
+  for (const rate of ["0", "-1", "1.5", "x", "1000001"]) {
+    assertThrows(
+      () => parseAgentArgs([...args, `--flow-log-rate=${rate}`], {}),
+      /--flow-log-rate wants/,
+      rate,
+    );
+  }
+});
+
+Deno.test("parseFlowsArgs() takes --follow, --json and --health-addr, and nothing else", () => {
+  assertEquals(parseFlowsArgs([]), {
+    follow: false,
+    json: false,
+    healthAddr: { hostname: "127.0.0.1", port: 9749 },
+  });
+  assertEquals(parseFlowsArgs(["--follow", "--json", "--health-addr", "[::1]:9000"]), {
+    follow: true,
+    json: true,
+    healthAddr: { hostname: "::1", port: 9000 },
+  });
+  assertThrows(() => parseFlowsArgs(["--from", "x/a"]), UsageError);
+  assertThrows(() => parseFlowsArgs(["extra"]), UsageError);
 });
