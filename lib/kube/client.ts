@@ -1,13 +1,7 @@
 // A minimal Kubernetes API client: list and watch a collection (nodes, pods, namespaces,
 // networkpolicies) over fetch, with a bearer token and a CA bundle. Read-only: the agent never
 // writes to the API. Enough for the agent, nothing more.
-import {
-  GoneError,
-  NotFoundError,
-  parseWatchEvent,
-  readLines,
-  type WatchEvent,
-} from "./watch.ts";
+import { GoneError, NotFoundError, parseWatchEvent, readLines, type WatchEvent } from "./watch.ts";
 
 /** Where the API server is and how to authenticate. */
 export interface KubeConfig {
