@@ -286,10 +286,12 @@ export async function applyDelta(
   const cnps = (s: PolicySet) =>
     byKey(instantiateDualStack(s.clusterNetworkPolicies, (k) => world.addresses.pods.get(k)!));
   const nps = (s: PolicySet) => byKey(s.networkPolicies as Record<string, unknown>[]);
-  for (const [resource, was, now] of [
-    ["clusternetworkpolicies", cnps(from), cnps(to)],
-    ["networkpolicies", nps(from), nps(to)],
-  ] as const) {
+  for (
+    const [resource, was, now] of [
+      ["clusternetworkpolicies", cnps(from), cnps(to)],
+      ["networkpolicies", nps(from), nps(to)],
+    ] as const
+  ) {
     for (const [key, obj] of now) {
       if (JSON.stringify(was.get(key)) === JSON.stringify(obj)) continue;
       await cluster.apiPut(resource, obj);

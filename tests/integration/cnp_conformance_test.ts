@@ -51,7 +51,8 @@ interface Outcome {
 }
 
 Deno.test({
-  name: "ClusterNetworkPolicy conformance (network-policy-api v0.2.0) on a 3-node dual-stack cluster",
+  name:
+    "ClusterNetworkPolicy conformance (network-policy-api v0.2.0) on a 3-node dual-stack cluster",
   ignore: !canRunPrivileged,
   sanitizeOps: false,
   sanitizeResources: false,
