@@ -2,12 +2,13 @@
 // router (two nodes on each), two pods per node, the real agent on every node (watching a
 // stand-in API server) and pods made by the real plugin; prints which backend each node pair uses
 // (host-gw on a segment, VXLAN across) and who reaches whom (ping + TCP, with the source address
-// each destination saw), then a NetworkPolicy act, then tears it all down. Exits 1 if any check
+// each destination saw), then a NetworkPolicy act and a ClusterNetworkPolicy act, then tears it
+// all down. Exits 1 if any check
 // failed. `--static` runs the agents from a nodes file instead (no policy act), `--manual` wires
 // everything by hand (no mycni at all).
 import { canRunPrivileged } from "../tests/harness/netns.ts";
 import { backendTable } from "../tests/harness/backends.ts";
-import { policyAct } from "./demo_policy.ts";
+import { clusterPolicyAct, policyAct } from "./demo_policy.ts";
 import { type Cluster, type ClusterMode, startCluster } from "../tests/harness/cluster.ts";
 import {
   type Check,
@@ -76,12 +77,9 @@ async function main(): Promise<number> {
   printExternal(checks);
   let ok = printSummary(checks);
   if (mode === "api") {
-    ok = await policyAct(cluster, {
-      line: (l) => console.log(colour(l)),
-      bold,
-      ok: green,
-      bad: red,
-    }) && ok;
+    const out = { line: (l: string) => console.log(colour(l)), bold, ok: green, bad: red };
+    ok = await policyAct(cluster, out) && ok;
+    ok = await clusterPolicyAct(cluster, out) && ok;
   }
   if (!ok) console.log(red(describeFailures(checks)) + (await cluster.logs(10)));
   console.log(dim(`tearing down cluster ${cluster.id}...`));

@@ -1,7 +1,7 @@
 // A minimal Kubernetes API client: list and watch a collection (nodes, pods, namespaces,
 // networkpolicies) over fetch, with a bearer token and a CA bundle. Read-only: the agent never
 // writes to the API. Enough for the agent, nothing more.
-import { GoneError, parseWatchEvent, readLines, type WatchEvent } from "./watch.ts";
+import { GoneError, NotFoundError, parseWatchEvent, readLines, type WatchEvent } from "./watch.ts";
 
 /** Where the API server is and how to authenticate. */
 export interface KubeConfig {
@@ -67,7 +67,8 @@ export class KubeClient implements Disposable {
   }
 
   /**
-   * Lists the collection at `path` (e.g. `/api/v1/pods`), following `continue` pages.
+   * Lists the collection at `path` (e.g. `/api/v1/pods`), following `continue` pages. A
+   * collection the server does not serve (a CRD not installed) throws {@linkcode NotFoundError}.
    *
    * @example
    * const { items, resourceVersion } = await client.list("/api/v1/namespaces");
@@ -92,7 +93,8 @@ export class KubeClient implements Disposable {
   /**
    * Watches the collection at `path` from `resourceVersion`, yielding events until the server
    * ends the stream. A 410 (as an HTTP status or as an ERROR event) throws
-   * {@linkcode GoneError}.
+   * {@linkcode GoneError}; a collection the server does not serve (404) throws
+   * {@linkcode NotFoundError}, as {@linkcode list} does.
    */
   async *watch(
     path: string,
@@ -127,6 +129,7 @@ export class KubeClient implements Disposable {
     if (res.ok) return res;
     const text = (await res.text().catch(() => "")).slice(0, 200);
     if (res.status === 410) throw new GoneError(text);
+    if (res.status === 404) throw new NotFoundError(path.split("?")[0], text);
     throw new Error(`GET ${path} answered ${res.status}: ${text}`);
   }
 

@@ -1,11 +1,12 @@
 // List + watch of one collection, kept as a map by key: list, watch from the list's
 // resourceVersion, re-list on 410 Gone and on a timer, reconnect with backoff when the stream
 // breaks (client-go's reflector, reduced to what the agent needs). The caller is told about
-// every change that matters and about whether the watch is healthy.
+// every change that matters and about whether the watch is healthy. A collection that may not
+// be served (a CRD's) can be absent: that is an empty collection, listed again on a timer.
 import type { Logger } from "../log/logger.ts";
 import { sleep } from "../time/sleep.ts";
 import type { KubeClient } from "./client.ts";
-import { GoneError } from "./watch.ts";
+import { GoneError, NotFoundError } from "./watch.ts";
 
 /** What one object of the collection turned into: a value under a key, or why it was skipped. */
 export type Parsed<T> =
@@ -39,6 +40,17 @@ export interface InformerOptions<T> {
   readonly relistMs?: number;
   /** First backoff after an error (doubles to 30 s). */
   readonly backoffMs?: number;
+  /**
+   * The collection may not be served (a CustomResourceDefinition's, which a cluster may not have
+   * installed): a list answering 404 is then no failure but an empty collection, and the watch
+   * counts as up (nothing is wrong). It is listed again every `retryMs` until it is served,
+   * and after a watch answering 404 (the CRD removed).
+   */
+  readonly optional?: {
+    readonly retryMs: number;
+    /** Called when the list first answers 404 (false), and when it answers again (true). */
+    readonly onServed: (served: boolean) => void;
+  };
 }
 
 const MAX_BACKOFF_MS = 30_000;
@@ -51,11 +63,12 @@ const MAX_BACKOFF_MS = 30_000;
  * await runInformer(client, { path: "/api/v1/namespaces", what: "namespaces", parse, keyOf, same, ...cb });
  */
 export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T>): Promise<void> {
-  const items = new Map<string, T>();
-  const skipped = new Map<string, string>();
+  const { items, skipped, apply } = itemStore(opts);
   const relistMs = opts.relistMs ?? 300_000;
   const firstBackoff = opts.backoffMs ?? 500;
   let backoff = firstBackoff;
+  // Whether the collection is served; undefined until the first list says.
+  let served: boolean | undefined;
   const fail = async (err: unknown, what: string) => {
     if (opts.signal.aborted) return;
     const error = `${what}: ${(err as Error).message}`;
@@ -64,36 +77,35 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
     await sleep(backoff, opts.signal);
     backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
   };
-  // Returns whether the map changed.
-  const apply = (obj: unknown, deleted: boolean): boolean => {
-    if (deleted) {
-      const key = opts.keyOf(obj);
-      skipped.delete(key);
-      return items.delete(key);
+  // A collection not served is an empty one: said once (and handed over once), then looked for
+  // again every retryMs.
+  const absent = async (optional: NonNullable<InformerOptions<T>["optional"]>) => {
+    if (served !== false) {
+      opts.log.warn("collection not served: running without it", {
+        resource: opts.what,
+        path: opts.path,
+        retryInMs: optional.retryMs,
+      });
+      served = false;
+      skipped.clear();
+      items.clear();
+      optional.onServed(false);
+      opts.onChange(items, true);
     }
-    const parsed = opts.parse(obj);
-    if (!parsed.ok) {
-      if (skipped.get(parsed.key) !== parsed.reason) {
-        opts.log.warn("object skipped", {
-          resource: opts.what,
-          key: parsed.key,
-          reason: parsed.reason,
-        });
-        skipped.set(parsed.key, parsed.reason);
-      }
-      return items.delete(parsed.key);
-    }
-    skipped.delete(parsed.key);
-    const old = items.get(parsed.key);
-    if (old !== undefined && opts.same(old, parsed.value)) return false;
-    items.set(parsed.key, parsed.value);
-    return true;
+    backoff = firstBackoff;
+    opts.onState({ watching: true });
+    await sleep(optional.retryMs, opts.signal);
   };
 
   while (!opts.signal.aborted) {
     let rv: string;
     try {
       const list = await client.list(opts.path, opts.signal);
+      if (opts.optional && served !== true) {
+        if (served === false) opts.log.info("collection served now", { resource: opts.what });
+        served = true;
+        opts.optional.onServed(true);
+      }
       items.clear();
       for (const item of list.items) apply(item, false);
       const keys = new Set(list.items.map(opts.keyOf));
@@ -103,7 +115,8 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
       opts.onChange(items, true);
       opts.onProgress?.(rv);
     } catch (err) {
-      await fail(err, `list ${opts.what}`);
+      if (err instanceof NotFoundError && opts.optional) await absent(opts.optional);
+      else await fail(err, `list ${opts.what}`);
       continue;
     }
     const relistAt = Date.now() + relistMs;
@@ -136,6 +149,7 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
       } catch (err) {
         if (opts.signal.aborted) return;
         if (stop.aborted) break; // time for the periodic re-list
+        if (err instanceof NotFoundError && opts.optional) break; // removed: the list says
         if (err instanceof GoneError) {
           opts.log.info("watch expired, listing again", {
             resource: opts.what,
@@ -151,6 +165,40 @@ export async function runInformer<T>(client: KubeClient, opts: InformerOptions<T
       }
     }
   }
+}
+
+/**
+ * The informer's map, and how an object or its deletion goes into it (returns whether the map
+ * changed). Objects that do not parse are logged once per reason and kept out.
+ */
+function itemStore<T>(opts: InformerOptions<T>) {
+  const items = new Map<string, T>();
+  const skipped = new Map<string, string>();
+  const apply = (obj: unknown, deleted: boolean): boolean => {
+    if (deleted) {
+      const key = opts.keyOf(obj);
+      skipped.delete(key);
+      return items.delete(key);
+    }
+    const parsed = opts.parse(obj);
+    if (!parsed.ok) {
+      if (skipped.get(parsed.key) !== parsed.reason) {
+        opts.log.warn("object skipped", {
+          resource: opts.what,
+          key: parsed.key,
+          reason: parsed.reason,
+        });
+        skipped.set(parsed.key, parsed.reason);
+      }
+      return items.delete(parsed.key);
+    }
+    skipped.delete(parsed.key);
+    const old = items.get(parsed.key);
+    if (old !== undefined && opts.same(old, parsed.value)) return false;
+    items.set(parsed.key, parsed.value);
+    return true;
+  };
+  return { items, skipped, apply };
 }
 
 /** `metadata.resourceVersion` of any object, or "" */

@@ -1,4 +1,5 @@
-// v1.Node JSON -> the agent's NodeInfo: podCIDRs from spec, the address from status.
+// v1.Node JSON -> the agent's NodeInfo: podCIDRs from spec, the address from status, the labels
+// (ClusterNetworkPolicy `nodes` peers select on them).
 
 /** A node as the agent needs it: its name, its addresses and the pod networks it owns. */
 export interface NodeInfo {
@@ -7,6 +8,8 @@ export interface NodeInfo {
   readonly ips: readonly string[];
   /** podCIDRs, as written in `spec.podCIDRs` or the nodes file. */
   readonly podCIDRs: readonly string[];
+  /** `metadata.labels` (a nodes file may give them); absent: none. */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 /** A node we can route to, or why we cannot. */
@@ -15,18 +18,20 @@ export type ParsedNode =
   | { readonly ok: false; readonly name: string; readonly reason: string };
 
 /**
- * Reads `metadata.name`, `spec.podCIDRs` (falling back to the older single `spec.podCIDR`) and
- * the `InternalIP` entries of `status.addresses`. A node without a podCIDR (the controller has
+ * Reads `metadata.name`, `spec.podCIDRs` (falling back to the older single `spec.podCIDR`), the
+ * `InternalIP` entries of `status.addresses` and `metadata.labels` (string values only). A node without a podCIDR (the controller has
  * not allocated one yet) or without an InternalIP is not an error: it comes back as not ok.
  *
  * @example
  * parseKubeNode({ metadata: { name: "n2" }, spec: { podCIDRs: ["10.244.2.0/24"] },
  *   status: { addresses: [{ type: "InternalIP", address: "192.0.2.12" }] } });
- * // { ok: true, node: { name: "n2", ips: ["192.0.2.12"], podCIDRs: ["10.244.2.0/24"] } }
+ * // { ok: true,
+ * //   node: { name: "n2", ips: ["192.0.2.12"], podCIDRs: ["10.244.2.0/24"], labels: {} } }
  */
 export function parseKubeNode(obj: unknown): ParsedNode {
   const o = asRecord(obj);
-  const name = asRecord(o.metadata).name;
+  const metadata = asRecord(o.metadata);
+  const name = metadata.name;
   if (typeof name !== "string" || name === "") {
     return { ok: false, name: "?", reason: "node object has no metadata.name" };
   }
@@ -46,7 +51,10 @@ export function parseKubeNode(obj: unknown): ParsedNode {
     .map((a) => a.address as string);
   if (podCIDRs.length === 0) return { ok: false, name, reason: "no podCIDR allocated yet" };
   if (ips.length === 0) return { ok: false, name, reason: "no InternalIP in status.addresses" };
-  return { ok: true, node: { name, ips, podCIDRs } };
+  const labels = Object.fromEntries(
+    Object.entries(asRecord(metadata.labels)).filter(([, v]) => typeof v === "string"),
+  ) as Record<string, string>;
+  return { ok: true, node: { name, ips, podCIDRs, labels } };
 }
 
 function asRecord(v: unknown): Record<string, unknown> {

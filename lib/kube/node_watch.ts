@@ -1,4 +1,5 @@
-// List + watch of nodes (lib/kube/informer.ts), kept as a map of what routing needs.
+// List + watch of nodes (lib/kube/informer.ts), kept as a map of what routing and
+// ClusterNetworkPolicy `nodes` peers need.
 import type { KubeClient } from "./client.ts";
 import { type InformerOptions, nameOf, runInformer } from "./informer.ts";
 import { type NodeInfo, parseKubeNode } from "./node.ts";
@@ -6,7 +7,7 @@ import { type NodeInfo, parseKubeNode } from "./node.ts";
 /** Callbacks and tuning (mostly for tests): the informer's, over the node map. */
 export type NodeWatchOptions = Pick<
   InformerOptions<NodeInfo>,
-  "signal" | "log" | "onChange" | "onState" | "relistMs" | "backoffMs"
+  "signal" | "log" | "onChange" | "onProgress" | "onState" | "relistMs" | "backoffMs"
 >;
 
 /** Runs until `signal` aborts. Never throws: errors are reported and retried. */
@@ -22,7 +23,14 @@ export async function watchNodes(client: KubeClient, opts: NodeWatchOptions): Pr
         : { ok: false, key: p.name, reason: p.reason };
     },
     keyOf: nameOf,
+    // A relabelled node changes the peers of `nodes` selectors: a change like an address.
     same: (a, b) =>
-      a.ips.join(",") === b.ips.join(",") && a.podCIDRs.join(",") === b.podCIDRs.join(","),
+      a.ips.join(",") === b.ips.join(",") && a.podCIDRs.join(",") === b.podCIDRs.join(",") &&
+      sameLabels(a.labels ?? {}, b.labels ?? {}),
   });
+}
+
+function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>) {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => b[k] === a[k]);
 }

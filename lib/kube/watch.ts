@@ -15,6 +15,17 @@ export class GoneError extends Error {
 }
 
 /**
+ * The server does not serve the collection at all (HTTP 404 on a list or watch): for a
+ * CustomResourceDefinition's collection, the CRD is not installed (or was removed).
+ */
+export class NotFoundError extends Error {
+  constructor(path: string, message: string) {
+    super(`GET ${path} answered 404 (the server does not serve it): ${message}`);
+    this.name = "NotFoundError";
+  }
+}
+
+/**
  * Parses one line of a watch stream; throws on anything that is not a watch event.
  *
  * @example

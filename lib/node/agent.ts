@@ -2,6 +2,10 @@
 // change, until told to stop.
 import { join } from "node:path";
 import { KubeClient } from "../kube/client.ts";
+import {
+  type ClusterPolicyEntry,
+  parseClusterNetworkPolicy,
+} from "../kube/cluster_network_policy.ts";
 import { nameOf, namespacedKeyOf, type Parsed, runInformer } from "../kube/informer.ts";
 import { parseNamespace } from "../kube/namespace.ts";
 import { parseNetworkPolicy } from "../kube/network_policy.ts";
@@ -9,6 +13,7 @@ import { type NodeInfo, parseKubeNode } from "../kube/node.ts";
 import { watchNodes } from "../kube/node_watch.ts";
 import { parsePod } from "../kube/pod.ts";
 import type { NamespaceInfo, PodInfo, PolicyEntry } from "../kube/policy_objects.ts";
+import { NotFoundError } from "../kube/watch.ts";
 import type { Logger } from "../log/logger.ts";
 import { deleteChains } from "../net/iptables.ts";
 import { deleteTable } from "../nft/cli.ts";
@@ -16,7 +21,7 @@ import { flushOwnedRoutes } from "../net/route.ts";
 import { deleteVxlan, VXLAN_DEVICE } from "../net/vxlan.ts";
 import { Rtnl } from "../net/netlink.ts";
 import { CONFLIST_NAME } from "./conflist.ts";
-import { healthHandler, newStatus } from "./health.ts";
+import { type AgentStatus, healthHandler, newStatus } from "./health.ts";
 import { deleteFile, fileExists, PLUGIN_NAME, PLUGIN_RUNTIME_NAME } from "./install.ts";
 import { OWNED_CHAINS } from "./masq.ts";
 import { NFT_TABLE } from "../nft/ruleset.ts";
@@ -88,7 +93,7 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
       onState: sources.reporter("nodes"),
       onChange: (n) => schedule.nodes(n, false),
     })
-    : watchApi(opts, ctx, status.policyEnabled, schedule, sources);
+    : watchApi(opts, ctx, status, schedule, sources);
   const timer = setInterval(() => schedule.resync(), RESYNC_MS);
   await source;
   clearInterval(timer);
@@ -101,7 +106,7 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
 async function watchApi(
   opts: AgentOptions,
   ctx: AgentContext,
-  policy: boolean,
+  status: AgentStatus,
   schedule: Scheduler,
   sources: ReturnType<typeof sourceHealth>,
 ): Promise<void> {
@@ -112,9 +117,11 @@ async function watchApi(
       ...common,
       onState: sources.reporter("nodes"),
       onChange: (n, full) => schedule.nodes(n, full),
+      // Node labels and addresses are ClusterNetworkPolicy peers: a policy source like the rest.
+      onProgress: (rv) => schedule.progress(rv),
     }),
   ];
-  if (policy) {
+  if (status.policyEnabled) {
     watches.push(
       runInformer(client, {
         ...common,
@@ -137,10 +144,25 @@ async function watchApi(
         onProgress: (rv) => schedule.progress(rv),
         onChange: (policies) => schedule.policy({ policies }),
       }),
+      runInformer(client, {
+        ...common,
+        ...CLUSTER_POLICY_INFORMER,
+        // A cluster without the CRD enforces NetworkPolicy alone and asks again every 30 s.
+        optional: {
+          retryMs: CRD_RETRY_MS,
+          onServed: (served) => status.clusterPolicyServed = served,
+        },
+        onState: sources.reporter("clusternetworkpolicies"),
+        onProgress: (rv) => schedule.progress(rv),
+        onChange: (clusterPolicies) => schedule.policy({ clusterPolicies }),
+      }),
     );
   }
   await Promise.all(watches);
 }
+
+/** How often a cluster without the ClusterNetworkPolicy CRD (404) is asked again. */
+export const CRD_RETRY_MS = 30_000;
 
 const POD_INFORMER = {
   path: "/api/v1/pods",
@@ -175,6 +197,17 @@ const POLICY_INFORMER = {
   },
   keyOf: namespacedKeyOf,
   same: (a: PolicyEntry, b: PolicyEntry) => JSON.stringify(a) === JSON.stringify(b),
+};
+
+const CLUSTER_POLICY_INFORMER = {
+  path: "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies",
+  what: "clusternetworkpolicies",
+  parse: (obj: unknown): Parsed<ClusterPolicyEntry> => {
+    const p = parseClusterNetworkPolicy(obj);
+    return p.ok ? { ok: true, key: p.entry.policy.name, value: p.entry } : p;
+  },
+  keyOf: nameOf,
+  same: (a: ClusterPolicyEntry, b: ClusterPolicyEntry) => JSON.stringify(a) === JSON.stringify(b),
 };
 
 /**
@@ -235,6 +268,13 @@ async function runOnce(
             pods: await listOnce(client, POD_INFORMER, log),
             namespaces: await listOnce(client, NAMESPACE_INFORMER, log),
             policies: await listOnce(client, POLICY_INFORMER, log),
+            clusterPolicies: await listOnce(client, CLUSTER_POLICY_INFORMER, log).catch((err) => {
+              if (!(err instanceof NotFoundError)) throw err;
+              log.warn("collection not served: running without it", {
+                resource: CLUSTER_POLICY_INFORMER.what,
+              });
+              return new Map<string, ClusterPolicyEntry>();
+            }),
           }
           : undefined,
       };

@@ -1,6 +1,6 @@
 // `mycni-init explain`: asks the running agent (its health port, loopback only) whether a flow
 // is allowed, and prints the answer for people.
-import type { Explanation } from "../policy/plan.ts";
+import type { ClusterRuleRef, DirectionVerdict, Explanation } from "../policy/plan.ts";
 import type { ExplainArgs } from "./options.ts";
 
 /**
@@ -37,11 +37,15 @@ export async function runExplain(args: ExplainArgs, out: (line: string) => void)
 }
 
 /**
- * The answer as a few lines of text.
+ * The answer as a few lines of text. With ClusterNetworkPolicies in force each direction also
+ * gets a line naming the deciding stage and, for Admin and Baseline, the policy, its priority,
+ * the rule index (and name) and the action; then one line per Pass rule met on the way.
  *
  * @example
  * formatExplanation(args, e);
  * // "DENIED  x/a (10.244.1.2) -> y/b (10.244.2.3) TCP 80\n  egress:  allowed: not isolated ..."
+ * // with ClusterNetworkPolicies, under a direction:
+ * // "           stage Admin: policy deny-y, priority 10, ingress rule 0 \"deny\", action Deny"
  */
 export function formatExplanation(args: ExplainArgs, e: Explanation): string {
   const side = (name: string, ip: string) => name === ip ? ip : `${name} (${ip})`;
@@ -50,6 +54,25 @@ export function formatExplanation(args: ExplainArgs, e: Explanation): string {
       side(args.to, e.dst)
     } ${args.protocol} ${args.port}`,
     `  egress:  ${e.egress.allowed ? "allowed" : "denied"}: ${e.egress.reason}`,
+    ...stageLines(e.egress, "egress"),
     `  ingress: ${e.ingress.allowed ? "allowed" : "denied"}: ${e.ingress.reason}`,
+    ...stageLines(e.ingress, "ingress"),
   ].join("\n");
+}
+
+const INDENT = " ".repeat(11);
+
+/** The stage and rule that decided one direction, and the Pass rules before it. */
+function stageLines(v: DirectionVerdict, direction: string): string[] {
+  if (v.stage === undefined) return []; // no ClusterNetworkPolicy in force: the reason says all
+  const rule = (r: ClusterRuleRef) =>
+    `policy ${r.policy}, priority ${r.priority}, ` +
+    (r.rule < 0
+      ? "the whole policy (it cannot be enforced exactly)"
+      : `${direction} rule ${r.rule}${r.name === "" ? "" : ` ${JSON.stringify(r.name)}`}`) +
+    `, action ${r.action}`;
+  return [
+    ...(v.passedBy ?? []).map((r) => `${INDENT}passed at ${r.tier}: ${rule(r)}`),
+    `${INDENT}stage ${v.stage}${v.decidedBy ? `: ${rule(v.decidedBy)}` : ""}`,
+  ];
 }

@@ -27,15 +27,25 @@ export interface AgentStatus {
   policies: number;
   /** Policies that cannot be enforced exactly, enforced fail-closed. */
   policyErrors: number;
-  /** This node's pods isolated by some policy. */
+  /**
+   * This node's pods some policy applies to: isolated by a NetworkPolicy or selected by a
+   * ClusterNetworkPolicy (either gives the pod its own chains).
+   */
   policyTargets: number;
+  /** ClusterNetworkPolicies known, per tier. */
+  clusterPoliciesAdmin: number;
+  clusterPoliciesBaseline: number;
+  /** ClusterNetworkPolicies that cannot be enforced exactly, enforced fail-closed. */
+  clusterPolicyErrors: number;
+  /** The API serves clusternetworkpolicies (the CRD is installed): 0 while it answers 404. */
+  clusterPolicyServed: boolean;
   /** Rules in the per-pod chains (what a packet can walk is a part of these). */
   policyRules: number;
   /** nftables transactions applied (changes of the agent's table). */
   nftChanges: number;
   /**
-   * The newest resourceVersion of pods, namespaces and NetworkPolicies whose effect the kernel
-   * holds ("" before the first policy sync): a test that wrote an object at resourceVersion N
+   * The newest resourceVersion of nodes, pods, namespaces, NetworkPolicies and
+   * ClusterNetworkPolicies whose effect the kernel holds ("" before the first policy sync): a test that wrote an object at resourceVersion N
    * knows this agent enforces it once this is N or later.
    */
   policyResourceVersion: string;
@@ -71,6 +81,10 @@ export function newStatus(): AgentStatus {
     policies: 0,
     policyErrors: 0,
     policyTargets: 0,
+    clusterPoliciesAdmin: 0,
+    clusterPoliciesBaseline: 0,
+    clusterPolicyErrors: 0,
+    clusterPolicyServed: false,
     policyRules: 0,
     nftChanges: 0,
     policyResourceVersion: "",
@@ -114,14 +128,31 @@ const METRICS: readonly [keyof AgentStatus, string, "gauge" | "counter", string]
   ["brNetfilter", "mycni_br_netfilter", "gauge", "1 when bridged traffic is policed"],
   ["policies", "mycni_policies", "gauge", "NetworkPolicies known"],
   ["policyErrors", "mycni_policy_errors", "gauge", "Policies enforced fail-closed (invalid)"],
-  ["policyTargets", "mycni_policy_targets", "gauge", "This node's pods isolated by a policy"],
+  [
+    "policyTargets",
+    "mycni_policy_targets",
+    "gauge",
+    "This node's pods a NetworkPolicy isolates or a ClusterNetworkPolicy selects",
+  ],
+  [
+    "clusterPolicyErrors",
+    "mycni_cluster_network_policy_errors",
+    "gauge",
+    "ClusterNetworkPolicies enforced fail-closed (invalid)",
+  ],
+  [
+    "clusterPolicyServed",
+    "mycni_cluster_network_policy_served",
+    "gauge",
+    "1 when the API serves clusternetworkpolicies (the CRD is installed)",
+  ],
   ["policyRules", "mycni_policy_rules", "gauge", "Rules in this node's per-pod policy chains"],
   ["nftChanges", "mycni_nft_changes_total", "counter", "nftables transactions applied"],
   [
     "policyResourceVersion",
     "mycni_policy_resource_version",
     "gauge",
-    "Newest resourceVersion of pods, namespaces and policies the kernel enforces",
+    "Newest resourceVersion of nodes, pods, namespaces and policies the kernel enforces",
   ],
   [
     "lastPolicySyncSeconds",
@@ -146,7 +177,7 @@ export function renderMetrics(
     const v = status[key];
     const value = typeof v === "boolean" ? (v ? 1 : 0) : Number(v) || 0;
     return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}\n`;
-  }).join("") + renderBackendMetrics(status);
+  }).join("") + renderClusterPolicyMetrics(status) + renderBackendMetrics(status);
   if (drops) {
     text += "# HELP mycni_policy_drops_total Packets dropped by NetworkPolicy\n" +
       "# TYPE mycni_policy_drops_total counter\n";
@@ -155,6 +186,14 @@ export function renderMetrics(
     }
   }
   return text;
+}
+
+/** ClusterNetworkPolicies per tier (a label). */
+function renderClusterPolicyMetrics(status: AgentStatus): string {
+  return "# HELP mycni_cluster_network_policies ClusterNetworkPolicies known, by tier\n" +
+    "# TYPE mycni_cluster_network_policies gauge\n" +
+    `mycni_cluster_network_policies{tier="Admin"} ${status.clusterPoliciesAdmin}\n` +
+    `mycni_cluster_network_policies{tier="Baseline"} ${status.clusterPoliciesBaseline}\n`;
 }
 
 /** The backend gauges: routes per backend (a label), and peer podCIDRs left unreachable. */
@@ -211,6 +250,12 @@ export function healthHandler(
             policies: status.policies,
             errors: status.policyErrors,
             targets: status.policyTargets,
+            clusterNetworkPolicies: {
+              served: status.clusterPolicyServed,
+              Admin: status.clusterPoliciesAdmin,
+              Baseline: status.clusterPoliciesBaseline,
+              errors: status.clusterPolicyErrors,
+            },
             resourceVersion: status.policyResourceVersion,
           }
           : undefined,

@@ -43,7 +43,7 @@ export async function watchNodesFile(path: string, opts: NodesFileWatchOptions):
 
 /**
  * Parses the nodes file: `[{"name","ip","podCIDRs":[...]}]`, with an optional `"ips":[...]` for
- * dual-stack node addresses. Throws naming the entry and field that is wrong.
+ * dual-stack node addresses and optional `"labels":{...}` (as the Node object's). Throws naming the entry and field that is wrong.
  *
  * @example
  * parseNodesFile('[{"name":"n1","ip":"192.0.2.11","podCIDRs":["10.244.1.0/24"]}]');
@@ -82,7 +82,15 @@ export function parseNodesFileEntry(entry: unknown, index = 0): NodeInfo {
   if (!isStringArray(podCIDRs)) {
     throw new Error(`${where} (${e.name}): "podCIDRs" must be a list of strings`);
   }
-  return { name: e.name, ips, podCIDRs };
+  if (e.labels === undefined) return { name: e.name, ips, podCIDRs };
+  const labels = e.labels as Record<string, unknown>;
+  if (
+    typeof labels !== "object" || labels === null || Array.isArray(labels) ||
+    !Object.values(labels).every((v) => typeof v === "string")
+  ) {
+    throw new Error(`${where} (${e.name}): "labels" must be an object of strings`);
+  }
+  return { name: e.name, ips, podCIDRs, labels: { ...labels } as Record<string, string> };
 }
 
 function isStringArray(v: unknown): v is string[] {

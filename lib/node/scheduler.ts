@@ -2,6 +2,7 @@
 // periodic resync are coalesced into one run at a time over the newest state, a failed run is
 // retried with backoff, and the resourceVersion the kernel enforces is reported after each good
 // run (DESIGN.md "Node agent contract", /healthz policy.resourceVersion).
+import type { ClusterPolicyEntry } from "../kube/cluster_network_policy.ts";
 import type { NodeInfo } from "../kube/node.ts";
 import type { NamespaceInfo, PodInfo, PolicyEntry } from "../kube/policy_objects.ts";
 import type { ClusterState, RunOptions } from "./sync.ts";
@@ -16,6 +17,8 @@ export interface PolicySources {
   pods?: ReadonlyMap<string, PodInfo>;
   namespaces?: ReadonlyMap<string, NamespaceInfo>;
   policies?: ReadonlyMap<string, PolicyEntry>;
+  /** ClusterNetworkPolicies by name (empty, never undefined once listed, where not served). */
+  clusterPolicies?: ReadonlyMap<string, ClusterPolicyEntry>;
 }
 
 /** What the scheduler runs: one reconcile towards `state`, true when all of it succeeded. */
@@ -57,7 +60,8 @@ export interface Scheduler {
  * Coalesces reconcile requests: one runs at a time, and the requests that arrive meanwhile
  * become one more run over the newest state. A failed run is retried with backoff (0.5 s
  * doubling up to the resync period) until one succeeds. Nothing runs before the node list is
- * known; policy is part of the state only once pods, namespaces and policies were all listed.
+ * known; policy is part of the state only once pods, namespaces, NetworkPolicies and
+ * ClusterNetworkPolicies were all listed (a cluster without the CRD lists those as none).
  * `onApplied` gets the newest policy resourceVersion the kernel holds the effect of.
  *
  * @example
@@ -80,7 +84,8 @@ export function createScheduler(
   let running: Promise<void> | undefined;
   const retry = createBackoff(timers, () => request(true));
   const listed = () =>
-    policy.pods !== undefined && policy.namespaces !== undefined && policy.policies !== undefined;
+    policy.pods !== undefined && policy.namespaces !== undefined &&
+    policy.policies !== undefined && policy.clusterPolicies !== undefined;
   // The informers keep changing their maps: each run works on copies, so what it applied and
   // what `explain` answers from stay one consistent state.
   // The node list is copied only when it changed: an unchanged list keeps its identity, which
@@ -93,6 +98,7 @@ export function createScheduler(
         pods: new Map(policy.pods!),
         namespaces: new Map(policy.namespaces!),
         policies: new Map(policy.policies!),
+        clusterPolicies: new Map(policy.clusterPolicies!),
       }
       : undefined,
   });

@@ -189,6 +189,9 @@ function record(status: AgentStatus, r: RunReports): void {
     status.policyErrors = t.gauges.errors;
     status.policyTargets = t.gauges.targets;
     status.policyRules = t.gauges.rules;
+    status.clusterPoliciesAdmin = t.gauges.clusterPolicies.Admin;
+    status.clusterPoliciesBaseline = t.gauges.clusterPolicies.Baseline;
+    status.clusterPolicyErrors = t.gauges.clusterErrors;
   }
   if (t?.changed) status.nftChanges++;
   if (t?.policySynced !== undefined) status.policySynced = t.policySynced;

@@ -4,10 +4,11 @@
 // counters for /metrics.
 import { type Family, formatIp, gatewayOf, parseCidr } from "../ip/cidr.ts";
 import type { NodeInfo } from "../kube/node.ts";
-import type { Logger } from "../log/logger.ts";
+import type { LogFields, Logger } from "../log/logger.ts";
 import { deleteChains } from "../net/iptables.ts";
 import { createTableSync, type TableApplied, type TableSync } from "../nft/sync.ts";
 import { compilePolicies, type PolicyState } from "../policy/compile.ts";
+import { clusterPolicyCounts } from "../policy/compile_cluster.ts";
 import { explainFlow } from "../policy/explain.ts";
 import { DROP_COUNTERS, type PolicyObjects, policyObjects } from "../policy/nft_rules.ts";
 import type { Explanation, FlowQuery } from "../policy/plan.ts";
@@ -49,8 +50,12 @@ export interface PolicyGauges {
   readonly policies: number;
   /** Policies that cannot be enforced exactly (enforced fail-closed). */
   readonly errors: number;
+  /** This node's pods a NetworkPolicy isolates or a ClusterNetworkPolicy selects. */
   readonly targets: number;
   readonly rules: number;
+  /** ClusterNetworkPolicies per tier, and those that cannot be enforced exactly. */
+  readonly clusterPolicies: { readonly Admin: number; readonly Baseline: number };
+  readonly clusterErrors: number;
 }
 
 /** One run's input. */
@@ -178,34 +183,55 @@ function reportApplied(
   if (done.changed) log.info("nftables table synced", { table, whole: done.whole, ...fields });
 }
 
-/** Compiles NetworkPolicy for this node; logs each policy that cannot be enforced, once. */
+/**
+ * Compiles NetworkPolicy and ClusterNetworkPolicy for this node; logs each policy that cannot be
+ * enforced, once per policy and error.
+ */
 function createPolicyCompiler(nodeName: string, log: Logger) {
   let reported = new Set<string>();
+  const report = (now: Set<string>, key: string, message: string, fields: LogFields) => {
+    now.add(key);
+    if (!reported.has(key)) log.error(message, fields);
+  };
   return {
     compile(state: ClusterState) {
       const policy = state.policy!;
-      const full: PolicyState = { ...policy, nodes: addressesOf(state.nodes) };
+      const full: PolicyState = {
+        ...policy,
+        nodes: addressesOf(state.nodes),
+        nodeLabels: labelsOf(state.nodes),
+      };
       const plan = compilePolicies(full, { node: nodeName });
       const planned = performance.now();
       const objects: PolicyObjects = policyObjects(plan);
       const now = new Set<string>();
       for (const e of plan.errors) {
-        const key = `${e.policy}\n${e.error}`;
-        now.add(key);
-        if (!reported.has(key)) {
-          log.error(
-            "NetworkPolicy cannot be enforced exactly: its pods are isolated, nothing it " +
-              "allows is allowed",
-            { policy: e.policy, error: e.error },
-          );
-        }
+        report(
+          now,
+          `np\n${e.policy}\n${e.error}`,
+          "NetworkPolicy cannot be enforced exactly: its pods are isolated, nothing it " +
+            "allows is allowed",
+          { policy: e.policy, error: e.error },
+        );
+      }
+      for (const e of plan.clusterErrors ?? []) {
+        report(
+          now,
+          `cnp\n${e.policy}\n${e.error}`,
+          "ClusterNetworkPolicy cannot be enforced exactly: its subjects are denied in the " +
+            "directions it has rules for, at its tier and priority",
+          { clusterNetworkPolicy: e.policy, error: e.error },
+        );
       }
       reported = now;
+      const counts = clusterPolicyCounts(policy.clusterPolicies);
       const gauges: PolicyGauges = {
         policies: policy.policies.size,
         errors: plan.errors.length,
         targets: plan.targets.length,
         rules: objects.ruleCount,
+        clusterPolicies: { Admin: counts.Admin, Baseline: counts.Baseline },
+        clusterErrors: counts.errors,
       };
       return { state: full, objects, gauges, planned };
     },
@@ -240,6 +266,10 @@ function createLegacyRemoval(log: Logger, remove: DeleteChains, now: () => numbe
 }
 
 const addressMemo = new WeakMap<ReadonlyMap<string, NodeInfo>, Map<string, readonly string[]>>();
+const labelMemo = new WeakMap<
+  ReadonlyMap<string, NodeInfo>,
+  Map<string, Readonly<Record<string, string>>>
+>();
 
 /**
  * Node name -> its addresses (what explain needs to know a pod's own node), once per list: its
@@ -263,4 +293,15 @@ function bridgeAddresses(node: NodeInfo): string[] {
       return []; // a podCIDR we cannot read has no bridge of ours
     }
   });
+}
+
+/** Node name -> its labels (ClusterNetworkPolicy `nodes` peers), once per list. */
+function labelsOf(
+  nodes: ReadonlyMap<string, NodeInfo>,
+): Map<string, Readonly<Record<string, string>>> {
+  let m = labelMemo.get(nodes);
+  if (!m) {
+    labelMemo.set(nodes, m = new Map([...nodes.values()].map((n) => [n.name, n.labels ?? {}])));
+  }
+  return m;
 }

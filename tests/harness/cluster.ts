@@ -51,6 +51,10 @@ export interface ClusterOptions {
   readonly probes?: boolean;
   /** More servers in every pod's probe (NetworkPolicy tests: TCP and UDP 80 and 81). */
   readonly probePorts?: ServePorts;
+  /** More servers in every node's probe (host-network pods' ports). */
+  readonly nodeProbePorts?: ServePorts;
+  /** API mode: collections the fake API server does not serve at first (a CRD not installed). */
+  readonly absentResources?: readonly Resource[];
   /** Directory holding mycni and mycni-init (default $MYCNI_BIN_DIR, else the repo's bin/). */
   readonly binDir?: string;
   /** Progress lines (default silent). */
@@ -88,6 +92,8 @@ export interface Host {
 export interface ClusterNode extends Host {
   readonly plan: NodePlan;
   readonly podCIDRs: readonly string[];
+  /** Labels beyond every node's own; change them and call `publishNode` to relabel it. */
+  labels: Record<string, string>;
   /** <tmp>/<name>: bin/, net.d/, ipam/, mycni.log, agent.log. */
   readonly dir: string;
   agent?: Child;
@@ -145,8 +151,16 @@ export interface AgentHealth {
   readonly lastError: string;
   readonly policy?: {
     readonly synced: boolean;
-    /** The newest resourceVersion of pods, namespaces and policies the kernel enforces. */
+    /** The newest resourceVersion of nodes, pods, namespaces and policies the kernel enforces. */
     readonly resourceVersion: string;
+    readonly errors: number;
+    readonly targets: number;
+    readonly clusterNetworkPolicies: {
+      readonly served: boolean;
+      readonly Admin: number;
+      readonly Baseline: number;
+      readonly errors: number;
+    };
   };
 }
 
@@ -167,7 +181,14 @@ export interface Cluster extends AsyncDisposable {
   /** Every pod on every node. */
   pods(): Pod[];
   /** Adds node n<max+1> to the node list (file or API), wires it, starts its agent and pods. */
-  addNode(opts?: { pods?: number; segment?: Segment }): Promise<ClusterNode>;
+  addNode(
+    opts?: { pods?: number; segment?: Segment; labels?: Record<string, string> },
+  ): Promise<ClusterNode>;
+  /**
+   * (Re)publishes the node (API: its object; static: the nodes file) after changing its
+   * labels. Returns the write's resourceVersion in API mode, else "".
+   */
+  publishNode(node: ClusterNode): Promise<string>;
   /**
    * Moves `node` to the other segment: its underlay link is re-plugged there with that
    * segment's addresses (same podCIDRs), then the node list (file or API) says so. Resolves when
@@ -195,9 +216,9 @@ export interface Cluster extends AsyncDisposable {
    */
   apiDelete(resource: Resource, key: string): Promise<string>;
   /**
-   * The resourceVersion of the newest write to pods, namespaces or NetworkPolicies made through
-   * this cluster ("" before any): an agent whose /healthz `policy.resourceVersion` is at least
-   * this enforces every one of them.
+   * The resourceVersion of the newest write to nodes, pods, namespaces, NetworkPolicies or
+   * ClusterNetworkPolicies made through this cluster ("" before any): an agent whose /healthz
+   * `policy.resourceVersion` is at least this enforces every one of them.
    */
   policyWriteVersion(): string;
   /** Starts the node's agent; `env` adds to its environment (a PATH with a failing `nft`). */
@@ -325,10 +346,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       { length: count },
       (_, i) => planNodeOn(i + 1, { families, segment: initialSegment(i, count) }),
     );
-    await Deno.writeTextFile(`${dir}/nodes.json`, nodesFileText(plans));
+    await Deno.writeTextFile(`${dir}/nodes.json`, nodesFileText(plans.map((p) => nodeEntry(p))));
     await externalProbe;
     if (mode === "api") {
-      apiServer = await startApiServer(external, `${dir}/nodes.json`, `${dir}/apiserver.log`);
+      apiServer = await startApiServer(
+        external,
+        `${dir}/nodes.json`,
+        `${dir}/apiserver.log`,
+        opts.absentResources ?? [],
+      );
       children.push(apiServer);
     }
     log(`cluster ${id}: switch, external host${mode === "api" ? ", API server" : ""} up`);
@@ -362,6 +388,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       ips: plan.ips,
       plan,
       podCIDRs: plan.podCIDRs,
+      labels: {},
       dir: nodeDir,
       pods: [],
     };
@@ -380,7 +407,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
           await exists(`${nodeDir}/bin/mycni`);
       });
     }
-    await withProbe(node);
+    await withProbe(node, opts.nodeProbePorts);
     return node;
   }
 
@@ -543,8 +570,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     return out.sort();
   }
 
-  async function writeNodeList(plans = nodes.map((n) => n.plan)): Promise<void> {
-    const text = nodesFileText(plans);
+  async function writeNodeList(
+    entries = nodes.map((n) => nodeEntry(n.plan, n.labels)),
+  ): Promise<void> {
+    const text = nodesFileText(entries);
     // Atomically, as a ConfigMap update or an editor's save-and-rename would.
     const tmp = `${dir}/.nodes.json.tmp`;
     await Deno.writeTextFile(tmp, text);
@@ -570,7 +599,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     if (!/^[0-9]+$/.test(rv)) {
       throw new Error(`Fake API server: ${method} ${path} gave no resourceVersion: ${res.body}`);
     }
-    const policySource = /^\/_test\/(pods|namespaces|networkpolicies)\//.test(path);
+    // Nodes too: their labels and addresses are ClusterNetworkPolicy peers.
+    const policySource =
+      /^\/_test\/(nodes|pods|namespaces|networkpolicies|clusternetworkpolicies)\//.test(path);
     // Writes can run in parallel (pods of three nodes): keep the newest.
     if (policySource && BigInt(rv) > BigInt(policyWriteVersion || "0")) policyWriteVersion = rv;
     return rv;
@@ -590,10 +621,14 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     async addNode(o = {}) {
       const index = Math.max(0, ...nodes.map((n) => n.plan.index)) + 1;
       const plan = planNodeOn(index, { families, segment: o.segment ?? 0 });
+      const entry = nodeEntry(plan, o.labels);
       // The node object exists before its agent starts (kubelet registers, then the DaemonSet pod runs).
-      if (mode === "api") await api("PUT", `/_test/nodes/${plan.name}`, nodeEntry(plan));
-      else if (mode === "static") await writeNodeList([...nodes.map((n) => n.plan), plan]);
+      if (mode === "api") await api("PUT", `/_test/nodes/${plan.name}`, entry);
+      else if (mode === "static") {
+        await writeNodeList([...nodes.map((n) => nodeEntry(n.plan, n.labels)), entry]);
+      }
       const node = await createNode(plan);
+      node.labels = { ...o.labels };
       if (mode === "manual") await routeAllByHand();
       for (let k = 0; k < (o.pods ?? opts.podsPerNode ?? 2); k++) await addPod(node);
       return node;
@@ -606,6 +641,13 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       else if (mode === "static") await writeNodeList();
       for (const p of node.pods) await deleteNetns(p.nsName);
       await deleteNetns(node.nsName);
+    },
+    async publishNode(node) {
+      if (mode === "api") {
+        return await api("PUT", `/_test/nodes/${node.name}`, nodeEntry(node.plan, node.labels));
+      }
+      if (mode === "static") await writeNodeList();
+      return "";
     },
     addPod,
     deletePod,
@@ -674,8 +716,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       await run(["ip", "-n", switches[cluster.segmentOf(node)], "link", "del", node.name]);
       await plugNode(node.nsName, plan);
       Object.assign(node, { plan, ips: plan.ips });
-      if (mode === "api") await api("PUT", `/_test/nodes/${node.name}`, nodeEntry(plan));
-      else await writeNodeList();
+      if (mode === "api") {
+        await api("PUT", `/_test/nodes/${node.name}`, nodeEntry(plan, node.labels));
+      } else await writeNodeList();
       return performance.now();
     },
     async waitReachable(from, ips, timeoutMs = 10000) {
@@ -697,19 +740,29 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   return cluster;
 }
 
-/** The nodes-file entry of a node: `{name, ip, podCIDRs, ips}`. */
-export function nodeEntry(plan: NodePlan): Record<string, unknown> {
-  return { name: plan.name, ip: plan.ips[0], podCIDRs: plan.podCIDRs, ips: plan.ips };
+/** The nodes-file entry of a node: `{name, ip, podCIDRs, ips}`, and `labels` when it has some. */
+export function nodeEntry(
+  plan: NodePlan,
+  labels: Record<string, string> = {},
+): Record<string, unknown> {
+  return {
+    name: plan.name,
+    ip: plan.ips[0],
+    podCIDRs: plan.podCIDRs,
+    ips: plan.ips,
+    ...(Object.keys(labels).length > 0 ? { labels } : {}),
+  };
 }
 
-function nodesFileText(plans: readonly NodePlan[]): string {
-  return JSON.stringify(plans.map(nodeEntry), null, 2) + "\n";
+function nodesFileText(entries: readonly Record<string, unknown>[]): string {
+  return JSON.stringify(entries, null, 2) + "\n";
 }
 
 async function startApiServer(
   external: External,
   nodesFile: string,
   logFile: string,
+  absent: readonly Resource[],
 ): Promise<Child> {
   const script = `${REPO}tests/harness/fake_apiserver.ts`;
   if (!(await exists(script))) {
@@ -726,6 +779,7 @@ async function startApiServer(
       API_ADDR,
       "--nodes-file",
       nodesFile,
+      ...absent.flatMap((r) => ["--absent", r]),
     ]),
     { logFile },
   );

@@ -1,5 +1,5 @@
-// A stand-in Kubernetes API server for the collections the agent reads: nodes, namespaces, pods
-// and networkpolicies. List (with `continue` pages), chunked watch with resourceVersion, bookmarks
+// A stand-in Kubernetes API server for the collections the agent reads: nodes, namespaces, pods,
+// networkpolicies and clusternetworkpolicies (a CRD's: it can be made absent, 404, and present). List (with `continue` pages), chunked watch with resourceVersion, bookmarks
 // and 410 Gone, serving objects shaped like the real API's JSON, plus a /_test control API to add,
 // change and delete objects and to break watches. One resourceVersion sequence for everything, as
 // etcd has. Plain HTTP by default, https when given a certificate and key; with a token, API
@@ -10,16 +10,20 @@
 // Control: PUT /_test/<resource>/<name> or /_test/<resource>/<namespace>/<name> with the object
 // (for nodes also a nodes-file entry; for namespaces also {"labels": {...}}), answered with the
 // object as stored (its resourceVersion); DELETE the same, answered with the deletion's
-// resourceVersion; POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark.
+// resourceVersion; POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark;
+// POST /_test/absent/<resource> (its CRD removed: objects deleted, watches closed, then 404) and
+// POST /_test/served/<resource> (installed again, empty). `--absent RESOURCE` starts without it.
 import { parseArgs } from "node:util";
 import { parseNodesFile, parseNodesFileEntry } from "../../lib/node/nodes_file.ts";
 
-/** A nodes-file entry: `{"name","ip","ips"?,"podCIDRs"}`. */
+/** A nodes-file entry: `{"name","ip","ips"?,"podCIDRs","labels"?}`. */
 export interface NodeEntry {
   readonly name: string;
   readonly ip?: string;
   readonly ips?: readonly string[];
   readonly podCIDRs?: readonly string[];
+  /** More labels, over the ones every node gets (`kubernetes.io/hostname`, `.../os`, ...). */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 /** The collections served, by the plural name the control API uses. */
@@ -37,6 +41,12 @@ export const RESOURCES = {
     kind: "NetworkPolicy",
     apiVersion: "networking.k8s.io/v1",
     namespaced: true,
+  },
+  clusternetworkpolicies: {
+    path: "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies",
+    kind: "ClusterNetworkPolicy",
+    apiVersion: "policy.networking.k8s.io/v1alpha2",
+    namespaced: false,
   },
 } as const;
 
@@ -63,6 +73,12 @@ export interface FakeApiServer extends AsyncDisposable {
   garbage(): void;
   /** Sends a BOOKMARK with the current resourceVersion on every open watch. */
   bookmark(): void;
+  /**
+   * `false`: the collection's CRD is removed (its objects deleted with DELETED events, its
+   * watches closed; lists, watches and writes answer 404 from then on); `true`: installed again,
+   * empty.
+   */
+  serve(resource: Resource, served: boolean): void;
   /** Open watch connections. */
   readonly watchers: number;
   /** Watch requests served so far. */
@@ -80,6 +96,8 @@ export interface FakeApiServerOptions {
   readonly tls?: { readonly cert: string; readonly key: string };
   /** When set, API requests (not /_test) need `Authorization: Bearer <token>`, else 401. */
   readonly token?: string;
+  /** Collections not served at the start (a CRD not installed): 404 until `serve()`. */
+  readonly absent?: readonly Resource[];
 }
 
 type Obj = Record<string, unknown>;
@@ -118,6 +136,7 @@ export function nodeObject(entry: NodeEntry, rv: number, uid: string = crypto.ra
         "kubernetes.io/arch": "amd64",
         "kubernetes.io/hostname": entry.name,
         "kubernetes.io/os": "linux",
+        ...entry.labels,
       },
     },
     spec: podCIDRs.length > 0 ? { podCIDR: podCIDRs[0], podCIDRs } : {},
@@ -155,6 +174,7 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
   );
   const history: Event[] = [];
   const watchers = new Set<Watcher>();
+  const absent = new Set<Resource>(opts.absent ?? []);
 
   const meta = (o: Obj) => o.metadata as Obj;
   const keyOf = (resource: Resource, o: Obj) => {
@@ -178,6 +198,7 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
     for (const w of watchers) if (w.resource === resource) send(w, line);
   };
   const put = (resource: Resource, input: Obj): Obj => {
+    if (absent.has(resource)) throw new NotServedError(resource);
     const spec = RESOURCES[resource];
     const obj = structuredClone(input);
     obj.apiVersion ??= spec.apiVersion;
@@ -318,6 +339,11 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
       actions[parts[0]]();
       return json({ done: parts[0], watchers: watchers.size });
     }
+    if (req.method === "POST" && parts.length === 2 && ["absent", "served"].includes(parts[0])) {
+      if (!(parts[1] in RESOURCES)) return undefined;
+      serve(parts[1] as Resource, parts[0] === "served");
+      return json({ done: parts[0], resource: parts[1], resourceVersion: String(rv) });
+    }
     if (!(resource in RESOURCES)) return undefined;
     const namespaced = RESOURCES[resource].namespaced;
     if (parts.length !== (namespaced ? 3 : 2)) return undefined;
@@ -341,9 +367,16 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
       Object.assign(meta(obj), { name, ...(namespaced ? { namespace: ns } : {}) });
       return json(put(resource, obj));
     } catch (err) {
+      if (err instanceof NotServedError) return notServed(resource);
       return json(status(400, "BadRequest", (err as Error).message), 400);
     }
   };
+
+  const notServed = (resource: Resource) =>
+    json(
+      status(404, "NotFound", `the server could not find the requested resource (${resource})`),
+      404,
+    );
 
   const handler = async (req: Request): Promise<Response> => {
     const url = new URL(req.url);
@@ -356,6 +389,7 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
       return json(status(401, "Unauthorized", "Unauthorized"), 401);
     }
     const resource = byPath.get(path);
+    if (req.method === "GET" && resource && absent.has(resource)) return notServed(resource);
     if (req.method === "GET" && resource) {
       const w = url.searchParams.get("watch");
       return w === "1" || w === "true" ? watch(resource, url) : list(resource, url);
@@ -383,6 +417,23 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
   }
   function garbage() {
     for (const w of watchers) send(w, "this is not json {");
+  }
+  function serve(resource: Resource, served: boolean) {
+    if (served) {
+      absent.delete(resource);
+      return;
+    }
+    if (absent.has(resource)) return;
+    // As the API server does when a CRD goes: its objects are deleted, then its watches end.
+    for (const key of [...store.get(resource)!.keys()]) del(resource, key);
+    absent.add(resource);
+    for (const w of [...watchers]) {
+      if (w.resource !== resource) continue;
+      watchers.delete(w);
+      try {
+        w.controller.close();
+      } catch { /* already closed */ }
+    }
   }
   function bookmark() {
     for (const w of watchers) {
@@ -436,6 +487,7 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
     expire,
     garbage,
     bookmark,
+    serve,
     get watchers() {
       return watchers.size;
     },
@@ -447,6 +499,13 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
   };
 }
 
+/** A write to a collection that is not served. */
+class NotServedError extends Error {
+  constructor(resource: Resource) {
+    super(`${resource} is not served`);
+  }
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
@@ -456,6 +515,7 @@ if (import.meta.main) {
       cert: { type: "string" },
       key: { type: "string" },
       "token-file": { type: "string" },
+      absent: { type: "string", multiple: true },
     },
   });
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(values.listen!);
@@ -476,7 +536,21 @@ if (import.meta.main) {
   const token = values["token-file"]
     ? (await Deno.readTextFile(values["token-file"])).trim()
     : undefined;
-  const api = startFakeApiServer({ hostname: m[1], port: Number(m[2]), nodes, tls, token });
+  const absent = (values.absent ?? []).map((r) => {
+    if (!(r in RESOURCES)) {
+      console.error(`--absent wants one of ${Object.keys(RESOURCES).join(", ")}, got ${r}`);
+      Deno.exit(2);
+    }
+    return r as Resource;
+  });
+  const api = startFakeApiServer({
+    hostname: m[1],
+    port: Number(m[2]),
+    nodes,
+    tls,
+    token,
+    absent,
+  });
   console.log(`fake apiserver listening on ${api.url} with ${nodes.length} nodes`);
   const stop = async () => {
     await api.close();

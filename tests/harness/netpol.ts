@@ -189,12 +189,12 @@ async function probePairs(
 
 /**
  * Waits until every agent (or those on `nodes`) enforces resourceVersion `rv` (default: the
- * newest write to pods, namespaces or policies the test made): its /healthz
+ * newest write to nodes, pods, namespaces or policies the test made): its /healthz
  * `policy.resourceVersion` is at least `rv`, compared as numbers like etcd revisions. Returns the
  * milliseconds it took; throws after `timeoutMs` naming the agents behind and what they report.
  */
 export async function waitEnforced(
-  nc: NetpolCluster,
+  nc: Pick<NetpolCluster, "cluster">,
   rv: string = nc.cluster.policyWriteVersion(),
   opts: { nodes?: readonly ClusterNode[]; timeoutMs?: number } = {},
 ): Promise<number> {

@@ -70,7 +70,10 @@ Deno.test({
   }
   const down = await health(ns);
   assertEquals(down.code, 503);
-  assertMatch(down.lastError, /list (nodes|pods|namespaces|networkpolicies): /);
+  assertMatch(
+    down.lastError,
+    /list (nodes|pods|namespaces|networkpolicies|clusternetworkpolicies): /,
+  );
   assert(await metric(ns, "mycni_errors_total") >= 3, "errors not counted in /metrics");
   assertEquals(await metric(ns, "mycni_watching"), 0);
   assertEquals(await ourRoutes(ns), []);

@@ -130,6 +130,11 @@ Deno.test("ClusterRole grants only get/list/watch on what the agent watches, bou
         resources: ["networkpolicies"],
         verbs: ["get", "list", "watch"],
       },
+      {
+        apiGroups: ["policy.networking.k8s.io"],
+        resources: ["clusternetworkpolicies"],
+        verbs: ["get", "list", "watch"],
+      },
     ],
   );
   const binding = new ClusterRoleBinding(findObject(objects, "ClusterRoleBinding") as never);
@@ -145,6 +150,31 @@ Deno.test("ClusterRole grants only get/list/watch on what the agent watches, bou
   ]);
   assert.deepEqual(podSpec.serviceAccountName, account.metadata.name);
   assert.deepEqual(daemonSet.metadata?.namespace, account.metadata.namespace);
+});
+
+Deno.test("ClusterRole grants exactly the collections the agent's informers list and watch", async () => {
+  const role = new ClusterRole(findObject(loadManifest(), "ClusterRole") as never);
+  const granted = (role.rules ?? []).flatMap((r) =>
+    (r.apiGroups ?? []).flatMap((g) => (r.resources ?? []).map((res) => `${g}/${res}`))
+  ).sort();
+  // Every `path: "/api/v1/x"` or `path: "/apis/<group>/<version>/x"` the agent watches.
+  const sources = await Promise.all(
+    ["lib/node/agent.ts", "lib/kube/node_watch.ts"].map((f) =>
+      Deno.readTextFile(new URL(`../../../${f}`, import.meta.url))
+    ),
+  );
+  const watched = sources.join("\n").matchAll(
+    /path: "\/(api\/v1|apis\/([^/"]+)\/[^/"]+)\/([a-z]+)"/g,
+  );
+  const wanted = [...watched].map((m) => `${m[2] ?? ""}/${m[3]}`).sort();
+  assert.deepEqual(wanted, [
+    "/namespaces",
+    "/nodes",
+    "/pods",
+    "networking.k8s.io/networkpolicies",
+    "policy.networking.k8s.io/clusternetworkpolicies",
+  ]);
+  assert.deepEqual(granted, wanted);
 });
 
 Deno.test("DaemonSet runs on every node's host network in kube-system at node-critical priority", () => {

@@ -27,15 +27,25 @@ const kindWorker = {
   },
 };
 
-Deno.test("parseKubeNode() reads podCIDRs and InternalIPs of a real v1.Node", () => {
+Deno.test("parseKubeNode() reads podCIDRs, InternalIPs and labels of a real v1.Node", () => {
   assertEquals(parseKubeNode(kindWorker), {
     ok: true,
     node: {
       name: "kind-worker",
       ips: ["172.18.0.3", "fc00:f853:ccd:e793::3"],
       podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
+      labels: { "kubernetes.io/hostname": "kind-worker", "kubernetes.io/os": "linux" },
     },
   });
+});
+
+Deno.test("parseKubeNode() reads no labels as none and skips values that are not strings", () => {
+  const bare = { ...kindWorker, metadata: { name: "bare" } };
+  const none = parseKubeNode(bare);
+  assertEquals(none.ok && none.node.labels, {});
+  const odd = { ...kindWorker, metadata: { name: "odd", labels: { a: "1", b: 2, c: null } } };
+  const parsed = parseKubeNode(odd);
+  assertEquals(parsed.ok && parsed.node.labels, { a: "1" });
 });
 
 Deno.test("parseKubeNode() falls back to spec.podCIDR", () => {
@@ -60,9 +70,26 @@ Deno.test("parseKubeNode() skips a node without podCIDR or InternalIP, saying wh
 });
 
 Deno.test("parseKubeNode() reads what the fake API server serves", () => {
-  const obj = nodeObject({ name: "n2", ip: "192.0.2.12", podCIDRs: ["10.244.2.0/24"] }, 7);
+  const obj = nodeObject({
+    name: "n2",
+    ip: "192.0.2.12",
+    podCIDRs: ["10.244.2.0/24"],
+    labels: { zone: "a" },
+  }, 7);
   assertEquals(parseKubeNode(obj), {
     ok: true,
-    node: { name: "n2", ips: ["192.0.2.12"], podCIDRs: ["10.244.2.0/24"] },
+    node: {
+      name: "n2",
+      ips: ["192.0.2.12"],
+      podCIDRs: ["10.244.2.0/24"],
+      labels: {
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": "n2",
+        "kubernetes.io/os": "linux",
+        zone: "a",
+      },
+    },
   });
 });

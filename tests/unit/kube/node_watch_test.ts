@@ -18,20 +18,34 @@ async function withWatch(
   body: (
     api: ReturnType<typeof startFakeApiServer>,
     until: (what: string, cond: (names: string[]) => boolean) => Promise<void>,
-    state: { lists: number; watching: boolean; logs: string[] },
+    state: {
+      lists: number;
+      changes: number;
+      watching: boolean;
+      logs: string[];
+      nodes: Map<string, NodeInfo>;
+    },
   ) => Promise<void>,
 ) {
   await using api = startFakeApiServer({ nodes: [n(1), n(2)] });
   using client = await KubeClient.create({ url: api.url });
   const stop = new AbortController();
   let names: string[] = [];
-  const state = { lists: 0, watching: false, logs: [] as string[] };
+  const state = {
+    lists: 0,
+    changes: 0,
+    watching: false,
+    logs: [] as string[],
+    nodes: new Map<string, NodeInfo>(),
+  };
   const done = watchNodes(client, {
     signal: stop.signal,
     log: createLogger((line) => state.logs.push(line)),
     backoffMs: 20,
     onChange: (nodes: ReadonlyMap<string, NodeInfo>, full) => {
       if (full) state.lists++;
+      state.changes++;
+      state.nodes = new Map(nodes);
       names = [...nodes.keys()].sort();
     },
     onState: (s) => state.watching = s.watching,
@@ -109,6 +123,24 @@ Deno.test("watchNodes() skips a node without podCIDR and picks it up once alloca
     assert(state.logs.some((l) => l.includes('"key":"n6"') && l.includes("no podCIDR")));
     api.upsert(n(6));
     await until("n6 allocated", (ns) => ns.includes("n6"));
+  });
+});
+
+Deno.test("watchNodes() reports a relabelled node as a change, and an unchanged one not", async () => {
+  await withWatch(async (api, until, state) => {
+    await until("initial list", (ns) => ns.length === 2);
+    const relabelled = () => state.nodes.get("n1")?.labels?.zone === "b";
+    api.upsert({ ...n(1), labels: { zone: "b" } });
+    const deadline = Date.now() + 3000;
+    while (!relabelled()) {
+      if (Date.now() > deadline) throw new Error("n1's new label never arrived");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const changes = state.changes;
+    api.upsert({ ...n(1), labels: { zone: "b" } }); // MODIFIED, same labels: no change
+    api.upsert(n(3));
+    await until("n3", (ns) => ns.includes("n3"));
+    assertEquals(state.changes, changes + 1);
   });
 });
 

@@ -38,6 +38,60 @@ Deno.test("formatExplanation() says the verdict, the addresses and each directio
   );
 });
 
+Deno.test("formatExplanation() names stage, policy, priority, rule and action with ClusterNetworkPolicies", () => {
+  const admin = {
+    tier: "Admin" as const,
+    policy: "payments-lockdown",
+    priority: 10,
+    rule: 0,
+    name: "deny-others",
+    action: "Deny" as const,
+  };
+  const passed = {
+    ...admin,
+    policy: "dns",
+    priority: 5,
+    rule: 2,
+    name: "",
+    action: "Pass" as const,
+  };
+  const e: Explanation = {
+    ...denied,
+    egress: { ...denied.egress, stage: "default" },
+    ingress: {
+      allowed: false,
+      policies: [],
+      allowedBy: [],
+      reason: "passed by ...; denied by ClusterNetworkPolicy payments-lockdown (Admin, ...)",
+      stage: "Admin",
+      decidedBy: admin,
+      passedBy: [passed],
+    },
+  };
+  assertEquals(formatExplanation(args, e).split("\n").slice(1), [
+    "  egress:  allowed: not isolated for egress",
+    "           stage default",
+    "  ingress: denied: passed by ...; denied by ClusterNetworkPolicy payments-lockdown (Admin, ...)",
+    "           passed at Admin: policy dns, priority 5, ingress rule 2, action Pass",
+    '           stage Admin: policy payments-lockdown, priority 10, ingress rule 0 "deny-others", ' +
+    "action Deny",
+  ]);
+  const failClosed = {
+    ...e,
+    ingress: {
+      ...e.ingress,
+      passedBy: undefined,
+      decidedBy: { ...admin, tier: "Baseline" as const, rule: -1, name: "" },
+      stage: "Baseline" as const,
+    },
+  };
+  assertEquals(
+    formatExplanation(args, failClosed).split("\n").at(-1),
+    "           stage Baseline: policy payments-lockdown, priority 10, the whole policy (it " +
+      "cannot be enforced exactly), action Deny",
+  );
+});
+
 Deno.test("runExplain() asks /explain and exits 1 denied, 0 allowed, 2 without an answer", async () => {
   const asked: string[] = [];
   let answer: Explanation = denied;

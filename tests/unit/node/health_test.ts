@@ -95,3 +95,27 @@ Deno.test("healthHandler() names the unreachable peers in /healthz", async () =>
   assertEquals(res.status, 503);
   assertEquals((await res.json()).unreachable, ["node n3 podCIDR 10.244.3.0/24: x"]);
 });
+
+Deno.test("/metrics and /healthz report ClusterNetworkPolicies per tier, errors and whether they are served", async () => {
+  const s = {
+    ...newStatus(),
+    policyEnabled: true,
+    clusterPoliciesAdmin: 3,
+    clusterPoliciesBaseline: 1,
+    clusterPolicyErrors: 2,
+  };
+  const text = renderMetrics(s);
+  assertMatch(text, /^mycni_cluster_network_policies\{tier="Admin"\} 3$/m);
+  assertMatch(text, /^mycni_cluster_network_policies\{tier="Baseline"\} 1$/m);
+  assertMatch(text, /^mycni_cluster_network_policy_errors 2$/m);
+  assertMatch(text, /^mycni_cluster_network_policy_served 0$/m);
+  s.clusterPolicyServed = true;
+  assertMatch(renderMetrics(s), /^mycni_cluster_network_policy_served 1$/m);
+  const body = await (await healthHandler(s)(new Request("http://x/healthz"))).json();
+  assertEquals(body.policy.clusterNetworkPolicies, {
+    served: true,
+    Admin: 3,
+    Baseline: 1,
+    errors: 2,
+  });
+});

@@ -19,3 +19,15 @@ Deno.test("parseNodesFile() names the entry and field that is wrong", () => {
   );
   assertThrows(() => parseNodesFile('[{"ip":"192.0.2.1"}]'), /"name"/);
 });
+
+Deno.test("parseNodesFile() reads optional labels (ClusterNetworkPolicy node peers)", () => {
+  assertEquals(
+    parseNodesFile('[{"name":"n1","ip":"192.0.2.11","labels":{"zone":"a"}}]'),
+    [{ name: "n1", ips: ["192.0.2.11"], podCIDRs: [], labels: { zone: "a" } }],
+  );
+  assertThrows(
+    () => parseNodesFile('[{"name":"n1","labels":{"zone":1}}]'),
+    /entry 0 \(n1\): "labels" must be an object of strings/,
+  );
+  assertThrows(() => parseNodesFile('[{"name":"n1","labels":["a"]}]'), /"labels"/);
+});

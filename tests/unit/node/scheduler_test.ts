@@ -53,7 +53,12 @@ function fakeTimers() {
   };
 }
 
-const policyMaps = () => ({ pods: new Map(), namespaces: new Map(), policies: new Map() });
+const policyMaps = () => ({
+  pods: new Map(),
+  namespaces: new Map(),
+  policies: new Map(),
+  clusterPolicies: new Map(),
+});
 
 Deno.test("createScheduler() runs nothing before the node list is known", async () => {
   const sync = fakeSync();
@@ -100,6 +105,29 @@ Deno.test("createScheduler() works on copies the informers' later changes do not
   pods.set("x/a", undefined as never);
   assertEquals(sync.runs[0].state.policy!.pods.size, 0);
   await sync.end(0, true);
+});
+
+Deno.test("createScheduler() holds policy back until ClusterNetworkPolicies are listed too", async () => {
+  const sync = fakeSync();
+  const reported: string[] = [];
+  const s = createScheduler(sync, (rv) => reported.push(rv), fakeTimers().timers);
+  s.nodes(NODES, true);
+  const { clusterPolicies: _, ...networkPolicyOnly } = policyMaps();
+  s.policy(networkPolicyOnly);
+  s.progress("5");
+  await sync.end(0, true);
+  assertEquals(sync.runs[1].state.policy, undefined, "enforced before the CNPs were listed");
+  await sync.end(1, true);
+  assertEquals(reported, []);
+  // Listed (or not served: the informer hands over an empty map): policy is whole.
+  const cnps = new Map([["deny", undefined as never]]);
+  s.policy({ clusterPolicies: cnps });
+  s.progress("6");
+  assertEquals(sync.runs[2].state.policy?.clusterPolicies?.size, 1);
+  cnps.clear();
+  assertEquals(sync.runs[2].state.policy?.clusterPolicies?.size, 1, "a copy, not the live map");
+  await sync.end(2, true);
+  assertEquals(reported, ["6"]);
 });
 
 Deno.test("createScheduler() retries a failed run with backoff doubling up to the resync period", async () => {

@@ -127,7 +127,14 @@ Deno.test("createNodeSync() is not synced while a peer is unreachable, this node
   answers.table = {
     changed: true,
     policySynced: true,
-    gauges: { policies: 3, errors: 1, targets: 2, rules: 5 },
+    gauges: {
+      policies: 3,
+      errors: 1,
+      targets: 2,
+      rules: 5,
+      clusterPolicies: { Admin: 4, Baseline: 1 },
+      clusterErrors: 1,
+    },
   };
   answers.routes = { ...ROUTES_OK, unreachable: ["node n2 podCIDR 10.244.2.0/24: why"] };
   assertEquals(await s.run({ nodes: NODES }, { full: true, nodesChanged: true }), false);
@@ -141,6 +148,10 @@ Deno.test("createNodeSync() is not synced while a peer is unreachable, this node
     1,
     2,
   ]);
+  assertEquals(
+    [status.clusterPoliciesAdmin, status.clusterPoliciesBaseline, status.clusterPolicyErrors],
+    [4, 1, 1],
+  );
   assertEquals(status.errors, 0, "an unreachable peer is not an error");
   calls.length = 0;
   answers.routes = ROUTES_OK;

@@ -5,6 +5,8 @@ import { createTableSync, type NftRunner } from "../../../lib/nft/sync.ts";
 import type { ClusterState } from "../../../lib/node/sync.ts";
 import { createTableStep } from "../../../lib/node/table_step.ts";
 import { namespace, pod, policy } from "../policy/fixtures.ts";
+import { cnp } from "../policy/cnp_fixtures.ts";
+import type { ClusterPolicyEntry } from "../../../lib/kube/cluster_network_policy.ts";
 import { fakeLog } from "./fake_log.ts";
 
 const N1: NodeInfo = { name: "n1", ips: ["192.0.2.11"], podCIDRs: ["10.244.1.0/24"] };
@@ -26,6 +28,18 @@ function stateWith(...policies: ReturnType<typeof policy>[]): ClusterState {
       namespaces: new Map([["x", namespace("x")], ["y", namespace("y")]]),
       policies: new Map(policies.map((p) => [`${p.policy.namespace}/${p.policy.name}`, p])),
     },
+  };
+}
+
+/** `state` with these ClusterNetworkPolicies (and another node list, when given). */
+function withCnps(
+  state: ClusterState,
+  cnps: ClusterPolicyEntry[],
+  nodes: ReadonlyMap<string, NodeInfo> = state.nodes,
+): ClusterState {
+  return {
+    nodes,
+    policy: { ...state.policy!, clusterPolicies: new Map(cnps.map((e) => [e.policy.name, e])) },
   };
 }
 
@@ -73,7 +87,14 @@ Deno.test("createTableStep() applies masquerade and policy, and answers explain 
   const report = await run(stateWith(DENY_X));
   assertEquals(report.changed, true);
   assertEquals(report.policySynced, true);
-  assertEquals(report.gauges, { policies: 1, errors: 0, targets: 1, rules: 1 });
+  assertEquals(report.gauges, {
+    policies: 1,
+    errors: 0,
+    targets: 1,
+    rules: 1,
+    clusterPolicies: { Admin: 0, Baseline: 0 },
+    clusterErrors: 0,
+  });
   assert(nft.applied[0].includes("10.244.1.5 : jump ing_"), "x/a is not in the ingress map");
   assertEquals(step.explain(fromYtoX).allowed, false);
   assertEquals(log.lines("nftables table synced")[0].whole, true);
@@ -142,4 +163,74 @@ Deno.test("createTableStep() explains a node's bridge address as that node (its 
   );
   // Another node's bridge is not x/a's node: its traffic crosses the forward hook.
   assertEquals(step.explain({ ...fromBridge, from: "10.244.2.1" }).allowed, false);
+});
+
+Deno.test("createTableStep() enforces ClusterNetworkPolicies, counts them per tier and logs each error once", async () => {
+  const { log, step, run } = tableStep({ policy: true });
+  const deny = cnp("deny-y", {
+    tier: "Admin",
+    priority: 10,
+    subject: { namespaces: { matchLabels: { "kubernetes.io/metadata.name": "x" } } },
+    ingress: [{ action: "Deny", from: [{ namespaces: {} }] }],
+  });
+  const broken = cnp("broken", {
+    tier: "Baseline",
+    priority: 5,
+    subject: { namespaces: {} },
+    egress: [{ action: "Allow", to: [{ namespaces: {} }] }],
+  });
+  assert(broken.error !== undefined, "the fixture should be invalid");
+  const state = withCnps(stateWith(), [deny, broken]);
+  const report = await run(state);
+  assertEquals(report.gauges?.clusterPolicies, { Admin: 1, Baseline: 1 });
+  assertEquals(report.gauges?.clusterErrors, 1);
+  assertEquals(report.gauges?.targets, 1, "x/a: selected by both, on this node");
+  const e = step.explain(fromYtoX);
+  assertEquals([e.allowed, e.ingress.stage, e.ingress.decidedBy?.policy], [
+    false,
+    "Admin",
+    "deny-y",
+  ]);
+  // The broken Baseline policy denies x/a's egress (its direction), fail-closed.
+  const out = step.explain({ from: "x/a", to: "y/b", port: 80, protocol: "TCP" });
+  assertEquals([out.egress.allowed, out.egress.stage, out.egress.decidedBy?.rule], [
+    false,
+    "Baseline",
+    -1,
+  ]);
+  await run(state);
+  await run(withCnps(stateWith(), [deny, broken]));
+  const errors = log.lines(
+    "ClusterNetworkPolicy cannot be enforced exactly: its subjects are " +
+      "denied in the directions it has rules for, at its tier and priority",
+  );
+  assertEquals(errors.length, 1);
+  assertEquals(errors[0].clusterNetworkPolicy, "broken");
+  assert(/action/.test(String(errors[0].error)), `the error names no field: ${errors[0].error}`);
+  // Gone and back: logged again (once).
+  await run(withCnps(stateWith(), [deny]));
+  await run(withCnps(stateWith(), [deny, broken]));
+  assertEquals(
+    log.lines(
+      "ClusterNetworkPolicy cannot be enforced exactly: its subjects are " +
+        "denied in the directions it has rules for, at its tier and priority",
+    ).length,
+    2,
+  );
+});
+
+Deno.test("createTableStep() gives the compile the nodes' labels: node peers follow a relabel", async () => {
+  const { step, run } = tableStep({ policy: true });
+  const denyZoneA = cnp("no-zone-a", {
+    tier: "Admin",
+    priority: 1,
+    subject: { namespaces: {} },
+    egress: [{ action: "Deny", to: [{ nodes: { matchLabels: { zone: "a" } } }] }],
+  });
+  const toN2 = { from: "x/a", to: "192.0.2.12", port: 80, protocol: "TCP" } as const;
+  const labelled = (zone: string) => new Map([["n1", N1], ["n2", { ...N2, labels: { zone } }]]);
+  await run(withCnps(stateWith(), [denyZoneA], labelled("a")));
+  assertEquals(step.explain(toN2).allowed, false);
+  await run(withCnps(stateWith(), [denyZoneA], labelled("b")));
+  assertEquals(step.explain(toN2).allowed, true);
 });
