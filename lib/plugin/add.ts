@@ -66,7 +66,10 @@ export async function add(req: Request): Promise<Result> {
     }
     return resultOf(plan, bridgeMac, ipamResult);
   } catch (err) {
+    // Where a failed ADD's time went: the step that threw (an admission's whole wait), the undo.
+    lap("failed");
     const failed = await undo.unwind();
+    lap("undo");
     if (failed.length) req.log.undoFailed = failed;
     throw err;
   }

@@ -102,7 +102,11 @@ export async function admitPod(
   } catch (err) {
     if (!(err instanceof AgentUnavailable)) throw err;
     // The agent may have bound the addresses before it failed or we stopped waiting.
-    if (err.delivered) undo.push("release at the agent", () => releaseAtAgent(req, socket));
+    if (err.delivered) {
+      undo.push("release at the agent", async () => {
+        req.log.agent = await releaseAtAgent(req, socket);
+      });
+    }
     throw new CniError(
       ErrorCode.TryAgainLater,
       `The node agent at ${socket} did not admit the pod: ${err.message}`,

@@ -7,7 +7,14 @@ import { type AdmissionHandler, serveAdmission } from "../../lib/node/admission_
 import type { AdmitRequest, ReleaseRequest } from "../../lib/plugin/admission_protocol.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { canRunPrivileged, type TempNetns } from "../harness/netns.ts";
-import { bare, PLUGIN, resultIps, type TestNode, testNode } from "../harness/plugin.ts";
+import {
+  bare,
+  PLUGIN,
+  type PluginRun,
+  resultIps,
+  type TestNode,
+  testNode,
+} from "../harness/plugin.ts";
 
 const ignore = !canRunPrivileged;
 const POD_CIDRS = ["10.250.7.0/24", "fd00:250:7::/64"];
@@ -63,6 +70,26 @@ async function podAddrs(pod: TempNetns): Promise<string[]> {
   if (out.code !== 0) return [];
   const [link] = JSON.parse(out.stdout) as { addr_info: { local: string; scope: string }[] }[];
   return link.addr_info.filter((a) => a.scope === "global").map((a) => a.local);
+}
+
+/** The last line of the node's plugin log (the newest invocation's outcome). */
+async function lastLogLine(node: TestNode): Promise<string> {
+  return (await Deno.readTextFile(node.logFile)).trim().split("\n").at(-1) ?? "";
+}
+
+/** Where an invocation's wall time went, from the test's clock and the plugin's log line. */
+function timeline(run: { execAt: number; exitedAt: number; r: PluginRun }, line: string): string {
+  let parsed: { ts?: string; durationMs?: number } = {};
+  try {
+    parsed = JSON.parse(line);
+  } catch { /* no line: said below */ }
+  const loggedAt = parsed.ts ? Date.parse(parsed.ts) : NaN;
+  const verb = parsed.durationMs ?? NaN;
+  return `exec to verb start ${Math.round(loggedAt - verb - run.execAt)} ms, verb ${verb} ms, ` +
+    `log line to exit seen ${run.exitedAt - loggedAt} ms; the plugin's log line: ${
+      line || "none"
+    }; ` +
+    `stdout: ${run.r.stdout.trim()}; stderr: ${run.r.stderr.trim()}`;
 }
 
 /** A failed ADD left nothing of the pod behind: no veth, no allocation, no eth0 in the pod. */
@@ -174,7 +201,7 @@ Deno.test({
   const links = await node.links();
   const attempt = async (id: string) => {
     const pod = await node.pod();
-    const started = performance.now();
+    const started = performance.now(), execAt = Date.now();
     const r = await node.exec({
       command: "ADD",
       containerId: id,
@@ -182,7 +209,7 @@ Deno.test({
       conf,
       args: ARGS,
     });
-    return { r, pod, ms: performance.now() - started };
+    return { r, pod, ms: performance.now() - started, execAt, exitedAt: Date.now() };
   };
   const socket = dir.socket.replaceAll(".", "\\.");
 
@@ -217,9 +244,19 @@ Deno.test({
     new RegExp(`${socket} did not admit the pod: no answer within 5000 ms`),
   );
   // The deadline, plus the release it sends on unwind (the request was delivered): 1 s more.
-  assert(hung.ms >= 5000 && hung.ms < 9000, `ADD took ${hung.ms} ms`);
+  // On failure, say where the time went: before the verb started (process start, module load,
+  // this test feeding stdin), in it (the log line: stepsMs.failed is the admission's wait,
+  // stepsMs.undo the unwind, agent the release's outcome), or after its log line (exit).
+  const line = await lastLogLine(node);
+  assert(
+    hung.ms >= 5000 && hung.ms < 9000,
+    `ADD took ${Math.round(hung.ms)} ms: ${timeline(hung, line)}`,
+  );
   await assertNothingLeft(node, hung.pod, links);
-  assertEquals(held.length, 2, "the hung agent got the admit and then the release");
+  assertEquals(held.length, 2, `the hung agent got the admit and then the release; log: ${line}`);
+  const logged = JSON.parse(line);
+  assertEquals(logged.agent, "no answer within 1000 ms", "the release's outcome");
+  assert(logged.stepsMs.failed >= 5000 && logged.stepsMs.undo >= 1000, `stepsMs: ${line}`);
   for (const c of held) c.close();
   listener.close();
   await accepting.catch(() => {});
