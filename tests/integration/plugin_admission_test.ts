@@ -1,6 +1,7 @@
 // The plugin asks the node agent (DESIGN.md "Pod lifecycle"): the built plugin, exec'd as a runtime
 // does, against a small agent on a unix socket (the agent's own admission server with a fake
 // handler, or a raw listener that never answers, or nothing at all).
+import { DatabaseSync } from "node:sqlite";
 import { parseCidr } from "../../lib/ip/cidr.ts";
 import { runOutput } from "../../lib/process/run.ts";
 import { type AdmissionHandler, serveAdmission } from "../../lib/node/admission_server.ts";
@@ -398,6 +399,59 @@ Deno.test({
   const del = { ...add, CNI_COMMAND: "DEL", CNI_NETNS: "" };
   assertEquals(await run(del), { code: 0, modules: 1 }, "DEL with release");
   assertEquals(agent.releases.length, 1);
+});
+
+Deno.test({
+  name:
+    "ADD is admitted while another process locks Deno's code cache: the wait for the answer is the kernel's, not an event-loop timer's",
+  ignore: ignore || !isBundle(),
+}, async () => {
+  // A bundled plugin stores its V8 code cache in DENO_DIR's SQLite at the first turn of its event
+  // loop, on the JS thread, waiting up to 5 s for another deno process's write lock. A deadline
+  // timer in that loop fired only after the wait, and the request, queued behind it, was never
+  // written: a healthy agent, and ADD failed with 11 "no answer within 5000 ms".
+  await using dir = await socketDir();
+  await using node = await testNode({ podCIDRs: POD_CIDRS });
+  await using agent = await fakeAgent(dir.socket);
+  const denoDir = `${dir.path}/deno`;
+  const conf = JSON.stringify(node.conf({ agentSocket: dir.socket }));
+  const run = (env: Record<string, string>) =>
+    runOutput(["nsenter", `--net=${node.netns.path}`, "--", PLUGIN], {
+      stdin: conf,
+      env: {
+        DENO_DIR: denoDir,
+        PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+        CNI_PATH: "/usr/lib/cni",
+        ...env,
+      },
+    });
+  // Makes DENO_DIR's databases. The cache it stores is dropped, so the ADD would store it again;
+  // ANALYZE spares the ADD's start the write Deno's PRAGMA optimize makes in a fresh database
+  // (that start would wait for the lock too, ~40 s, but before any code of ours runs).
+  assertEquals((await run({ CNI_COMMAND: "VERSION", MYCNI_STORE_CODE_CACHE: "1" })).code, 0);
+  const cacheDb = `${denoDir}/v8_code_cache_v2`;
+  {
+    const db = new DatabaseSync(cacheDb);
+    db.exec("DELETE FROM codecache; ANALYZE;");
+    db.close();
+  }
+  const db = new DatabaseSync(cacheDb);
+  const pod = await node.pod();
+  let add;
+  try {
+    db.exec("BEGIN EXCLUSIVE");
+    add = await run({
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: "lock1",
+      CNI_NETNS: pod.path,
+      CNI_IFNAME: "eth0",
+    });
+  } finally {
+    db.exec("ROLLBACK");
+    db.close();
+  }
+  assertEquals(add.code, 0, `${add.stdout} ${add.stderr}`);
+  assertEquals(agent.admits.map((a) => a.containerId), ["lock1"]);
 });
 
 function isBundle(): boolean {
