@@ -61,12 +61,15 @@ export async function add(req: Request): Promise<Result> {
     // Last, so the pod's addresses are final; before the result, so no container of the pod
     // runs before the agent enforces its policy (DESIGN.md "Pod lifecycle").
     if (conf.agentSocket) {
-      await admitPod(req, conf.agentSocket, addresses.map((a) => bareIp(a.address)), undo);
+      admitPod(req, conf.agentSocket, addresses.map((a) => bareIp(a.address)), undo);
       lap("admit");
     }
     return resultOf(plan, bridgeMac, ipamResult);
   } catch (err) {
+    // Where a failed ADD's time went: the step that threw (an admission's whole wait), the undo.
+    lap("failed");
     const failed = await undo.unwind();
+    lap("undo");
     if (failed.length) req.log.undoFailed = failed;
     throw err;
   }

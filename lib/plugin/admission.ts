@@ -1,22 +1,25 @@
 // The plugin's side of admission (DESIGN.md "Pod lifecycle"): one request to the node agent on
 // its unix socket, and the wait for its answer. ADD asks before it prints its result (no answer
 // fails ADD with code 11), DEL tells (best effort), STATUS pings (no answer is code 50).
-// No setTimeout anywhere here: in Deno that is the Node-compatible timer, whose first use loads
-// ~20 more modules into every plugin process (lib/time/sleep.ts); the deadline is an
-// AbortSignal.timeout, and Deno.connect on a unix socket loads nothing either
-// (tests/integration/plugin_cache_test.ts counts).
+// Synchronous, through syscalls (lib/sys/unix_socket.ts): the wait is ppoll(2)'s in the kernel,
+// so the deadline holds whatever Deno does on the JS thread (a timer in its event loop fired
+// only after a 5 s SQLite wait for the V8 code cache, and the request, queued behind it, was
+// never written); and no setTimeout (the Node-compatible timer loads ~20 more modules into
+// every plugin process, lib/time/sleep.ts). tests/integration/plugin_admission_test.ts counts.
 import { CniError, ErrorCode } from "../cni/errors.ts";
+import { DeadlineExceeded, UnixStream } from "../sys/unix_socket.ts";
+import { Errno, errnoText, SyscallError } from "../sys/syscall.ts";
 import {
   ADMISSION_VERSION,
   AdmissionProtocolError,
   type AdmissionRequest,
   ADMIT_TIMEOUT_MS,
+  formatMessage,
   parseAdmissionAnswer,
   PING_TIMEOUT_MS,
   type PodRef,
-  readMessageLine,
+  readMessageLineSync,
   RELEASE_TIMEOUT_MS,
-  writeMessage,
 } from "./admission_protocol.ts";
 import type { Request } from "./request.ts";
 import type { UndoStack } from "./undo.ts";
@@ -31,47 +34,38 @@ export class AgentUnavailable extends Error {
 
 /**
  * Sends one request to the agent on `socket` and waits at most `timeoutMs` (connect included)
- * for its answer. Resolves when the agent answers ok; throws {@linkcode AgentUnavailable} saying
- * why not (no socket, refused, no answer in time, the agent's error, a bad answer).
+ * for its answer, blocking the JS thread meanwhile. Returns when the agent answers ok; throws
+ * {@linkcode AgentUnavailable} saying why not (no socket, refused, no answer in time, the agent's
+ * error, a bad answer).
  *
  * @example
- * await askAgent("/run/mycni/agent.sock", { version: 1, kind: "ping" }, 2000);
+ * askAgent("/run/mycni/agent.sock", { version: 1, kind: "ping" }, 2000);
  */
-export async function askAgent(
-  socket: string,
-  request: AdmissionRequest,
-  timeoutMs: number,
-): Promise<void> {
-  const deadline = AbortSignal.timeout(timeoutMs);
-  let conn: Deno.UnixConn | undefined;
-  // Closing the connection is what ends a pending read when the deadline passes.
-  const onDeadline = () => {
-    try {
-      conn?.close();
-    } catch { /* already closed */ }
-  };
-  deadline.addEventListener("abort", onDeadline, { once: true });
-  let delivered = false;
-  let line: string;
+export function askAgent(socket: string, request: AdmissionRequest, timeoutMs: number): void {
+  const deadline = performance.now() + timeoutMs;
+  let stream: UnixStream;
   try {
-    conn = await untilDeadline(connect(socket), deadline, timeoutMs);
-    await writeMessage(conn, request);
-    delivered = true;
-    const read = await readMessageLine(conn);
-    if (read === undefined) {
-      throw new AgentUnavailable("the agent closed the connection without an answer", true);
-    }
-    line = read;
+    stream = UnixStream.connect(socket);
   } catch (err) {
-    // Our own close at the deadline may surface as any error, or as the end of the stream.
-    if (deadline.aborted) {
+    throw new AgentUnavailable(connectFailure(err), false);
+  }
+  let delivered = false;
+  let line: string | undefined;
+  try {
+    stream.send(encoder.encode(formatMessage(request)), deadline);
+    delivered = true;
+    line = readMessageLineSync((into) => stream.receive(into, deadline));
+  } catch (err) {
+    if (err instanceof DeadlineExceeded) {
       throw new AgentUnavailable(`no answer within ${timeoutMs} ms`, delivered);
     }
-    if (err instanceof AgentUnavailable) throw err;
-    throw new AgentUnavailable((err as Error).message, delivered);
+    const why = err instanceof SyscallError ? errnoText(err.errno) : (err as Error).message;
+    throw new AgentUnavailable(why, delivered);
   } finally {
-    deadline.removeEventListener("abort", onDeadline);
-    onDeadline();
+    stream.close();
+  }
+  if (line === undefined) {
+    throw new AgentUnavailable("the agent closed the connection without an answer", true);
   }
   let answer;
   try {
@@ -89,20 +83,24 @@ export async function askAgent(
  * request that reached the agent is taken back (release) when ADD unwinds.
  *
  * @example
- * await admitPod(req, "/run/mycni/agent.sock", ["10.244.1.5"], undo);
+ * admitPod(req, "/run/mycni/agent.sock", ["10.244.1.5"], undo);
  */
-export async function admitPod(
+export function admitPod(
   req: Request,
   socket: string,
   ips: readonly string[],
   undo: UndoStack,
-): Promise<void> {
+): void {
   try {
-    await askAgent(socket, admitRequest(req, ips), ADMIT_TIMEOUT_MS);
+    askAgent(socket, admitRequest(req, ips), ADMIT_TIMEOUT_MS);
   } catch (err) {
     if (!(err instanceof AgentUnavailable)) throw err;
     // The agent may have bound the addresses before it failed or we stopped waiting.
-    if (err.delivered) undo.push("release at the agent", () => releaseAtAgent(req, socket));
+    if (err.delivered) {
+      undo.push("release at the agent", () => {
+        req.log.agent = releaseAtAgent(req, socket);
+      });
+    }
     throw new CniError(
       ErrorCode.TryAgainLater,
       `The node agent at ${socket} did not admit the pod: ${err.message}`,
@@ -115,9 +113,9 @@ export async function admitPod(
  * DEL's word to the agent: the attachment's addresses leave every set and map. Best effort:
  * never throws; returns "released" or why not, for the log line.
  */
-export async function releaseAtAgent(req: Request, socket: string): Promise<string> {
+export function releaseAtAgent(req: Request, socket: string): string {
   try {
-    await askAgent(socket, releaseRequest(req), RELEASE_TIMEOUT_MS);
+    askAgent(socket, releaseRequest(req), RELEASE_TIMEOUT_MS);
     return "released";
   } catch (err) {
     return (err as Error).message;
@@ -125,9 +123,9 @@ export async function releaseAtAgent(req: Request, socket: string): Promise<stri
 }
 
 /** STATUS: the agent answers a ping, or CNI error 50 naming the socket. */
-export async function pingAgent(socket: string): Promise<void> {
+export function pingAgent(socket: string): void {
   try {
-    await askAgent(socket, { version: ADMISSION_VERSION, kind: "ping" }, PING_TIMEOUT_MS);
+    askAgent(socket, { version: ADMISSION_VERSION, kind: "ping" }, PING_TIMEOUT_MS);
   } catch (err) {
     if (!(err instanceof AgentUnavailable)) throw err;
     throw new CniError(
@@ -169,34 +167,18 @@ export function releaseRequest(req: Request): AdmissionRequest {
   };
 }
 
-async function connect(socket: string): Promise<Deno.UnixConn> {
-  try {
-    return await Deno.connect({ transport: "unix", path: socket });
-  } catch (err) {
-    const why = err instanceof Deno.errors.NotFound
-      ? "no such socket (is the agent running?)"
-      : err instanceof Deno.errors.ConnectionRefused
-      ? "connection refused (nothing is listening)"
-      : err instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : `cannot connect: ${(err as Error).message}`;
-    throw new AgentUnavailable(why, false);
-  }
-}
+const encoder = new TextEncoder();
 
-/** `p`, or a rejection once `deadline` aborts (a connect that resolves later is closed). */
-function untilDeadline(
-  p: Promise<Deno.UnixConn>,
-  deadline: AbortSignal,
-  timeoutMs: number,
-): Promise<Deno.UnixConn> {
-  if (deadline.aborted) return Promise.reject(new Error("deadline"));
-  return new Promise((resolve, reject) => {
-    const expired = () => {
-      p.then((c) => c.close(), () => {});
-      reject(new AgentUnavailable(`no connection within ${timeoutMs} ms`, false));
-    };
-    deadline.addEventListener("abort", expired, { once: true });
-    p.then(resolve, reject).finally(() => deadline.removeEventListener("abort", expired));
-  });
+function connectFailure(err: unknown): string {
+  if (!(err instanceof SyscallError)) return `cannot connect: ${(err as Error).message}`;
+  switch (err.errno) {
+    case Errno.ENOENT:
+      return "no such socket (is the agent running?)";
+    case Errno.ECONNREFUSED:
+      return "connection refused (nothing is listening)";
+    case Errno.EACCES:
+      return "permission denied";
+    default:
+      return `cannot connect: ${errnoText(err.errno)}`;
+  }
 }

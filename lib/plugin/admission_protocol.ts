@@ -113,17 +113,42 @@ const decoder = new TextDecoder();
  */
 export async function readMessageLine(conn: MessageConn): Promise<string | undefined> {
   const buf = new Uint8Array(MAX_MESSAGE_BYTES);
-  let used = 0;
-  for (;;) {
+  for (let used = 0;;) {
     const n = await conn.read(buf.subarray(used));
     if (n === null) return undefined;
-    const end = buf.subarray(used, used + n).indexOf(0x0a);
-    if (end >= 0) return decoder.decode(buf.subarray(0, used + end));
+    const line = lineIn(buf, used, n);
+    if (line !== undefined) return line;
     used += n;
-    if (used === buf.length) {
-      throw new AdmissionProtocolError(`Admission message longer than ${MAX_MESSAGE_BYTES} bytes`);
-    }
   }
+}
+
+/**
+ * {@linkcode readMessageLine} for a reader that returns at once (the plugin's socket,
+ * lib/sys/unix_socket.ts): `read(into)` fills the start of `into` and returns the count, 0 when
+ * the peer has closed.
+ *
+ * @example
+ * const line = readMessageLineSync((into) => stream.receive(into, deadline));
+ */
+export function readMessageLineSync(read: (into: Uint8Array) => number): string | undefined {
+  const buf = new Uint8Array(MAX_MESSAGE_BYTES);
+  for (let used = 0;;) {
+    const n = read(buf.subarray(used));
+    if (n === 0) return undefined;
+    const line = lineIn(buf, used, n);
+    if (line !== undefined) return line;
+    used += n;
+  }
+}
+
+/** The line in `buf` once the `n` bytes read at `used` end it; throws when `buf` is full. */
+function lineIn(buf: Uint8Array, used: number, n: number): string | undefined {
+  const end = buf.subarray(used, used + n).indexOf(0x0a);
+  if (end >= 0) return decoder.decode(buf.subarray(0, used + end));
+  if (used + n === buf.length) {
+    throw new AdmissionProtocolError(`Admission message longer than ${MAX_MESSAGE_BYTES} bytes`);
+  }
+  return undefined;
 }
 
 /** Writes one message whole. */

@@ -18,7 +18,7 @@ export async function del(req: Request): Promise<void> {
   // After the veth is gone (the pod can no longer send from its addresses) and before IPAM
   // frees them (their next owner inherits nothing): best effort, DEL never fails on it.
   if (conf.agentSocket) {
-    req.log.agent = await releaseAtAgent(req, conf.agentSocket);
+    req.log.agent = releaseAtAgent(req, conf.agentSocket);
     lap("agent");
   }
   // TODO(#18): remove the conntrack entries of the attachment's addresses here (read from IPAM

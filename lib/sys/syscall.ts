@@ -1,6 +1,7 @@
 // System calls Deno has no API for, made through its FFI to libc's syscall(2): a netlink socket
 // and its sendto/recvfrom, and setns around the socket() call that places it in a pod's netns
-// (lib/net/netlink.ts); and the plugin's file I/O (lib/net/file.ts says why).
+// (lib/net/netlink.ts); the plugin's file I/O (lib/sys/file.ts says why); and its unix socket
+// to the agent, whose waits must not depend on Deno's event loop (lib/sys/unix_socket.ts).
 //
 // One FFI symbol for every call: Deno sets up each symbol at dlopen. And each symbol takes one
 // more parameter than the C function, a one-byte struct that the callee never reads: with a
@@ -36,6 +37,7 @@ const NR = {
   x86_64: {
     close: 3,
     socket: 41,
+    connect: 42,
     sendto: 44,
     recvfrom: 45,
     setsockopt: 54,
@@ -50,10 +52,12 @@ const NR = {
     renameat: 264,
     linkat: 265,
     ftruncate: 77,
+    ppoll: 271,
   },
   aarch64: {
     close: 57,
     socket: 198,
+    connect: 203,
     sendto: 206,
     recvfrom: 207,
     setsockopt: 208,
@@ -68,6 +72,7 @@ const NR = {
     renameat: 38,
     linkat: 37,
     ftruncate: 46,
+    ppoll: 73,
   },
 } as const;
 
@@ -79,8 +84,11 @@ export const Errno = {
   ENOENT: 2,
   ESRCH: 3,
   EINTR: 4,
+  EAGAIN: 11,
+  EACCES: 13,
   EEXIST: 17,
   ENODEV: 19,
+  ECONNREFUSED: 111,
 } as const;
 
 /** The "current directory" fd for the *at() calls. */
@@ -205,16 +213,22 @@ const ERRNO_TEXT: Record<number, string> = {
   28: "No space left on device",
   30: "Read-only file system",
   31: "Too many links",
+  32: "Broken pipe",
   34: "Numerical result out of range",
   36: "File name too long",
   40: "Too many levels of symbolic links",
   61: "No data available",
+  88: "Socket operation on non-socket",
   90: "Message too long",
+  91: "Protocol wrong type for socket",
   93: "Protocol not supported",
   95: "Operation not supported",
   97: "Address family not supported by protocol",
   99: "Cannot assign requested address",
   101: "Network is unreachable",
+  104: "Connection reset by peer",
   105: "No buffer space available",
+  107: "Transport endpoint is not connected",
+  111: "Connection refused",
   122: "Disk quota exceeded",
 };

@@ -1,13 +1,21 @@
 // The plugin asks the node agent (DESIGN.md "Pod lifecycle"): the built plugin, exec'd as a runtime
 // does, against a small agent on a unix socket (the agent's own admission server with a fake
 // handler, or a raw listener that never answers, or nothing at all).
+import { DatabaseSync } from "node:sqlite";
 import { parseCidr } from "../../lib/ip/cidr.ts";
 import { runOutput } from "../../lib/process/run.ts";
 import { type AdmissionHandler, serveAdmission } from "../../lib/node/admission_server.ts";
 import type { AdmitRequest, ReleaseRequest } from "../../lib/plugin/admission_protocol.ts";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { canRunPrivileged, type TempNetns } from "../harness/netns.ts";
-import { bare, PLUGIN, resultIps, type TestNode, testNode } from "../harness/plugin.ts";
+import {
+  bare,
+  PLUGIN,
+  type PluginRun,
+  resultIps,
+  type TestNode,
+  testNode,
+} from "../harness/plugin.ts";
 
 const ignore = !canRunPrivileged;
 const POD_CIDRS = ["10.250.7.0/24", "fd00:250:7::/64"];
@@ -63,6 +71,26 @@ async function podAddrs(pod: TempNetns): Promise<string[]> {
   if (out.code !== 0) return [];
   const [link] = JSON.parse(out.stdout) as { addr_info: { local: string; scope: string }[] }[];
   return link.addr_info.filter((a) => a.scope === "global").map((a) => a.local);
+}
+
+/** The last line of the node's plugin log (the newest invocation's outcome). */
+async function lastLogLine(node: TestNode): Promise<string> {
+  return (await Deno.readTextFile(node.logFile)).trim().split("\n").at(-1) ?? "";
+}
+
+/** Where an invocation's wall time went, from the test's clock and the plugin's log line. */
+function timeline(run: { execAt: number; exitedAt: number; r: PluginRun }, line: string): string {
+  let parsed: { ts?: string; durationMs?: number } = {};
+  try {
+    parsed = JSON.parse(line);
+  } catch { /* no line: said below */ }
+  const loggedAt = parsed.ts ? Date.parse(parsed.ts) : NaN;
+  const verb = parsed.durationMs ?? NaN;
+  return `exec to verb start ${Math.round(loggedAt - verb - run.execAt)} ms, verb ${verb} ms, ` +
+    `log line to exit seen ${run.exitedAt - loggedAt} ms; the plugin's log line: ${
+      line || "none"
+    }; ` +
+    `stdout: ${run.r.stdout.trim()}; stderr: ${run.r.stderr.trim()}`;
 }
 
 /** A failed ADD left nothing of the pod behind: no veth, no allocation, no eth0 in the pod. */
@@ -174,7 +202,7 @@ Deno.test({
   const links = await node.links();
   const attempt = async (id: string) => {
     const pod = await node.pod();
-    const started = performance.now();
+    const started = performance.now(), execAt = Date.now();
     const r = await node.exec({
       command: "ADD",
       containerId: id,
@@ -182,7 +210,7 @@ Deno.test({
       conf,
       args: ARGS,
     });
-    return { r, pod, ms: performance.now() - started };
+    return { r, pod, ms: performance.now() - started, execAt, exitedAt: Date.now() };
   };
   const socket = dir.socket.replaceAll(".", "\\.");
 
@@ -217,9 +245,19 @@ Deno.test({
     new RegExp(`${socket} did not admit the pod: no answer within 5000 ms`),
   );
   // The deadline, plus the release it sends on unwind (the request was delivered): 1 s more.
-  assert(hung.ms >= 5000 && hung.ms < 9000, `ADD took ${hung.ms} ms`);
+  // On failure, say where the time went: before the verb started (process start, module load,
+  // this test feeding stdin), in it (the log line: stepsMs.failed is the admission's wait,
+  // stepsMs.undo the unwind, agent the release's outcome), or after its log line (exit).
+  const line = await lastLogLine(node);
+  assert(
+    hung.ms >= 5000 && hung.ms < 9000,
+    `ADD took ${Math.round(hung.ms)} ms: ${timeline(hung, line)}`,
+  );
   await assertNothingLeft(node, hung.pod, links);
-  assertEquals(held.length, 2, "the hung agent got the admit and then the release");
+  assertEquals(held.length, 2, `the hung agent got the admit and then the release; log: ${line}`);
+  const logged = JSON.parse(line);
+  assertEquals(logged.agent, "no answer within 1000 ms", "the release's outcome");
+  assert(logged.stepsMs.failed >= 5000 && logged.stepsMs.undo >= 1000, `stepsMs: ${line}`);
   for (const c of held) c.close();
   listener.close();
   await accepting.catch(() => {});
@@ -361,6 +399,59 @@ Deno.test({
   const del = { ...add, CNI_COMMAND: "DEL", CNI_NETNS: "" };
   assertEquals(await run(del), { code: 0, modules: 1 }, "DEL with release");
   assertEquals(agent.releases.length, 1);
+});
+
+Deno.test({
+  name:
+    "ADD is admitted while another process locks Deno's code cache: the wait for the answer is the kernel's, not an event-loop timer's",
+  ignore: ignore || !isBundle(),
+}, async () => {
+  // A bundled plugin stores its V8 code cache in DENO_DIR's SQLite at the first turn of its event
+  // loop, on the JS thread, waiting up to 5 s for another deno process's write lock. A deadline
+  // timer in that loop fired only after the wait, and the request, queued behind it, was never
+  // written: a healthy agent, and ADD failed with 11 "no answer within 5000 ms".
+  await using dir = await socketDir();
+  await using node = await testNode({ podCIDRs: POD_CIDRS });
+  await using agent = await fakeAgent(dir.socket);
+  const denoDir = `${dir.path}/deno`;
+  const conf = JSON.stringify(node.conf({ agentSocket: dir.socket }));
+  const run = (env: Record<string, string>) =>
+    runOutput(["nsenter", `--net=${node.netns.path}`, "--", PLUGIN], {
+      stdin: conf,
+      env: {
+        DENO_DIR: denoDir,
+        PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+        CNI_PATH: "/usr/lib/cni",
+        ...env,
+      },
+    });
+  // Makes DENO_DIR's databases. The cache it stores is dropped, so the ADD would store it again;
+  // ANALYZE spares the ADD's start the write Deno's PRAGMA optimize makes in a fresh database
+  // (that start would wait for the lock too, ~40 s, but before any code of ours runs).
+  assertEquals((await run({ CNI_COMMAND: "VERSION", MYCNI_STORE_CODE_CACHE: "1" })).code, 0);
+  const cacheDb = `${denoDir}/v8_code_cache_v2`;
+  {
+    const db = new DatabaseSync(cacheDb);
+    db.exec("DELETE FROM codecache; ANALYZE;");
+    db.close();
+  }
+  const db = new DatabaseSync(cacheDb);
+  const pod = await node.pod();
+  let add;
+  try {
+    db.exec("BEGIN EXCLUSIVE");
+    add = await run({
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: "lock1",
+      CNI_NETNS: pod.path,
+      CNI_IFNAME: "eth0",
+    });
+  } finally {
+    db.exec("ROLLBACK");
+    db.close();
+  }
+  assertEquals(add.code, 0, `${add.stdout} ${add.stderr}`);
+  assertEquals(agent.admits.map((a) => a.containerId), ["lock1"]);
 });
 
 function isBundle(): boolean {

@@ -67,10 +67,22 @@ async function pidsWithArg(needle: string): Promise<number[]> {
   return pids;
 }
 
-async function waitFor(what: string, ms: number, probe: () => Promise<boolean>): Promise<void> {
+/**
+ * Polls `probe` every 100 ms until it is true, for at most `ms`; a probe's error is retried (and
+ * named if time runs out). `opts.fatal()` returning a reason ends the wait at once: a daemon that
+ * exited will not come up, and waiting out the bound would only hide why.
+ */
+async function waitFor(
+  what: string,
+  ms: number,
+  probe: () => Promise<boolean>,
+  opts: { fatal?: () => string | undefined } = {},
+): Promise<void> {
   const end = Date.now() + ms;
   let last: unknown;
   while (Date.now() < end) {
+    const fatal = opts.fatal?.();
+    if (fatal) throw new Error(`Gave up waiting for ${what}: ${fatal}`);
     try {
       if (await probe()) return;
     } catch (err) {
@@ -79,6 +91,23 @@ async function waitFor(what: string, ms: number, probe: () => Promise<boolean>):
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`Timed out after ${ms} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+}
+
+/**
+ * How long a containerd may take to serve CRI. A bound, not an expectation: one boots in ~1 s
+ * here (its log says "successfully booted in 0.03s"), but the second of two, started while other
+ * suites loaded the 2-core machine, did not answer within 20 s in a CI run.
+ */
+const CRI_START_MS = 90_000;
+
+/** The last `n` lines of `path`, for an error message; says so when it cannot be read. */
+async function tail(path: string, n: number): Promise<string> {
+  try {
+    const lines = (await Deno.readTextFile(path)).trimEnd().split("\n");
+    return lines.slice(-n).join("\n") || "(empty)";
+  } catch (err) {
+    return `(cannot read it: ${(err as Error).message})`;
+  }
 }
 
 /**
@@ -133,18 +162,29 @@ export async function startContainerd(o: ContainerdOptions): Promise<ContainerdN
       for (const m of await mountsUnder(o.dir)) await runOutput(["umount", "-l", m]);
     },
   };
+  const started = Date.now();
   try {
-    let exited = false;
-    child.status.then(() => exited = true);
-    await waitFor(`containerd CRI on ${socket}`, 20_000, async () => {
-      if (exited) throw new Error("containerd exited");
+    let exited: Deno.CommandStatus | undefined;
+    child.status.then((s) => exited = s);
+    await waitFor(`containerd CRI on ${socket}`, CRI_START_MS, async () => {
       await cri.call("Version", {}, 2_000);
       return true;
+    }, {
+      fatal: () =>
+        exited &&
+        `containerd exited with code ${exited.code}${exited.signal ? ` (${exited.signal})` : ""}`,
     });
     for (const tar of o.images) await run([...ctr, "images", "import", tar]);
   } catch (err) {
+    // Stopped first, so that its log is complete when we read it.
     await node[Symbol.asyncDispose]();
-    throw new Error(`${(err as Error).message} (see ${o.dir}/containerd.log)`);
+    const logFile = `${o.dir}/containerd.log`;
+    throw new Error(
+      `${(err as Error).message} (${
+        Date.now() - started
+      } ms after the start; ${logFile}, last 20 lines:\n` +
+        `${await tail(logFile, 20)})`,
+    );
   }
   return node;
 }

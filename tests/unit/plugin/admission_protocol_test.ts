@@ -4,6 +4,7 @@ import {
   parseAdmissionAnswer,
   parseAdmissionRequest,
   readMessageLine,
+  readMessageLineSync,
 } from "../../../lib/plugin/admission_protocol.ts";
 import { assertEquals, assertMatch, assertRejects, assertThrows } from "../../harness/assert.ts";
 
@@ -117,5 +118,24 @@ Deno.test("readMessageLine() gives undefined at an early end and refuses an endl
   assertEquals(await readMessageLine(fakeConn([])), undefined);
   assertEquals(await readMessageLine(fakeConn(['{"version":1}'])), undefined);
   const err = await assertRejects(() => readMessageLine(fakeConn(["x".repeat(20_000)])));
+  assertMatch(err.message, /longer than 16384 bytes/);
+});
+
+Deno.test("readMessageLineSync() reads as readMessageLine() does, from a reader that returns at once", () => {
+  // The plugin's socket (lib/sys/unix_socket.ts) returns 0 at the end where a Deno.Conn gives null.
+  const sync = (chunks: string[]) => {
+    const bytes = chunks.map((c) => new TextEncoder().encode(c));
+    return (into: Uint8Array) => {
+      const next = bytes.shift();
+      if (next === undefined) return 0;
+      into.set(next.subarray(0, into.length));
+      if (next.length > into.length) bytes.unshift(next.subarray(into.length));
+      return Math.min(next.length, into.length);
+    };
+  };
+  assertEquals(readMessageLineSync(sync(['{"ver', 'sion":1}\n{"next"'])), '{"version":1}');
+  assertEquals(readMessageLineSync(sync([])), undefined);
+  assertEquals(readMessageLineSync(sync(['{"version":1}'])), undefined);
+  const err = assertThrows(() => readMessageLineSync(sync(["x".repeat(20_000)])));
   assertMatch(err.message, /longer than 16384 bytes/);
 });
