@@ -108,6 +108,24 @@ export function deleteConntrackEntry(entry: ConntrackEntry, opts: ConntrackOptio
 }
 
 /**
+ * `conntrack -D` of each of `entries` (as {@linkcode listConntrack} listed them) on one
+ * socket; returns how many it deleted (the others were already gone).
+ *
+ * @example
+ * deleteConntrackList(listConntrack({ addresses }).filter(denied)); // strict mode's cut
+ */
+export function deleteConntrackList(
+  entries: readonly ConntrackEntry[],
+  opts: ConntrackOptions = {},
+): number {
+  if (entries.length === 0) return 0;
+  using nl = Rtnl.open(opts.netns, NETLINK_NETFILTER);
+  let n = 0;
+  for (const e of entries) if (deleteOne(nl, e)) n++;
+  return n;
+}
+
+/**
  * Deletes every entry matching `filter`; returns how many it deleted. One dump, then one
  * delete per entry, on one socket.
  *
