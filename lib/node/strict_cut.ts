@@ -88,19 +88,31 @@ export function createStrictCutter(
     const started = performance.now();
     try {
       const entries = kernel.list(addresses);
+      const listed = performance.now();
       const cut = connectionsToCut(entries, judge(state!), { addresses });
+      const judged = performance.now();
       const held = cut.flatMap((e) => cutElement(e) ?? []);
       // The answers first: between the delete and the set, a server's datagram would be a new
       // flow nothing refuses.
       if (held.length > 0) await hold(held);
+      const holding = performance.now();
       const n = kernel.remove(cut);
       counters.cut += n;
       if (n > 0 || cut.length > 0) {
+        const ms = (a: number, b: number) => Math.round(b - a);
         log.info("connections cut", {
           count: n,
           judged: entries.length,
           addresses: addresses.length,
-          ms: Math.round(performance.now() - started),
+          held: held.length,
+          ms: ms(started, performance.now()),
+          // Where it went: the dump, explain, the UDP hold (an nft process), the deletes.
+          stepsMs: {
+            list: ms(started, listed),
+            judge: ms(listed, judged),
+            hold: ms(judged, holding),
+            delete: ms(holding, performance.now()),
+          },
         });
       }
     } catch (err) {
