@@ -12,7 +12,7 @@ import { type ClusterNode, type Pod, startCluster } from "../tests/harness/clust
 import { canRunPrivileged } from "../tests/harness/netns.ts";
 import { policy, waitEnforced } from "../tests/harness/netpol.ts";
 import { line, memoryMiB } from "./bench_node.ts";
-import { iperf, IPERF_PORT, iperfServer } from "./iperf.ts";
+import { iperf, iperfServer } from "./iperf.ts";
 import { median } from "./stats.ts";
 
 const SENDER = new URL("../tests/harness/flow_sender.ts", import.meta.url).pathname;
