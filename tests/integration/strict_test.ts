@@ -86,6 +86,16 @@ Deno.test({
   const metrics = await node.probe!.http("http://127.0.0.1:9749/metrics");
   const cut = Number(metrics.body?.match(/^mycni_policy_strict_cut_total (\d+)$/m)?.[1]);
   assert(cut >= denied.length, `mycni_policy_strict_cut_total ${cut}`);
+  // Its table now holds elements the table's sync never wrote: the cut UDP connections' answers
+  // (the agent's) and the logged flows (the kernel's). The periodic read-back (every 10 s) must
+  // take them as they are: no repair, no reload.
+  const sets = await run(
+    inNetns(node.netns, ["nft", "list", "set", "inet", "mycni", "strict_cut6"]),
+  );
+  assert(sets.includes("udp"), `the cut set holds nothing: ${sets}`);
+  await new Promise((r) => setTimeout(r, 11_000));
+  const log = await Deno.readTextFile(`${node.dir}/agent.log`);
+  assert(!log.includes("differs from the one applied"), log.slice(-3000));
 });
 
 Deno.test({
