@@ -2,10 +2,10 @@
 // router (two nodes on each), two pods per node, the real agent on every node (watching a
 // stand-in API server) and pods made by the real plugin; prints which backend each node pair uses
 // (host-gw on a segment, VXLAN across) and who reaches whom (ping + TCP, with the source address
-// each destination saw), then a NetworkPolicy act and a ClusterNetworkPolicy act, then tears it
-// all down. Exits 1 if any check
-// failed. `--static` runs the agents from a nodes file instead (no policy act), `--manual` wires
-// everything by hand (no mycni at all).
+// each destination saw), then a NetworkPolicy act (with `mycni-init explain` and `mycni-init
+// flows` on a denied flow) and a ClusterNetworkPolicy act, then tears it all down. Exits 1 if any
+// check failed. `--static` runs the agents from a nodes file instead (no policy act), `--manual`
+// wires everything by hand (no mycni at all).
 import { canRunPrivileged } from "../tests/harness/netns.ts";
 import { backendTable } from "../tests/harness/backends.ts";
 import { clusterPolicyAct, policyAct } from "./demo_policy.ts";

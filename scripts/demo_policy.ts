@@ -1,9 +1,10 @@
 // The demo's policy acts. NetworkPolicy: three tiers (web, api, db), one pod each on different
-// nodes, the matrix of who reaches whom before and after three policies, and `mycni-init explain`
-// asked about one flow the policies deny. ClusterNetworkPolicy: an Admin Deny that a namespace's
-// NetworkPolicy cannot open, a Baseline default-deny that one does open, the matrix before and
-// after, and explain for one flow of each. Needs the cluster in API mode (policies come from the
-// API).
+// nodes, the matrix of who reaches whom before and after three policies, `mycni-init explain`
+// asked about one flow the policies deny, and `mycni-init flows` showing that flow's denied
+// attempts with the policy that denied them. ClusterNetworkPolicy: an Admin Deny that a
+// namespace's NetworkPolicy cannot open, a Baseline default-deny that one does open, the matrix
+// before and after, and explain for one flow of each. Needs the cluster in API mode (policies
+// come from the API).
 import { inNetns, runOutput } from "../lib/process/run.ts";
 import type { Cluster, Pod } from "../tests/harness/cluster.ts";
 import { waitEnforced } from "../tests/harness/netpol.ts";
@@ -86,7 +87,8 @@ export async function policyAct(cluster: Cluster, out: ActOutput): Promise<boole
   print(after, want);
 
   const explained = await explain(out, pods.web, "web/web-0", "db/db-0");
-  const ok = JSON.stringify(after) === JSON.stringify(want) && explained === 1;
+  const flowsOk = await showFlows(pods.db, out);
+  const ok = JSON.stringify(after) === JSON.stringify(want) && explained === 1 && flowsOk;
   out.line(
     ok ? out.ok("every flow does what the policies say\n") : out.bad("some flows are wrong\n"),
   );
@@ -226,4 +228,21 @@ async function explain(
   ]));
   for (const l of (res.stdout + res.stderr).trimEnd().split("\n")) out.line(`  ${l}`);
   return res.code;
+}
+
+/**
+ * `mycni-init flows` on the db pod's node, where its ingress is enforced: the denied web -> db
+ * attempts the matrix made, with the policy that denied them. Returns whether one is there.
+ */
+async function showFlows(
+  db: Pod,
+  out: { line: (s: string) => void; bold: (s: string) => string },
+): Promise<boolean> {
+  out.line(`\n$ mycni-init flows    ${out.bold(`(on ${db.node.name}, db-0's node)`)}`);
+  const flows = await runOutput(inNetns(db.node.netns, [`${REPO}bin/mycni-init`, "flows"]));
+  const lines = flows.stdout.trimEnd().split("\n").filter((l) => l.includes("web/web-0"));
+  // The matrix asked more than once: the first record of each direction says it all.
+  for (const l of lines.slice(0, 2)) out.line(`  ${l}`);
+  if (flows.code !== 0) out.line(`  ${flows.stdout}${flows.stderr}`);
+  return lines.some((l) => l.includes("-> db/db-0") && l.includes("by db/from-api"));
 }

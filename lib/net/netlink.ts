@@ -35,7 +35,7 @@ const NLMSG_HDRLEN = 16;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NLM_F_REQUEST = 0x1;
-const NLM_F_ACK = 0x4;
+export const NLM_F_ACK = 0x4;
 const NLM_F_ACK_TLVS = 0x200;
 const NLMSGERR_ATTR_MSG = 1;
 
@@ -126,13 +126,16 @@ export class Rtnl implements Disposable {
    * `read` of each one's (single) reply, or the kernel's refusal, in order. What `ip route get`
    * does per address, at a third of the system calls of {@linkcode request} per lookup (one
    * recvfrom each instead of send + reply + ack), which is what thousands of lookups cost.
-   * `read` sees the reply in place: the view is only valid during the call.
+   * `read` sees the reply in place: the view is only valid during the call. `flags` adds to
+   * the requests' (NLM_F_ACK: requests that answer nothing else, such as deletes, then answer
+   * with an ack, which `read` gets as an NLMSG_ERROR of errno 0).
    */
   requestEach<T>(
     type: number,
     bodies: readonly Uint8Array[],
     what: (i: number) => string,
     read: (type: number, body: Uint8Array) => T,
+    flags = 0,
   ): (T | NetlinkError)[] {
     const out: (T | NetlinkError)[] = new Array(bodies.length);
     for (let start = 0; start < bodies.length; start += PIPELINE) {
@@ -142,7 +145,11 @@ export class Rtnl implements Disposable {
       for (let i = start; i < end; i++) size += align4(NLMSG_HDRLEN + bodies[i].length);
       const msg = bytes(size);
       for (let i = start, off = 0; i < end; i++) {
-        off = putMessage(msg, off, { type, flags: NLM_F_REQUEST, seq: ++this.#seq }, bodies[i]);
+        off = putMessage(msg, off, {
+          type,
+          flags: NLM_F_REQUEST | flags,
+          seq: ++this.#seq,
+        }, bodies[i]);
       }
       const doing = `netlink (${what(start)} and ${end - start - 1} more)`;
       sys("sendto", doing, this.fd, msg, msg.length, 0);
@@ -151,7 +158,8 @@ export class Rtnl implements Disposable {
         const i = start + v.getUint32(off + 8, true) - first;
         if (i >= start && i < end && out[i] === undefined) {
           const mtype = v.getUint16(off + 4, true);
-          out[i] = mtype === NLMSG_ERROR
+          const refused = mtype === NLMSG_ERROR && v.getInt32(off + NLMSG_HDRLEN, true) !== 0;
+          out[i] = refused
             ? new NetlinkError(
               what(i),
               this.netns,

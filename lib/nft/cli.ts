@@ -50,7 +50,9 @@ export interface KernelTable {
   /**
    * Sets with their type, `interval` flag and elements as we write them (`10.0.0.1`,
    * `a . b`, `k : jump c`, `10.0.0.0/8`, `a-b`: interval elements as nft prints them, which
-   * may be split or joined differently from what was loaded); chains with their hook line in
+   * may be split or joined differently from what was loaded), a set with a timeout as dynamic
+   * (its timeout and size, its elements, the kernel's, not read); limits with their spec;
+   * chains with their hook line in
    * the form `type T hook H priority P; policy V;` (P a number: 0 for `filter`) and, as their
    * rules, each rule's comment ("" when it has none):
    * nft prints a rule's statements differently from how they were written, its comment as is.
@@ -93,6 +95,7 @@ export function parseTableJson(name: string, json: unknown): KernelTable {
   const sets = new Map<string, NftSet>();
   const chains = new Map<string, { decl?: string; rules: string[] }>();
   const counters = new Map<string, number>();
+  const limits = new Map<string, string>();
   for (const item of items) {
     if (item.set || item.map) {
       const s = (item.set ?? item.map) as JsonObject;
@@ -106,21 +109,39 @@ export function parseTableJson(name: string, json: unknown): KernelTable {
       chains.get(String(r.chain))?.rules.push(typeof r.comment === "string" ? r.comment : "");
     } else if (item.counter) {
       counters.set(String(item.counter.name), Number(item.counter.packets ?? 0));
+    } else if (item.limit) {
+      limits.set(String(item.limit.name), limitSpec(item.limit));
     }
   }
   const table: NftTable = {
     name,
     counters: [...counters.keys()],
+    limits,
     sets,
     chains: chains as Map<string, NftChain>,
   };
   return { table, counters };
 }
 
+/** A limit as nft writes it: `rate 100/second burst 100 packets` (`rate 1 mbytes/second ...`). */
+function limitSpec(l: JsonObject): string {
+  const unit = l.rate_unit === undefined ? "" : ` ${l.rate_unit}`;
+  const burstUnit = l.burst_unit === undefined ? "packets" : String(l.burst_unit);
+  const inv = l.inv === true ? "over " : "";
+  return `rate ${inv}${l.rate}${unit}/${l.per} burst ${l.burst ?? 0} ${burstUnit}`;
+}
+
 function parseSet(s: JsonObject, isMap: boolean): NftSet {
   const key = Array.isArray(s.type) ? s.type.join(" . ") : String(s.type);
   const type = isMap ? `${key} : ${s.map}` : key;
-  const interval = Array.isArray(s.flags) && s.flags.includes("interval");
+  const flags = Array.isArray(s.flags) ? s.flags : [];
+  const interval = flags.includes("interval");
+  // nft -j lists `flags dynamic,timeout` as ["timeout"]: a timeout is what makes a set ours to
+  // declare and the kernel's to fill (its elements are not read).
+  if (flags.includes("timeout") || flags.includes("dynamic")) {
+    const dynamic = { timeout: Number(s.timeout ?? 0), size: Number(s.size ?? 0) };
+    return { kind: isMap ? "map" : "set", type, interval, elements: new Map(), dynamic };
+  }
   const elements = new Map<string, string>();
   for (const e of (s.elem ?? []) as unknown[]) {
     if (isMap && Array.isArray(e)) {

@@ -7,8 +7,9 @@ import type { NftSet, NftTable } from "./ruleset.ts";
 
 /**
  * The element changes turning table `prev` (what the kernel holds) into `next`, or undefined
- * when anything else differs: the table, a counter, a chain or its rules, a set's declaration
- * or presence, an interval set's elements, or a set of a type the batch cannot encode. Then the
+ * when anything else differs: the table, a counter, a limit, a chain or its rules, a set's
+ * declaration or presence, an interval set's elements, or a set of a type the batch cannot
+ * encode. A dynamic set's elements are the kernel's: never a change. Then the
  * caller applies the change with `nft -f` (lib/nft/ruleset.ts renderTableChange). An empty list
  * means the tables are the same.
  *
@@ -22,6 +23,7 @@ import type { NftSet, NftTable } from "./ruleset.ts";
  */
 export function elementChanges(prev: NftTable, next: NftTable): ElementChange[] | undefined {
   if (prev.name !== next.name || !sameStrings(prev.counters, next.counters)) return undefined;
+  if (!sameLimits(prev.limits, next.limits)) return undefined;
   if (prev.chains.size !== next.chains.size || prev.sets.size !== next.sets.size) return undefined;
   for (const [name, chain] of next.chains) {
     const old = prev.chains.get(name);
@@ -34,7 +36,9 @@ export function elementChanges(prev: NftTable, next: NftTable): ElementChange[] 
     const old = prev.sets.get(name);
     if (!old || old.kind !== set.kind || old.type !== set.type) return undefined;
     if (old.interval !== set.interval) return undefined;
-    if (old.elements === set.elements) continue;
+    if (old.dynamic?.timeout !== set.dynamic?.timeout) return undefined;
+    if (old.dynamic?.size !== set.dynamic?.size) return undefined;
+    if (set.dynamic || old.elements === set.elements) continue; // dynamic: the kernel's elements
     const changes = setChanges(name, old, set);
     if (changes.length === 0) continue;
     if (set.interval || !elementTypeSupported(set.type)) return undefined;
@@ -59,6 +63,13 @@ function setChanges(name: string, old: NftSet, set: NftSet): ElementChange[] {
   }
   for (const [key, el] of set.elements) if (!old.elements.has(key)) added.push(change("add", el));
   return [...gone, ...added];
+}
+
+function sameLimits(
+  a: ReadonlyMap<string, string> = new Map(),
+  b: ReadonlyMap<string, string> = new Map(),
+): boolean {
+  return a.size === b.size && [...a].every(([name, spec]) => b.get(name) === spec);
 }
 
 function sameStrings(a: readonly string[], b: readonly string[]): boolean {

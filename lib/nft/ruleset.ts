@@ -1,4 +1,4 @@
-// The agent's nftables table as data (sets, maps, chains, counters) and the two texts `nft -f`
+// The agent's nftables table as data (sets, maps, chains, counters, limits) and the two texts `nft -f`
 // takes for it: the whole table in one transaction (start-up, recovery, periodic re-check), or
 // the difference from the table last applied (every other change), also one transaction. Pure:
 // lib/nft/cli.ts feeds these texts to nft.
@@ -31,6 +31,21 @@ export interface NftSet {
    * others change element by element.
    */
   readonly elements: ReadonlyMap<string, string>;
+  /**
+   * Present on a set whose elements are not the table's: the kernel adds them (a rule's
+   * `add @set`), or the agent outside the table's sync, and `timeout` expires them. The table
+   * declares it empty; a difference never adds or deletes its elements and a read-back compares
+   * only its declaration (its `elements` are ignored, and read back empty).
+   */
+  readonly dynamic?: NftDynamic;
+}
+
+/** How a dynamic set's elements live: `flags dynamic,timeout; timeout 130s; size 65536;`. */
+export interface NftDynamic {
+  /** Seconds an element lives unless refreshed. */
+  readonly timeout: number;
+  /** Most elements the set holds (a full set refuses new ones). */
+  readonly size: number;
 }
 
 /** A chain: the base-chain line (hook, priority, policy), if any, and its rules in order. */
@@ -45,6 +60,12 @@ export interface NftTable {
   readonly name: string;
   /** Named counters: kept across changes (a difference never deletes one). */
   readonly counters: readonly string[];
+  /**
+   * Named limits (`limit NAME { SPEC }`) by name, SPEC as nft prints it back:
+   * `rate 100/second burst 100 packets`. Kept in place: a difference refuses to change one (a
+   * whole table loads the new one), and deletes one only when no rule uses it any more.
+   */
+  readonly limits?: ReadonlyMap<string, string>;
   readonly sets: ReadonlyMap<string, NftSet>;
   /**
    * Chains in an order where no chain jumps to one listed after it is needed: nft resolves
@@ -63,9 +84,10 @@ export interface NftTable {
 export function renderFullTable(t: NftTable): string {
   const out = [`table ${t.name} {}`, `delete table ${t.name}`, `table ${t.name} {`];
   for (const c of t.counters) out.push(`  counter ${c} {`, `  }`);
+  for (const [name, spec] of t.limits ?? []) out.push(`  limit ${name} { ${spec} }`);
   for (const [name, set] of t.sets) {
     out.push(`  ${set.kind} ${name} {`, `    ${decl(set)}`);
-    if (set.elements.size > 0) {
+    if (set.elements.size > 0 && !set.dynamic) {
       out.push(`    elements = { ${[...set.elements.values()].join(", ")} }`);
     }
     out.push("  }");
@@ -92,6 +114,7 @@ export function renderTableChange(prev: NftTable, next: NftTable): string {
   const t = next.name;
   const out: string[] = [];
   for (const c of next.counters) if (!prev.counters.includes(c)) out.push(`add counter ${t} ${c}`);
+  out.push(...limitChanges(t, prev.limits, next.limits).added);
   // Objects first, empty: a map element may jump to a new chain, a rule may test a new set.
   for (const [name, set] of next.sets) {
     const old = prev.sets.get(name);
@@ -124,11 +147,31 @@ export function renderTableChange(prev: NftTable, next: NftTable): string {
   for (const [name, set] of prev.sets) {
     if (!next.sets.has(name)) out.push(`delete ${set.kind} ${t} ${name}`);
   }
+  out.push(...limitChanges(t, prev.limits, next.limits).gone);
   return out.length ? out.join("\n") + "\n" : "";
+}
+
+/** The limits to add (before any rule uses them) and to delete (after none does). */
+function limitChanges(
+  t: string,
+  prev: ReadonlyMap<string, string> = new Map(),
+  next: ReadonlyMap<string, string> = new Map(),
+): { added: string[]; gone: string[] } {
+  const added: string[] = [], gone: string[] = [];
+  for (const [name, spec] of next) {
+    const old = prev.get(name);
+    if (old === undefined) added.push(`add limit ${t} ${name} { ${spec} }`);
+    else if (old !== spec) {
+      throw new Error(`Limit ${name} changed from "${old}" to "${spec}": load the table whole`);
+    }
+  }
+  for (const name of prev.keys()) if (!next.has(name)) gone.push(`delete limit ${t} ${name}`);
+  return { added, gone };
 }
 
 /** Turning `old`'s elements (none when new) into `set`'s. */
 function elementChanges(t: string, name: string, old: NftSet | undefined, set: NftSet): string[] {
+  if (set.dynamic) return []; // the kernel's elements
   if (!old) return addElements(t, name, [...set.elements.values()]);
   if (old.elements === set.elements) return [];
   if (set.interval) {
@@ -148,7 +191,7 @@ function elementChanges(t: string, name: string, old: NftSet | undefined, set: N
 
 /** A table holding nothing: what "last applied" is before anything was. */
 export function emptyTable(name: string): NftTable {
-  return { name, counters: [], sets: new Map(), chains: new Map() };
+  return { name, counters: [], limits: new Map(), sets: new Map(), chains: new Map() };
 }
 
 // Elements go in batches: one `add element` line per set keeps nft's parser fast, but a single
@@ -164,6 +207,8 @@ function addElements(table: string, set: string, elements: readonly string[]): s
 }
 
 function decl(set: NftSet): string {
+  const d = set.dynamic;
+  if (d) return `type ${set.type}; flags dynamic,timeout; timeout ${d.timeout}s; size ${d.size};`;
   return `type ${set.type};${set.interval ? " flags interval;" : ""}`;
 }
 

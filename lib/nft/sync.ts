@@ -172,7 +172,8 @@ function createMarkers() {
  * How the kernel's table (as {@linkcode readTable} reads it) differs from `want`, in words;
  * empty when it holds exactly that. Elements of interval sets are compared by the addresses they
  * cover, rules by their markers (`marker` of each wanted rule against the kernel's comments).
- * Counters are only checked for presence (a difference never removes one).
+ * Counters are only checked for presence (a difference never removes one); limits by their
+ * spec; dynamic sets by their declaration only (the kernel fills and expires their elements).
  *
  * @example
  * tableDifferences(applied, (await readTable("inet", "mycni"))!.table, marker);
@@ -187,6 +188,7 @@ export function tableDifferences(
   for (const c of want.counters) {
     if (!kernel.counters.includes(c)) out.push(`counter ${c} is missing`);
   }
+  out.push(...limitDifferences(want.limits ?? new Map(), kernel.limits ?? new Map()));
   for (const [name, set] of want.sets) {
     const k = kernel.sets.get(name);
     if (!k) out.push(`${set.kind} ${name} is missing`);
@@ -206,12 +208,33 @@ export function tableDifferences(
   return out;
 }
 
+function limitDifferences(
+  want: ReadonlyMap<string, string>,
+  kernel: ReadonlyMap<string, string>,
+): string[] {
+  const out: string[] = [];
+  for (const [name, spec] of want) {
+    const k = kernel.get(name);
+    if (k === undefined) out.push(`limit ${name} is missing`);
+    else if (k !== spec) out.push(`limit ${name} is "${k}", not "${spec}"`);
+  }
+  for (const name of kernel.keys()) if (!want.has(name)) out.push(`limit ${name} is not ours`);
+  return out;
+}
+
 function setDifferences(name: string, want: NftSet, kernel: NftSet): string[] {
   const what = `${want.kind} ${name}`;
   if (want.kind !== kernel.kind || want.type !== kernel.type || want.interval !== kernel.interval) {
     return [
       `${what} is declared ${kernel.kind} of ${kernel.type}${kernel.interval ? ", interval" : ""}`,
     ];
+  }
+  if (want.dynamic || kernel.dynamic) {
+    // Its elements are the kernel's: only how they live is ours.
+    const a = want.dynamic, b = kernel.dynamic;
+    if (a?.timeout === b?.timeout && a?.size === b?.size) return [];
+    const say = (d?: NftSet["dynamic"]) => d ? `timeout ${d.timeout}s, size ${d.size}` : "static";
+    return [`${what} is declared ${say(b)}, not ${say(a)}`];
   }
   if (want.interval) {
     const a = coverage(want.elements.values()), b = coverage(kernel.elements.values());

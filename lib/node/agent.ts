@@ -30,7 +30,8 @@ import type { AgentOptions } from "./options.ts";
 import { checkTools } from "./preflight.ts";
 import { createScheduler, RESYNC_MS, type Scheduler } from "./scheduler.ts";
 import { stepRunner } from "./steps.ts";
-import { type ClusterState, createNodeSync, type NodeSync } from "./sync.ts";
+import { type ClusterState, createNodeSync, nodeSteps, type NodeSync } from "./sync.ts";
+import { startPolicySight } from "./policy_sight.ts";
 
 /** The outside world the agent is given. */
 export interface AgentContext {
@@ -55,8 +56,18 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
   if (opts.networkPolicy && opts.nodesFile) {
     ctx.log.info("NetworkPolicy needs the Kubernetes API: a nodes file enforces none");
   }
-  const sync = createNodeSync(opts, status, ctx.log);
-  if (opts.once) return await runOnce(opts, sync, status.policyEnabled, ctx.log);
+  if (opts.once) {
+    return await runOnce(
+      opts,
+      createNodeSync(opts, status, ctx.log),
+      status.policyEnabled,
+      ctx.log,
+    );
+  }
+  // Strict mode and the flow log, fed every policy table the kernel takes.
+  await using sight = startPolicySight(opts, status.policyEnabled, ctx.log, ctx.signal);
+  const steps = nodeSteps(opts, status.policyEnabled, ctx.log, sight.tableDeps);
+  const sync = createNodeSync(opts, status, ctx.log, steps);
 
   let server: Deno.HttpServer;
   try {
@@ -70,6 +81,7 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
       healthHandler(status, {
         drops: () => sync.drops(),
         explain: status.policyEnabled ? (q) => sync.explain(q) : undefined,
+        ...sight.health,
       }),
     );
   } catch (err) {

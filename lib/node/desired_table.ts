@@ -2,13 +2,22 @@
 // node's pods and, when NetworkPolicy is on, the forward-hook rules that enforce it. Pure:
 // desired state in, an NftTable out; lib/nft/sync.ts applies it.
 import { NFT_TABLE, type NftChain, type NftSet, type NftTable } from "../nft/ruleset.ts";
+import { flowLogObjects } from "../policy/flow_log_rules.ts";
 import { DROP_COUNTERS, type PolicyObjects } from "../policy/nft_rules.ts";
+import { strictForwardRules, strictObjects } from "../policy/strict_rules.ts";
 import { type MasqInput, masqueradeObjects } from "./masq.ts";
 
 /** What the table is computed from. */
 export interface TableInput extends MasqInput {
   /** The policy objects for this node's pods; absent with `--network-policy=false`. */
   readonly policy?: PolicyObjects;
+  /**
+   * With `policy` rendered with the flow log (`--flow-log denied`): the objects its rules use,
+   * at `rate` records a second (`--flow-log-rate`).
+   */
+  readonly flowLog?: { readonly rate: number };
+  /** With `policy`, `--policy-strict`: the rules that keep cut connections cut. */
+  readonly strict?: boolean;
 }
 
 /**
@@ -21,19 +30,32 @@ export function desiredTable(input: TableInput): NftTable {
   const masq = masqueradeObjects(input);
   const sets = new Map<string, NftSet>(masq.sets);
   const chains = new Map<string, NftChain>();
+  const counters = Object.values(DROP_COUNTERS);
+  const limits = new Map<string, string>();
   if (input.policy) {
-    for (const [name, set] of input.policy.sets) sets.set(name, set);
+    const strict = input.strict ? strictObjects() : new Map<string, NftSet>();
+    const log = input.flowLog && flowLogObjects(input.flowLog.rate);
+    for (const [name, set] of [...input.policy.sets, ...strict, ...log?.sets ?? []]) {
+      sets.set(name, set);
+    }
+    for (const [name, spec] of log?.limits ?? []) limits.set(name, spec);
+    counters.push(...log?.counters ?? []);
     for (const [name, chain] of input.policy.chains) chains.set(name, chain);
     chains.set("forward", {
       decl: "type filter hook forward priority filter; policy accept;",
       // Replies of connections a policy allowed (and of connections older than the policy).
-      rules: ["ct state established,related accept", ...input.policy.forwardRules],
+      rules: [
+        "ct state established,related accept",
+        ...(input.strict ? strictForwardRules() : []),
+        ...input.policy.forwardRules,
+      ],
     });
   }
   chains.set("postrouting", masq.chain);
   return {
     name: `${NFT_TABLE.family} ${NFT_TABLE.name}`,
-    counters: Object.values(DROP_COUNTERS),
+    counters,
+    limits,
     sets,
     chains,
   };

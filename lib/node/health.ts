@@ -1,7 +1,9 @@
 // What the agent reports about itself: /healthz (synced and watching, NetworkPolicy enforced when
-// on), /metrics (Prometheus text format) and /explain (loopback only: the answer to
-// `mycni-init explain`), all read from one plain status object the agent updates.
+// on), /metrics (Prometheus text format), /explain and /flows (loopback only: the answers to
+// `mycni-init explain` and `mycni-init flows`), all read from one plain status object the agent
+// updates.
 import type { Explanation, FlowQuery } from "../policy/plan.ts";
+import { type FlowLog, flowsResponse } from "./flow_log.ts";
 
 /** The agent's health and counters. */
 export interface AgentStatus {
@@ -213,6 +215,10 @@ export interface HealthSources {
   readonly drops?: () => Promise<Record<string, number>>;
   /** The agent's answer about a flow; throws when it cannot answer. */
   readonly explain?: (q: FlowQuery) => Explanation;
+  /** The flow log (`--flow-log denied`), served on /flows (loopback only). */
+  readonly flowLog?: FlowLog;
+  /** More /metrics lines (the flow log's, strict mode's), read at scrape time. */
+  readonly moreMetrics?: () => Promise<string>;
 }
 
 /**
@@ -230,7 +236,8 @@ export function healthHandler(
       const drops = status.policyEnabled && sources.drops
         ? await sources.drops().catch(() => undefined)
         : undefined;
-      return new Response(renderMetrics(status, drops), {
+      const more = await sources.moreMetrics?.().catch(() => "") ?? "";
+      return new Response(renderMetrics(status, drops) + more, {
         headers: { "content-type": "text/plain; version=0.0.4" },
       });
     }
@@ -266,6 +273,7 @@ export function healthHandler(
       return json(body, ok ? 200 : 503);
     }
     if (path === "/explain") return explainResponse(url, info, sources);
+    if (path === "/flows") return flowsResponse(req, info, sources.flowLog);
     return new Response("not found\n", { status: 404 });
   };
 }

@@ -61,12 +61,18 @@ export interface NodeSteps {
 }
 
 /**
- * The real steps for the agent `opts` describes (`policy`: NetworkPolicy is enforced).
+ * The real steps for the agent `opts` describes (`policy`: NetworkPolicy is enforced);
+ * `tableDeps` for the table step (strict mode and the flow log: lib/node/policy_sight.ts).
  *
  * @example
  * const sync = createNodeSync(opts, status, log, nodeSteps(opts, status.policyEnabled, log));
  */
-export function nodeSteps(opts: AgentOptions, policy: boolean, log: Logger): NodeSteps {
+export function nodeSteps(
+  opts: AgentOptions,
+  policy: boolean,
+  log: Logger,
+  tableDeps: Parameters<typeof createTableStep>[2] = {},
+): NodeSteps {
   const datapath = createDatapath(opts, log);
   return {
     plugin: createPluginStep({
@@ -75,7 +81,7 @@ export function nodeSteps(opts: AgentOptions, policy: boolean, log: Logger): Nod
     }, log),
     conflist: createConflistStep(opts, datapath.mtu, log),
     forwarding: createForwardingStep(policy, log),
-    table: createTableStep({ ...opts, policy }, log),
+    table: createTableStep({ ...opts, policy }, log, tableDeps),
     forwardChain: createForwardChainStep(log),
     routes: datapath,
   };

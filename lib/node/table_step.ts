@@ -11,7 +11,7 @@ import { compilePolicies, type PolicyState } from "../policy/compile.ts";
 import { clusterPolicyCounts } from "../policy/compile_cluster.ts";
 import { explainFlow } from "../policy/explain.ts";
 import { DROP_COUNTERS, type PolicyObjects, policyObjects } from "../policy/nft_rules.ts";
-import type { Explanation, FlowQuery } from "../policy/plan.ts";
+import type { Explanation, FlowQuery, PolicyPlan } from "../policy/plan.ts";
 import { familiesOf } from "../ip/canonical.ts";
 import { desiredTable } from "./desired_table.ts";
 import { RECHECK_MS } from "./install_step.ts";
@@ -31,6 +31,17 @@ export interface TableStepOptions {
   readonly noMasqueradeCidrs: readonly string[];
   /** NetworkPolicy is enforced (`--network-policy` in API mode). */
   readonly policy: boolean;
+  /** `--policy-strict`: the forward rules that keep cut connections cut (lib/node/strict_cut.ts). */
+  readonly policyStrict?: boolean;
+  /** `--flow-log`, `--flow-log-rate`: deny paths log their flows (lib/node/flow_log_source.ts). */
+  readonly flowLog?: "denied" | "none";
+  readonly flowLogRate?: number;
+}
+
+/** A policy table the kernel now holds: the state it was compiled from and this node's plan. */
+export interface AppliedPolicy {
+  readonly state: PolicyState;
+  readonly plan: PolicyPlan;
 }
 
 /** What one run of the table step did. */
@@ -79,11 +90,17 @@ export interface TableInput {
 export function createTableStep(
   opts: TableStepOptions,
   log: Logger,
-  deps: { readonly tables?: TableSync; readonly deleteChains?: DeleteChains } = {},
+  deps: {
+    readonly tables?: TableSync;
+    readonly deleteChains?: DeleteChains;
+    /** Called after each policy table the kernel took (strict mode, the flow log's names). */
+    readonly onPolicyApplied?: (applied: AppliedPolicy) => void;
+  } = {},
 ) {
   const tables = deps.tables ?? createTableSync();
   const legacy = createLegacyRemoval(log, deps.deleteChains ?? deleteChains);
-  const compiler = createPolicyCompiler(opts.nodeName, log);
+  const flowLog = opts.flowLog === "denied" ? { rate: opts.flowLogRate ?? 100 } : undefined;
+  const compiler = createPolicyCompiler(opts.nodeName, log, flowLog !== undefined);
   let waitLogged = false;
   // The policy state the kernel's table was made from: what `explain` answers for.
   let applied: PolicyState | undefined;
@@ -110,6 +127,8 @@ export function createTableStep(
       noMasqueradeCidrs: opts.noMasqueradeCidrs,
       podCIDRs: own.podCIDRs,
       policy: compiled?.objects,
+      flowLog,
+      strict: opts.policyStrict,
     });
     const rendered = performance.now();
     const gauges = compiled?.gauges;
@@ -119,7 +138,10 @@ export function createTableStep(
     } catch (err) {
       return { changed: false, gauges, problem: (err as Error).message };
     }
-    if (compiled) applied = compiled.state;
+    if (compiled) {
+      applied = compiled.state;
+      deps.onPolicyApplied?.({ state: compiled.state, plan: compiled.plan });
+    }
     reportApplied(log, table.name, done, {
       policyTargets: gauges?.targets,
       ms: Math.round(performance.now() - started),
@@ -187,7 +209,7 @@ function reportApplied(
  * Compiles NetworkPolicy and ClusterNetworkPolicy for this node; logs each policy that cannot be
  * enforced, once per policy and error.
  */
-function createPolicyCompiler(nodeName: string, log: Logger) {
+function createPolicyCompiler(nodeName: string, log: Logger, flowLog: boolean) {
   let reported = new Set<string>();
   const report = (now: Set<string>, key: string, message: string, fields: LogFields) => {
     now.add(key);
@@ -203,7 +225,7 @@ function createPolicyCompiler(nodeName: string, log: Logger) {
       };
       const plan = compilePolicies(full, { node: nodeName });
       const planned = performance.now();
-      const objects: PolicyObjects = policyObjects(plan);
+      const objects: PolicyObjects = policyObjects(plan, { flowLog });
       const now = new Set<string>();
       for (const e of plan.errors) {
         report(
@@ -233,7 +255,7 @@ function createPolicyCompiler(nodeName: string, log: Logger) {
         clusterPolicies: { Admin: counts.Admin, Baseline: counts.Baseline },
         clusterErrors: counts.errors,
       };
-      return { state: full, objects, gauges, planned };
+      return { state: full, plan, objects, gauges, planned };
     },
   };
 }

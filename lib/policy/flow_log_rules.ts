@@ -4,7 +4,7 @@
 //
 // Once per flow, in the kernel: a dropped TCP SYN never confirms its conntrack entry, so every
 // retransmit is "new" again, and a UDP sender repeats itself. A dynamic set of the flows already
-// logged (addresses, protocol, both ports; entries expire after FLOW_SEEN_TIMEOUT) lets a flow
+// logged (addresses, protocol, both ports; entries expire after FLOW_SEEN_TIMEOUT_S) lets a flow
 // through to the log once; the shared `limit` sits before the set's `add`, so a flow over the
 // rate is not marked seen (its retransmit gets another chance) and is counted instead. Deduping
 // in the agent instead would let retransmits spend the per-node budget, crowding out new flows
@@ -17,8 +17,9 @@
 // state no longer holds: recorded unattributed). The target is the packet's own address on the
 // isolated side (daddr for ingress, saddr for egress): the verdict map jumped on exactly that.
 import type { Direction } from "../kube/policy_objects.ts";
+import type { NftSet } from "../nft/ruleset.ts";
 import { nameDigest } from "../sys/digest.ts";
-import type { PolicyPlan } from "./plan.ts";
+import type { ClusterRule, PolicyPlan } from "./plan.ts";
 
 /** nfnetlink_log group the agent binds in its node's netns (one per netns; any free u16). */
 export const FLOW_LOG_GROUP = 9749;
@@ -32,10 +33,11 @@ export const FLOW_SEEN_SET: Readonly<Record<4 | 6, string>> = {
   6: "flowlog_seen6",
 };
 /**
- * How long a logged flow stays "seen": longer than a whole refused connect() (SYN retransmits
- * at 1, 3, 7, 15, 31 and 63 s with the default tcp_syn_retries 6, giving up at 127 s).
+ * How long a logged flow stays "seen", seconds: longer than a whole refused connect() (SYN
+ * retransmits at 1, 3, 7, 15, 31 and 63 s with the default tcp_syn_retries 6, giving up at
+ * 127 s).
  */
-export const FLOW_SEEN_TIMEOUT = "130s";
+export const FLOW_SEEN_TIMEOUT_S = 130;
 /** At most this many flows are remembered per family; when full, new flows count as dropped. */
 export const FLOW_SEEN_SIZE = 65536;
 /** nf_log's prefix buffer is 128 bytes with the NUL (NF_LOG_PREFIXLEN). */
@@ -130,6 +132,43 @@ export function networkPolicyDeciders(plan: PolicyPlan): FlowDecider[] {
   return out;
 }
 
+/**
+ * The decider of a ClusterNetworkPolicy Deny rule (its fail-closed deny-all is rule -1).
+ *
+ * @example
+ * clusterRuleDecider("egress", rule); // { direction: "egress", policies: ["deny-db[2]"] }
+ */
+export function clusterRuleDecider(direction: Direction, rule: ClusterRule): FlowDecider {
+  return { direction, policies: [cnpPolicyRef(rule.policy, rule.rule)] };
+}
+
+/** Every ClusterNetworkPolicy decider of `plan`: each Deny rule a target meets, per direction. */
+export function clusterPolicyDeciders(plan: PolicyPlan): FlowDecider[] {
+  const out: FlowDecider[] = [];
+  const seen = new Set<ClusterRule>(); // subjects of one policy share its rule objects
+  for (const t of plan.targets) {
+    for (const direction of ["ingress", "egress"] as const) {
+      const tiers = t.cluster?.[direction];
+      for (const rule of [...tiers?.admin ?? [], ...tiers?.baseline ?? []]) {
+        if (rule.action !== "Deny" || seen.has(rule)) continue;
+        seen.add(rule);
+        out.push(clusterRuleDecider(direction, rule));
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Every decider the table of `plan` logs with: what the agent attributes records by.
+ *
+ * @example
+ * const index = flowLogIndex(planDeciders(appliedPlan));
+ */
+export function planDeciders(plan: PolicyPlan): FlowDecider[] {
+  return [...networkPolicyDeciders(plan), ...clusterPolicyDeciders(plan)];
+}
+
 /** What the log rules need besides the decider. */
 export interface FlowLogRuleOptions {
   /** nfnetlink_log group; {@linkcode FLOW_LOG_GROUP} by default. */
@@ -149,8 +188,7 @@ export function flowLogRules(d: FlowDecider, opts: FlowLogRuleOptions = {}): str
   const prefix = flowLogPrefix(d);
   const group = opts.group ?? FLOW_LOG_GROUP;
   return ([4, 6] as const).flatMap((f) => {
-    const ip = f === 4 ? "ip" : "ip6";
-    const key = `${ip} saddr . ${ip} daddr . meta l4proto . th sport . th dport`;
+    const key = flowKey(f);
     const set = FLOW_SEEN_SET[f];
     return [
       `${key} != @${set} limit name "${FLOW_LOG_LIMIT}" add @${set} { ${key} } ` +
@@ -160,17 +198,17 @@ export function flowLogRules(d: FlowDecider, opts: FlowLogRuleOptions = {}): str
   });
 }
 
-/** The table objects the log rules use, as `nft -f` declares them inside the table. */
+/** The table objects the log rules use, as lib/nft/ruleset.ts's table model holds them. */
 export interface FlowLogObjects {
   /** Named counters to add to the table's counters. */
   readonly counters: readonly string[];
-  /** `limit <name> { ... }`: the per-node rate. */
-  readonly limit: { readonly name: string; readonly spec: string };
+  /** The per-node rate, by name: `rate 100/second burst 100 packets`. */
+  readonly limits: ReadonlyMap<string, string>;
   /**
-   * The seen sets. Their elements are the kernel's (added by the rules, expired by timeout):
-   * a table diff or read-back repair must never add or delete them.
+   * The seen sets, dynamic: their elements are the kernel's (added by the rules, expired by
+   * timeout), so a table difference or read-back repair never adds or deletes them.
    */
-  readonly sets: readonly { readonly name: string; readonly decl: string }[];
+  readonly sets: ReadonlyMap<string, NftSet>;
 }
 
 /**
@@ -178,48 +216,42 @@ export interface FlowLogObjects {
  * up to `rate` at once, then `rate` per second).
  *
  * @example
- * flowLogObjects(100).limit.spec; // "rate 100/second burst 100 packets"
+ * flowLogObjects(100).limits.get("flowlog"); // "rate 100/second burst 100 packets"
  */
 export function flowLogObjects(rate: number): FlowLogObjects {
   if (!Number.isInteger(rate) || rate < 1) throw new RangeError(`flow log rate ${rate} < 1`);
-  const type = (a: string) => `${a} . ${a} . inet_proto . inet_service . inet_service`;
+  const set = (f: 4 | 6): NftSet => ({
+    kind: "set",
+    type: flowKeyType(f),
+    interval: false,
+    elements: new Map(),
+    dynamic: { timeout: FLOW_SEEN_TIMEOUT_S, size: FLOW_SEEN_SIZE },
+  });
   return {
     counters: [FLOW_LOG_DROPPED_COUNTER],
-    limit: { name: FLOW_LOG_LIMIT, spec: `rate ${rate}/second burst ${rate} packets` },
-    sets: ([4, 6] as const).map((f) => ({
-      name: FLOW_SEEN_SET[f],
-      decl: `type ${type(f === 4 ? "ipv4_addr" : "ipv6_addr")}; flags dynamic,timeout; ` +
-        `timeout ${FLOW_SEEN_TIMEOUT}; size ${FLOW_SEEN_SIZE};`,
-    })),
+    limits: new Map([[FLOW_LOG_LIMIT, `rate ${rate}/second burst ${rate} packets`]]),
+    sets: new Map([[FLOW_SEEN_SET[4], set(4)], [FLOW_SEEN_SET[6], set(6)]]),
   };
 }
 
 /**
- * The objects as lines inside `table inet mycni { ... }` (a whole-table load).
+ * The set type of a flow key (`flowKey`): addresses, protocol, both ports.
  *
  * @example
- * `table inet mycni {\n${flowLogDeclarations(flowLogObjects(100)).join("\n")}\n ...}`
+ * flowKeyType(4); // "ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service"
  */
-export function flowLogDeclarations(o: FlowLogObjects): string[] {
-  return [
-    ...o.counters.map((c) => `  counter ${c} {\n  }`),
-    `  limit ${o.limit.name} { ${o.limit.spec} }`,
-    ...o.sets.map((s) => `  set ${s.name} { ${s.decl} }`),
-  ];
+export function flowKeyType(f: 4 | 6): string {
+  const a = f === 4 ? "ipv4_addr" : "ipv6_addr";
+  return `${a} . ${a} . inet_proto . inet_service . inet_service`;
 }
 
 /**
- * The objects as commands adding them to an existing table `table` (e.g. "inet mycni"): the
- * difference from a table without them, before any rule that uses them.
+ * A packet's flow key in a rule: `ip saddr . ip daddr . meta l4proto . th sport . th dport`.
  *
  * @example
- * flowLogAdditions("inet mycni", flowLogObjects(100))[1];
- * // "add limit inet mycni flowlog { rate 100/second burst 100 packets }"
+ * `${flowKey(6)} @seen6`;
  */
-export function flowLogAdditions(table: string, o: FlowLogObjects): string[] {
-  return [
-    ...o.counters.map((c) => `add counter ${table} ${c}`),
-    `add limit ${table} ${o.limit.name} { ${o.limit.spec} }`,
-    ...o.sets.map((s) => `add set ${table} ${s.name} { ${s.decl} }`),
-  ];
+export function flowKey(f: 4 | 6): string {
+  const ip = f === 4 ? "ip" : "ip6";
+  return `${ip} saddr . ${ip} daddr . meta l4proto . th sport . th dport`;
 }

@@ -14,6 +14,7 @@ import { formatRange } from "../ip/range.ts";
 import { NFT_ADDR, NFT_IP, type NftChain, type NftSet } from "../nft/ruleset.ts";
 import { nameDigest } from "../sys/digest.ts";
 import type { Direction, Protocol } from "../kube/policy_objects.ts";
+import { type FlowDecider, flowLogRules } from "./flow_log_rules.ts";
 import { type NamedChain, tierChains } from "./nft_tiers.ts";
 import type {
   AddressRange,
@@ -50,6 +51,15 @@ const EXPAND_LIMIT = 256n;
 
 const MAP_NAME = (dir: Direction, f: Family) => `${dir}${f}`;
 
+/** How the policy objects are rendered besides the plan. */
+export interface PolicyObjectsOptions {
+  /**
+   * `--flow-log denied`: every deny path logs the first packet of each flow before its drop
+   * (lib/policy/flow_log_rules.ts), naming its decider. Off: today's rules exactly.
+   */
+  readonly flowLog?: boolean;
+}
+
 /**
  * The nftables objects enforcing `plan` (this node's targets).
  *
@@ -57,7 +67,8 @@ const MAP_NAME = (dir: Direction, f: Family) => `${dir}${f}`;
  * const objs = policyObjects(compilePolicies(state, { node: "n1" }));
  * objs.sets.get("ingress4"); // { kind: "map", type: "ipv4_addr : verdict", ... }
  */
-export function policyObjects(plan: PolicyPlan): PolicyObjects {
+export function policyObjects(plan: PolicyPlan, opts: PolicyObjectsOptions = {}): PolicyObjects {
+  const flowLog = opts.flowLog ?? false;
   const sets = new Map<string, NftSet>();
   const chains = new Map<string, NftChain>();
   const maps = new Map<string, Map<string, string>>();
@@ -70,13 +81,15 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
   const pool = new SetPool();
   const firstPass: LineMemo = new Map(), secondPass: LineMemo = new Map();
   for (const target of plan.targets) {
-    for (const dir of ["ingress", "egress"] as const) targetChains(dir, target, pool, firstPass);
+    for (const dir of ["ingress", "egress"] as const) {
+      targetChains(dir, target, pool, firstPass, flowLog);
+    }
   }
   pool.seal(sets);
   let ruleCount = 0;
   for (const target of plan.targets) {
     for (const dir of ["ingress", "egress"] as const) {
-      const list = targetChains(dir, target, pool, secondPass);
+      const list = targetChains(dir, target, pool, secondPass, flowLog);
       if (list === undefined) continue;
       for (const { name, rules } of list) {
         if (chains.has(name)) continue;
@@ -130,11 +143,17 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
  * An allowed egress packet returns (its ingress is judged next); an allowed ingress one is
  * accepted.
  */
-function chainRules(dir: Direction, plan: DirectionPlan, pool: SetPool): string[] {
+function chainRules(
+  dir: Direction,
+  plan: DirectionPlan,
+  pool: SetPool,
+  flowLog: boolean,
+): string[] {
   const verdict = dir === "ingress" ? "accept" : "return";
   const out = new Set<string>(); // a rule both families share is rendered once
   for (const rule of plan.allow) ruleLines(dir, rule, verdict, pool, out);
-  return [...out, `counter name ${DROP_COUNTERS[dir]} drop`];
+  const logged = flowLog ? flowLogRules({ direction: dir, policies: plan.policies }) : [];
+  return [...out, ...logged, `counter name ${DROP_COUNTERS[dir]} drop`];
 }
 
 /** Appends one rule's lines to `out`: one per family, peer set and port, ending in `verdict`. */
@@ -208,6 +227,7 @@ function targetChains(
   target: TargetPlan,
   pool: SetPool,
   memo: LineMemo,
+  flowLog: boolean,
 ): readonly NamedChain[] | undefined {
   const np = target[dir];
   const tiers = target.cluster?.[dir];
@@ -218,10 +238,11 @@ function targetChains(
       },
       drop: `counter name ${DROP_COUNTERS[dir]} drop`,
       name: (rules) => chainName(dir, rules),
+      ...(flowLog ? { flowLog: (d: FlowDecider) => flowLogRules(d) } : {}),
     });
   }
   if (np === undefined) return undefined;
-  const rules = chainRules(dir, np, pool);
+  const rules = chainRules(dir, np, pool, flowLog);
   return [{ name: chainName(dir, rules), rules }];
 }
 

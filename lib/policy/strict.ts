@@ -6,7 +6,16 @@
 // by its original direction only, so the replies of an allowed connection are never cut.
 import { type Family, formatIp, parseIp } from "../ip/cidr.ts";
 import { type IpRange, subtractRanges } from "../ip/range.ts";
-import type { AddressSet, AllowRule, DirectionPlan, PolicyPlan, PortMatch } from "./plan.ts";
+import type {
+  AddressSet,
+  AllowRule,
+  ClusterRule,
+  DirectionPlan,
+  PolicyPlan,
+  PortMatch,
+  TargetPlan,
+  TierRules,
+} from "./plan.ts";
 
 /** One direction of a conntrack entry (lib/net/conntrack.ts ConntrackTuple has this shape). */
 export interface ConnTuple {
@@ -95,8 +104,10 @@ const LIST_LIMIT = 256n;
  * node's plans): a target that became isolated in a direction, or whose rules lost ports or
  * changed; and, where a rule only lost peers (a pod gone or relabeled, a namespace's label
  * changed), those peers' addresses rather than the target's, so a busy server is not dumped
- * whole for one client. A superset is safe (every entry is judged again); a missed address
- * would leave a denied connection open. Canonical addresses, sorted.
+ * whole for one client. A target whose ClusterNetworkPolicy rules changed in any way (a Deny
+ * added, an Accept or Pass gone, a priority or peers changed) stands for itself: tiers decide in
+ * order, so a change anywhere can deny anything. A superset is safe (every entry is judged
+ * again); a missed address would leave a denied connection open. Canonical addresses, sorted.
  *
  * @example
  * const addresses = affectedAddresses(previousPlan, plan);
@@ -116,19 +127,57 @@ export function affectedAddresses(prev: PolicyPlan | undefined, next: PolicyPlan
         if (shrunk === "target") out.add(ip);
         else for (const peer of shrunk) out.add(peer);
       }
+      if (t.cluster && tiersKey(t.cluster) !== tiersKey(before.get(ip)?.cluster)) out.add(ip);
     }
   }
   return [...out].sort();
 }
 
-type Directions = { ingress?: DirectionPlan; egress?: DirectionPlan };
+type Directions = {
+  ingress?: DirectionPlan;
+  egress?: DirectionPlan;
+  cluster?: TargetPlan["cluster"];
+};
 
 function byAddress(plan: PolicyPlan | undefined): Map<string, Directions> {
   const out = new Map<string, Directions>();
   for (const t of plan?.targets ?? []) {
-    for (const ip of t.ips) out.set(ip, { ingress: t.ingress, egress: t.egress });
+    for (const ip of t.ips) {
+      out.set(ip, { ingress: t.ingress, egress: t.egress, cluster: t.cluster });
+    }
   }
   return out;
+}
+
+// Subjects of one ClusterNetworkPolicy share its tier objects: each is written out once.
+const tierKeys = new WeakMap<object, string>();
+
+/** A target's ClusterNetworkPolicy rules as text, equal exactly when they decide the same. */
+function tiersKey(c: TargetPlan["cluster"]): string {
+  if (c === undefined) return "";
+  let key = tierKeys.get(c);
+  if (key === undefined) {
+    const dir = (t: TierRules | undefined) =>
+      t === undefined
+        ? "-"
+        : `${t.admin.map(clusterRuleKey).join(";")}|${t.baseline.map(clusterRuleKey).join(";")}`;
+    tierKeys.set(c, key = `${dir(c.ingress)}/${dir(c.egress)}`);
+  }
+  return key;
+}
+
+function clusterRuleKey(r: ClusterRule): string {
+  const peers = r.peers === "any"
+    ? "any"
+    : [...r.peers.v4, ...r.peers.v6].map((p) => `${p.start}-${p.end}`).join(",");
+  const ports = r.ports === "any"
+    ? "any"
+    : r.ports.map((p) =>
+      p.kind === "named"
+        ? `${portKey(p)}=${p.endpoints.map((e) => `${e.ip}:${e.port}`).join(",")}`
+        : portKey(p)
+    ).join(",");
+  return `${r.tier}:${r.priority}:${r.action}:${r.policy}#${r.rule}:${peers}:${ports}`;
 }
 
 /**

@@ -2,13 +2,7 @@
 // namespace whose `inet mycni` table is shaped like the agent's (forward hook, replies first,
 // a verdict map from the server's addresses to a per-target chain that ends in the deny path
 // with the log rules before its drop). Dual-stack. Everything lives in the three namespaces.
-import {
-  type FlowDecider,
-  flowLogAdditions,
-  flowLogDeclarations,
-  flowLogObjects,
-  flowLogRules,
-} from "../../lib/policy/flow_log_rules.ts";
+import { type FlowDecider, flowLogObjects, flowLogRules } from "../../lib/policy/flow_log_rules.ts";
 import {
   emptyTable,
   NFT_TABLE,
@@ -98,9 +92,8 @@ export async function flowLab(): Promise<FlowLab> {
 export const LAB_CHAIN = "ing_lab";
 
 /**
- * The router's table: the agent's shape (through the real renderer), the server's addresses
- * isolated for ingress by `decider`, the flow log objects at `rate` spliced in where the
- * renderer cannot yet say them (a limit, dynamic sets).
+ * The router's table: the agent's shape (through the real renderer, flow log objects
+ * included), the server's addresses isolated for ingress by `decider`.
  */
 export function labTable(
   decider: FlowDecider,
@@ -113,10 +106,12 @@ export function labTable(
     interval: false,
     elements: new Map([[LAB.server[f], `${LAB.server[f]} : jump ${LAB_CHAIN}`]]),
   });
+  const log = flowLogObjects(rate);
   const table: NftTable = {
     name: `${NFT_TABLE.family} ${NFT_TABLE.name}`,
-    counters: ["ingress_dropped"],
-    sets: new Map([["ingress4", map(4)], ["ingress6", map(6)]]),
+    counters: ["ingress_dropped", ...log.counters],
+    limits: log.limits,
+    sets: new Map([["ingress4", map(4)], ["ingress6", map(6)], ...log.sets]),
     chains: new Map([
       [LAB_CHAIN, {
         rules: [...flowLogRules(decider, opts), "counter name ingress_dropped drop"],
@@ -132,19 +127,12 @@ export function labTable(
     ]),
   };
   // The agent's two ways: a difference from what the kernel holds (here: an empty table), the
-  // objects added before the rules that use them; or the whole table with them declared.
+  // objects added before the rules that use them; or the whole table.
   if (opts.incremental) {
-    return [
-      `table ${table.name} {}`,
-      ...flowLogAdditions(table.name, flowLogObjects(rate)),
-      renderTableChange(emptyTable(table.name), table),
-    ].join("\n");
+    return `table ${table.name} {}
+` + renderTableChange(emptyTable(table.name), table);
   }
-  const text = renderFullTable(table);
-  const open = `table ${table.name} {\n`;
-  const at = text.lastIndexOf(open) + open.length;
-  return text.slice(0, at) + flowLogDeclarations(flowLogObjects(rate)).join("\n") + "\n" +
-    text.slice(at);
+  return renderFullTable(table);
 }
 
 /** Loads `text` with `nft -f -` in `ns`. */

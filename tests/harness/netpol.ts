@@ -36,7 +36,12 @@ export interface NetpolCluster extends AsyncDisposable {
  * labelled `pod: <name>`, and waits until every agent is healthy (policy synced).
  */
 export async function startNetpolCluster(
-  opts: { dualStack?: boolean; log?: (line: string) => void } = {},
+  opts: {
+    dualStack?: boolean;
+    log?: (line: string) => void;
+    /** More flags for every agent (e.g. `--policy-strict=false`). */
+    agentArgs?: readonly string[];
+  } = {},
 ): Promise<NetpolCluster> {
   const cluster = await startCluster({
     nodes: 3,
@@ -45,6 +50,7 @@ export async function startNetpolCluster(
     mode: "api",
     probePorts: { tcp: [...SERVED.tcp], udp: [...SERVED.udp] },
     log: opts.log,
+    agentArgs: opts.agentArgs,
   });
   const pods = new Map<string, Pod>();
   const nodeFor = (ns: string, pod: string) =>

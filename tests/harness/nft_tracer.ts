@@ -5,6 +5,11 @@
 // code is our own. It reads exactly the grammar lib/policy/nft_rules.ts and
 // lib/node/desired_table.ts emit and throws on anything else (a new match, a literal address, a
 // negation, a set of the wrong type): a rule form it does not know is an error, never a guess.
+// The flow log's statements (lib/policy/flow_log_rules.ts: `limit name`, `add @set`, `log`, a
+// counter without a verdict) and strict mode's rules (lib/policy/strict_rules.ts: new TCP must
+// be a SYN, the cut set) are read too: the dynamic sets they test are the kernel's, which the
+// model holds none of, so a traced flow is never "seen" or "cut" (a traced packet is the first
+// of its flow, or a later one of a connection conntrack knows).
 // Addresses are parsed here, not with lib/ip/cidr.ts, so a formatting bug there cannot hide.
 import type { NftSet, NftTable } from "../../lib/nft/ruleset.ts";
 
@@ -23,6 +28,11 @@ export interface TracePacket {
   readonly icmpv6Type?: string;
   /** Conntrack's view: the first packet of a connection, or a later one (a reply included). */
   readonly ct: "new" | "established";
+  /**
+   * A new TCP packet that is not a SYN: what conntrack picks up mid-stream once an entry was
+   * deleted (strict mode's rule drops it). A new TCP packet is a SYN unless this says so.
+   */
+  readonly midStream?: boolean;
 }
 
 /** What the table did with the packet. */
@@ -32,6 +42,8 @@ export interface TraceResult {
   readonly counter?: string;
   /** The rules that matched, in order (`chain[index] rule`), and the map lookups that missed. */
   readonly path: readonly string[];
+  /** The prefixes of the `log` statements the packet met, in order (the flow log). */
+  readonly logged: readonly string[];
 }
 
 /** Traces packets through one table's forward hook; built once per table. */
@@ -52,10 +64,11 @@ export function forwardTracer(table: NftTable): ForwardTracer {
   return (packet) => {
     checkPacket(packet);
     const path: string[] = [];
-    const out = runChain(compiled, compiled.forward, packet, path, 0);
-    if (out.kind === "final") return { verdict: out.verdict, counter: out.counter, path };
+    const logged: string[] = [];
+    const out = runChain(compiled, compiled.forward, packet, { path, logged }, 0);
+    if (out.kind === "final") return { verdict: out.verdict, counter: out.counter, path, logged };
     path.push(`forward: policy ${compiled.policy}`);
-    return { verdict: compiled.policy, path };
+    return { verdict: compiled.policy, path, logged };
   };
 }
 
@@ -72,7 +85,10 @@ type Match = (p: TracePacket) => boolean;
 
 type Action =
   | { readonly kind: "verdict"; readonly verdict: "accept" | "drop" | "return"; counter?: string }
-  | { readonly kind: "vmap"; readonly field: Field; readonly map: string; readonly jumps: Jumps };
+  | { readonly kind: "vmap"; readonly field: Field; readonly map: string; readonly jumps: Jumps }
+  | { readonly kind: "goto"; readonly chain: string }
+  /** Statements only (the flow log's): the packet goes on to the next rule. */
+  | { readonly kind: "continue" };
 
 /** A verdict map's elements: address value -> the chain it jumps to. */
 type Jumps = ReadonlyMap<bigint, string>;
@@ -81,6 +97,8 @@ interface Rule {
   readonly text: string;
   readonly matches: readonly Match[];
   readonly action: Action;
+  /** The prefix of its `log` statement. */
+  readonly log?: string;
 }
 
 interface Compiled {
@@ -97,13 +115,13 @@ type Outcome =
 // The kernel refuses rulesets that jump deeper than this (NFT_JUMP_STACK_SIZE).
 const MAX_DEPTH = 16;
 
-function runChain(
-  t: Compiled,
-  chain: string,
-  p: TracePacket,
-  path: string[],
-  depth: number,
-): Outcome {
+/** What a walk records: the rules met, the prefixes logged. */
+interface Walk {
+  readonly path: string[];
+  readonly logged: string[];
+}
+
+function runChain(t: Compiled, chain: string, p: TracePacket, w: Walk, depth: number): Outcome {
   if (depth > MAX_DEPTH) throw new Error(`Jumps nest deeper than ${MAX_DEPTH} at chain ${chain}`);
   const rules = t.chains.get(chain)!;
   for (const [i, rule] of rules.entries()) {
@@ -112,15 +130,19 @@ function runChain(
     if (a.kind === "vmap") {
       const target = a.jumps.get(addressOf(p, a.field));
       if (target === undefined) {
-        path.push(`${chain}[${i}] ${rule.text}: no element for ${fieldText(p, a.field)}`);
+        w.path.push(`${chain}[${i}] ${rule.text}: no element for ${fieldText(p, a.field)}`);
         continue;
       }
-      path.push(`${chain}[${i}] ${rule.text}: ${fieldText(p, a.field)} : jump ${target}`);
-      const out = runChain(t, target, p, path, depth + 1);
+      w.path.push(`${chain}[${i}] ${rule.text}: ${fieldText(p, a.field)} : jump ${target}`);
+      const out = runChain(t, target, p, w, depth + 1);
       if (out.kind === "final") return out;
       continue;
     }
-    path.push(`${chain}[${i}] ${rule.text}`);
+    w.path.push(`${chain}[${i}] ${rule.text}`);
+    if (rule.log !== undefined) w.logged.push(rule.log);
+    if (a.kind === "continue") continue;
+    // `goto` leaves no return address: the target's return or end is this chain's.
+    if (a.kind === "goto") return runChain(t, a.chain, p, w, depth + 1);
     if (a.verdict === "return") return { kind: "continue" };
     return { kind: "final", verdict: a.verdict, counter: a.counter };
   }
@@ -183,7 +205,8 @@ interface RuleContext {
  * `counter name X` before a verdict), which must end the rule.
  */
 function parseRule(text: string, ctx: RuleContext): Rule {
-  const tokens = text.replace(/([{},])/g, " $1 ").trim().split(/\s+/);
+  // Quoted strings are one token (a log prefix may hold commas).
+  const tokens = text.match(/"[^"]*"|[{},()]|[^\s{},()"]+/g) ?? [];
   let i = 0;
   const fail = (why: string): never => {
     throw new Error(`Cannot trace rule "${text}": ${why}`);
@@ -215,17 +238,75 @@ function parseRule(text: string, ctx: RuleContext): Rule {
     return { family, dir: dir as Dir };
   };
 
+  /** The rest of a flow key after its first `ip saddr`: `. ip daddr . meta l4proto . th ...`. */
+  const flowKeyRest = (family: 4 | 6) => {
+    for (const w of [".", family === 4 ? "ip" : "ip6", "daddr", ".", "meta", "l4proto"]) expect(w);
+    for (const w of [".", "th", "sport", ".", "th", "dport"]) expect(w);
+  };
+  const quoted = (): string => {
+    const w = next();
+    if (!/^"[^"]*"$/.test(w)) fail(`"${w}" is not a quoted string`);
+    return w.slice(1, -1);
+  };
   const matches: Match[] = [];
   let proto: string | undefined; // the `meta l4proto` a `th dport` depends on
   let counter: string | undefined;
   let action: Action | undefined;
+  let statements = false; // non-terminal statements (the flow log's) so far
+  let log: string | undefined;
   while (i < tokens.length) {
     if (action) fail(`"${tokens.slice(i).join(" ")}" after the statement`);
     const t = next();
     if (counter !== undefined && !["accept", "drop", "return"].includes(t)) {
-      fail("a counter must be followed by its verdict");
+      fail("a counter must be followed by its verdict or end the rule");
     }
     switch (t) {
+      case "tcp": {
+        // Strict mode: a new TCP connection must start with a SYN.
+        for (const w of ["flags", "&", "(", "fin", "|", "syn", "|", "rst", "|", "ack", ")"]) {
+          expect(w);
+        }
+        expect("!=");
+        expect("syn");
+        matches.push((p) => p.l4proto === "tcp" && p.midStream === true);
+        break;
+      }
+      case "limit": {
+        expect("name");
+        const name = quoted();
+        if (!ctx.table.limits?.has(name)) fail(`limit "${name}" is not declared`);
+        statements = true; // traced packets are under the rate
+        break;
+      }
+      case "add":
+      case "update": {
+        const name = setName(next(), fail);
+        expect("{");
+        const first = next();
+        const f = field(first);
+        if (f.dir !== "saddr") fail(`a flow key starts with ${first} saddr`);
+        flowKeyRest(f.family);
+        expect("}");
+        ctx.sets.dynamicFlowSet(name, f.family, fail);
+        statements = true;
+        break;
+      }
+      case "log": {
+        expect("prefix");
+        log = quoted();
+        expect("group");
+        if (!/^[0-9]+$/.test(next())) fail("a log group is a number");
+        statements = true;
+        break;
+      }
+      case "goto": {
+        const chain = next();
+        const target = ctx.table.chains.get(chain);
+        if (!target) fail(`goto ${chain}: the table has no such chain`);
+        if (target!.decl) fail(`goto ${chain}: a base chain`);
+        action = { kind: "goto", chain };
+        break;
+      }
       case "ct": {
         expect("state");
         const states = words(CT_STATES, false);
@@ -241,6 +322,18 @@ function parseRule(text: string, ctx: RuleContext): Rule {
       case "ip":
       case "ip6": {
         const fields = [field(t)];
+        if (tokens[i] === "." && tokens[i + 3] === ".") {
+          // A flow key (addresses, protocol, both ports) tested against a dynamic set.
+          const family = fields[0].family;
+          if (fields[0].dir !== "saddr") fail("a flow key starts with the source address");
+          flowKeyRest(family);
+          const negated = tokens[i] === "!=";
+          if (negated) i++;
+          ctx.sets.dynamicFlowSet(setName(next(), fail), family, fail);
+          // The kernel's elements: the model holds none, so a traced packet is in no such set.
+          matches.push((p) => p.family === family && negated);
+          break;
+        }
         if (tokens[i] === ".") {
           i++;
           fields.push(field(next()));
@@ -278,7 +371,7 @@ function parseRule(text: string, ctx: RuleContext): Rule {
       }
       case "counter": {
         expect("name");
-        const name = next();
+        const name = next().replace(/^"(.*)"$/, "$1");
         if (!ctx.table.counters.includes(name)) fail(`counter "${name}" is not declared`);
         counter = name;
         break;
@@ -292,8 +385,9 @@ function parseRule(text: string, ctx: RuleContext): Rule {
         fail(`unknown token "${t}"`);
     }
   }
+  if (!action && (statements || counter !== undefined)) action = { kind: "continue" };
   if (!action) fail("it has no statement");
-  return { text, matches, action: action! };
+  return { text, matches, action: action!, ...(log !== undefined ? { log } : {}) };
 }
 
 function setName(word: string, fail: (why: string) => never): string {
@@ -357,6 +451,18 @@ class SetReader {
     }
     this.#lookups.set(key, fn);
     return fn;
+  }
+
+  /**
+   * Checks that `name` is a dynamic set of flow keys of `family` (the flow log's seen sets,
+   * strict mode's cut sets): its elements are the kernel's, not the model's.
+   */
+  dynamicFlowSet(name: string, family: 4 | 6, fail: (why: string) => never): void {
+    const set = this.#get(name, "set", fail);
+    const a = ADDR_TYPE[family];
+    const want = `${a} . ${a} . inet_proto . inet_service . inet_service`;
+    if (set.type !== want) fail(`set ${name} holds ${set.type}, the rule looks up ${want}`);
+    if (!set.dynamic) fail(`set ${name} is not dynamic: the rule's flows would be the model's`);
   }
 
   /** The elements of verdict map `name`, keyed by `field`'s address. */

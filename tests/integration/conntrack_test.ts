@@ -7,6 +7,7 @@ import {
   deleteConntrack,
   deleteConntrackEntries,
   deleteConntrackEntry,
+  deleteConntrackList,
   listConntrack,
 } from "../../lib/net/conntrack.ts";
 import { run } from "../../lib/process/run.ts";
@@ -209,4 +210,24 @@ Deno.test({
   const tcp4 = left.find((e) => e.orig.proto === 6)!;
   assert(!deleteConntrackEntry({ ...tcp4, id: (tcp4.id ?? 0) + 1 }, { netns: r.path }));
   assertEquals(listConntrack({ src: a.v4, proto: "tcp" }, { netns: r.path }).length, 1);
+});
+
+Deno.test({
+  name:
+    "deleteConntrackList() deletes the listed entries in pipelined batches and counts the gone ones out",
+  ignore: !canRunPrivileged,
+}, async () => {
+  await using stack = new AsyncDisposableStack();
+  const { r, a, b, c } = await topology(stack);
+  await peer(stack, b.ns, ["serve", String(PORT)]);
+  await peer(stack, a.ns, ["connect", ...flowsTo(b)]);
+  await peer(stack, c.ns, ["connect", ...flowsTo(b)]);
+  const ofA = listConntrack({ addresses: [a.v4, a.v6] }, { netns: r.path });
+  assertEquals(ofA.length, 4);
+  assert(deleteConntrackEntry(ofA[0], { netns: r.path }));
+  // One already gone: three deleted, and no error for it.
+  assertEquals(deleteConntrackList(ofA, { netns: r.path }), 3);
+  assertEquals(listConntrack({ addresses: [a.v4, a.v6] }, { netns: r.path }).length, 0);
+  assertEquals(flowsOf(listConntrack({}, { netns: r.path }), c).length, 4);
+  assertEquals(deleteConntrackList([], { netns: r.path }), 0);
 });

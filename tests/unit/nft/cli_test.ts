@@ -9,8 +9,21 @@ const JSON_LISTING = JSON.parse(
 Deno.test("parseTableJson() reads sets, maps, chains, rule comments and counters of nft -j", () => {
   const { table, counters } = parseTableJson("inet mycni", JSON_LISTING);
   assertEquals(table.name, "inet mycni");
-  assertEquals(table.counters, ["ingress_dropped", "egress_dropped"]);
-  assertEquals([...counters], [["ingress_dropped", 0], ["egress_dropped", 0]]);
+  assertEquals(table.counters, ["ingress_dropped", "egress_dropped", "flowlog_dropped"]);
+  assertEquals([...counters], [["ingress_dropped", 0], ["egress_dropped", 0], [
+    "flowlog_dropped",
+    0,
+  ]]);
+  assertEquals([...table.limits!], [["flowlog", "rate 100/second burst 100 packets"]]);
+  // A set with a timeout is dynamic: declared as ours, its elements (the kernel's) not read.
+  assertEquals(table.sets.get("flowlog_seen4"), TABLE.sets.get("flowlog_seen4"));
+  assertEquals(table.sets.get("strict_cut4"), TABLE.sets.get("strict_cut4"));
+  assertEquals(
+    JSON_LISTING.nftables.find((i: { set?: { name: string } }) => i.set?.name === "strict_cut4")
+      .set.elem.length,
+    1,
+    "the listing holds an element the parse leaves out",
+  );
   assertEquals([...table.sets.keys()], [...TABLE.sets.keys()]);
   const get = (name: string) => table.sets.get(name)!;
   assertEquals(get("self4").type, "ipv4_addr . ipv4_addr");
@@ -40,7 +53,7 @@ Deno.test("parseTableJson() reads sets, maps, chains, rule comments and counters
     "type nat hook postrouting priority 100; policy accept;",
   );
   assertEquals(table.chains.get("ing_a")!.decl, undefined);
-  assertEquals(table.chains.get("ing_a")!.rules.length, 4);
+  assertEquals(table.chains.get("ing_a")!.rules.length, 6);
   assertEquals(table.chains.get("ing_a")!.rules[0], "mycni:3e21346bcc7de2ad");
 });
 

@@ -104,3 +104,26 @@ Deno.test("elementChanges() is undefined when anything beyond plain elements dif
   const macs = { ...base, macs: set("ether_addr", ["0:1:2:3:4:5"]) };
   assertEquals(elementChanges(table(macs), table(macs)), []);
 });
+
+Deno.test("elementChanges() leaves a dynamic set's elements to the kernel, but not its declaration or a limit", () => {
+  const seen = (elements: string[], timeout = 130): NftSet => ({
+    ...set("ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service", elements),
+    dynamic: { timeout, size: 65536 },
+  });
+  const el = "10.0.0.1 . 10.0.0.2 . tcp . 40000 . 80";
+  const withLimit = (t: NftTable, spec: string): NftTable => ({
+    ...t,
+    limits: new Map([["flowlog", spec]]),
+  });
+  const spec = "rate 100/second burst 100 packets";
+  const prev = withLimit(table({ ...base, seen: seen([]) }), spec);
+  assertEquals(elementChanges(prev, withLimit(table({ ...base, seen: seen([el]) }), spec)), []);
+  assertEquals(
+    elementChanges(prev, withLimit(table({ ...base, seen: seen([], 60) }), spec)),
+    undefined,
+  );
+  assertEquals(
+    elementChanges(prev, withLimit(table({ ...base, seen: seen([]) }), "rate 5/second")),
+    undefined,
+  );
+});

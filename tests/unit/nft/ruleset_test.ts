@@ -144,3 +144,41 @@ Deno.test("renderTableChange() splits a large element list into batches", () => 
   assertEquals(lines.length, 3);
   assertEquals(lines.map((l) => l.split(",").length), [5000, 5000, 2000]);
 });
+
+Deno.test("renderFullTable() and renderTableChange() declare limits and dynamic sets, never their elements", () => {
+  const dynamic: NftSet = {
+    ...set(["10.0.0.1 . 10.0.0.2 . tcp . 40000 . 80"], {
+      type: "ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service",
+    }),
+    dynamic: { timeout: 130, size: 65536 },
+  };
+  const decl = "type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service; " +
+    "flags dynamic,timeout; timeout 130s; size 65536;";
+  const t: NftTable = {
+    ...table({ seen: dynamic }, { c: { rules: ['limit name "flowlog" accept'] } }),
+    limits: new Map([["flowlog", "rate 100/second burst 100 packets"]]),
+  };
+  const full = renderFullTable(t);
+  assertEquals(full.includes("  limit flowlog { rate 100/second burst 100 packets }"), true);
+  assertEquals(full.includes(`    ${decl}\n  }`), true);
+  assertEquals(full.includes("elements"), false);
+  const added = renderTableChange(emptyTable("inet t"), t).split("\n");
+  assertEquals(added.slice(0, 3), [
+    "add counter inet t dropped",
+    "add limit inet t flowlog { rate 100/second burst 100 packets }",
+    `add set inet t seen { ${decl} }`,
+  ]);
+  assertEquals(added.some((l) => l.startsWith("add element")), false);
+  // Other elements in the model (what a read-back might hold) change nothing.
+  const other = { ...dynamic, elements: new Map([["x", "10.0.0.3 . 10.0.0.2 . tcp . 1 . 80"]]) };
+  assertEquals(renderTableChange(t, { ...t, sets: new Map([["seen", other]]) }), "");
+  // A limit goes after the last rule using it; one that changed is refused (a whole load).
+  const gone = renderTableChange(t, { ...t, limits: new Map(), chains: new Map() }).split("\n");
+  assertEquals(
+    gone.indexOf("delete limit inet t flowlog") > gone.indexOf("delete chain inet t c"),
+    true,
+  );
+  assertThrows(() =>
+    renderTableChange(t, { ...t, limits: new Map([["flowlog", "rate 5/second burst 5 packets"]]) })
+  );
+});

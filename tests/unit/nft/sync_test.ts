@@ -57,12 +57,17 @@ function withElements(
 
 /** The kernel listing with some objects changed. */
 function listedWith(
-  edit: (t: { sets: Map<string, NftSet>; chains: Map<string, unknown> }) => void,
+  edit: (t: {
+    sets: Map<string, NftSet>;
+    chains: Map<string, unknown>;
+    limits: Map<string, string>;
+  }) => void,
 ): KernelTable {
   const sets = new Map(LISTED.table.sets);
   const chains = new Map(LISTED.table.chains);
-  edit({ sets, chains });
-  return { ...LISTED, table: { ...LISTED.table, sets, chains } as NftTable };
+  const limits = new Map(LISTED.table.limits);
+  edit({ sets, chains, limits });
+  return { ...LISTED, table: { ...LISTED.table, sets, chains, limits } as NftTable };
 }
 
 const isWhole = (text: string) => text.startsWith("table inet mycni {}\ndelete table inet mycni\n");
@@ -129,6 +134,16 @@ Deno.test("createTableSync() with verify changes nothing when the kernel holds w
     });
   });
   assertEquals((await tables.apply(TABLE, { verify: true })).changed, false);
+  // The dynamic sets' elements are the kernel's (seen flows) and the agent's (cut connections):
+  // however many there are, they are no difference, and no repair touches them.
+  nft.kernel = listedWith(({ sets }) => {
+    for (const name of ["flowlog_seen4", "strict_cut4"]) {
+      const el = "10.0.0.9 . 10.0.0.8 . tcp . 40000 . 80";
+      sets.set(name, { ...sets.get(name)!, elements: new Map([[el, el]]) });
+    }
+  });
+  assertEquals((await tables.apply(TABLE, { verify: true })).changed, false);
+  assertEquals(nft.applied.length, 1);
 });
 
 Deno.test("createTableSync() with verify reloads whole when someone removed an element, a chain or a rule", async () => {
@@ -146,7 +161,7 @@ Deno.test("createTableSync() with verify reloads whole when someone removed an e
         const fwd = LISTED.table.chains.get("forward")!;
         chains.set("forward", { ...fwd, rules: fwd.rules.slice(1) });
       }),
-      ["chain forward has 4 rules (4 of ours), not its 5"],
+      ["chain forward has 6 rules (6 of ours), not its 7"],
     ],
     [
       "foreign rule",
@@ -154,7 +169,7 @@ Deno.test("createTableSync() with verify reloads whole when someone removed an e
         const fwd = LISTED.table.chains.get("forward")!;
         chains.set("forward", { ...fwd, rules: ["", ...fwd.rules] });
       }),
-      ["chain forward has 6 rules (5 of ours), not its 5"],
+      ["chain forward has 8 rules (7 of ours), not its 7"],
     ],
     ["added element", {
       ...LISTED,
@@ -177,6 +192,29 @@ Deno.test("createTableSync() with verify reloads whole when someone removed an e
         });
       }),
       ['chain forward is hooked as "type filter hook forward priority 10; policy accept;"'],
+    ],
+    ["limit", listedWith(({ limits }) => limits.delete("flowlog")), [
+      "limit flowlog is missing",
+    ]],
+    [
+      "limit rate",
+      listedWith(({ limits }) => limits.set("flowlog", "rate 5/second burst 5 packets")),
+      [
+        'limit flowlog is "rate 5/second burst 5 packets", not "rate 100/second burst 100 packets"',
+      ],
+    ],
+    ["dynamic set", listedWith(({ sets }) => sets.delete("strict_cut4")), [
+      "set strict_cut4 is missing",
+    ]],
+    [
+      "dynamic set declared otherwise",
+      listedWith(({ sets }) =>
+        sets.set("flowlog_seen4", {
+          ...sets.get("flowlog_seen4")!,
+          dynamic: { timeout: 60, size: 65536 },
+        })
+      ),
+      ["set flowlog_seen4 is declared timeout 60s, size 65536, not timeout 130s, size 65536"],
     ],
     ["table", undefined, ["table inet mycni is missing"]],
   ];

@@ -1,4 +1,5 @@
 import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
+import { FlowLog } from "../../../lib/node/flow_log.ts";
 import { healthHandler, newStatus, renderMetrics } from "../../../lib/node/health.ts";
 
 Deno.test("renderMetrics() prints every counter in Prometheus text format", () => {
@@ -118,4 +119,36 @@ Deno.test("/metrics and /healthz report ClusterNetworkPolicies per tier, errors 
     Baseline: 1,
     errors: 2,
   });
+});
+
+Deno.test("/flows serves the flow log to loopback clients, and /metrics adds the flow log's lines", async () => {
+  const flowLog = new FlowLog({
+    rate: 10,
+    attribution: () => ({ podOf: () => undefined, decider: () => undefined }),
+  });
+  flowLog.add({
+    prefix: "mycni:i:0123456789abcdef",
+    time: 0,
+    src: "10.0.0.1",
+    dst: "10.0.0.2",
+    proto: 6,
+    dport: 80,
+  });
+  const handler = healthHandler(newStatus(), {
+    flowLog,
+    moreMetrics: () => Promise.resolve("mycni_flow_log_records_total 1\n"),
+  });
+  const local = { remoteAddr: { hostname: "127.0.0.1", port: 1, transport: "tcp" } };
+  const away = { remoteAddr: { hostname: "192.0.2.1", port: 1, transport: "tcp" } };
+  const ask = (path: string, info = local) =>
+    Promise.resolve(handler(new Request(`http://x${path}`), info as Deno.ServeHandlerInfo));
+  const res = await ask("/flows");
+  assertEquals(res.status, 200);
+  assertEquals(JSON.parse(await res.text()).dst, "10.0.0.2");
+  assertEquals((await ask("/flows", away)).status, 403);
+  assertMatch(await (await ask("/metrics")).text(), /^mycni_flow_log_records_total 1$/m);
+  // The flow log off: /flows says so.
+  const off = await healthHandler(newStatus())(new Request("http://x/flows"));
+  assertEquals(off.status, 404);
+  await off.body?.cancel();
 });

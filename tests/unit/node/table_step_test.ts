@@ -3,7 +3,8 @@ import type { Family } from "../../../lib/ip/cidr.ts";
 import type { NodeInfo } from "../../../lib/kube/node.ts";
 import { createTableSync, type NftRunner } from "../../../lib/nft/sync.ts";
 import type { ClusterState } from "../../../lib/node/sync.ts";
-import { createTableStep } from "../../../lib/node/table_step.ts";
+import { type AppliedPolicy, createTableStep } from "../../../lib/node/table_step.ts";
+import { NOT_SYN_RULE } from "../../../lib/policy/strict_rules.ts";
 import { namespace, pod, policy } from "../policy/fixtures.ts";
 import { cnp } from "../policy/cnp_fixtures.ts";
 import type { ClusterPolicyEntry } from "../../../lib/kube/cluster_network_policy.ts";
@@ -233,4 +234,45 @@ Deno.test("createTableStep() gives the compile the nodes' labels: node peers fol
   assertEquals(step.explain(toN2).allowed, false);
   await run(withCnps(stateWith(), [denyZoneA], labelled("b")));
   assertEquals(step.explain(toN2).allowed, true);
+});
+
+Deno.test("createTableStep() with strict mode and the flow log renders their rules and tells who applied what", async () => {
+  const nft = fakeNft();
+  const applied: AppliedPolicy[] = [];
+  const step = createTableStep(
+    {
+      nodeName: "n1",
+      noMasqueradeCidrs: [],
+      policy: true,
+      policyStrict: true,
+      flowLog: "denied",
+      flowLogRate: 7,
+    },
+    fakeLog(),
+    {
+      tables: createTableSync(nft.runner),
+      onPolicyApplied: (a) => applied.push(a),
+    },
+  );
+  const state = stateWith(DENY_X);
+  await step.run({ state, own: N1, cluster: CLUSTER, full: false });
+  const text = nft.applied[0];
+  assert(text.includes("  limit flowlog { rate 7/second burst 7 packets }"), text);
+  assert(text.includes("    ct state established,related accept comment"), text);
+  const fwd = text.slice(text.indexOf("chain forward {"));
+  assert(fwd.indexOf(NOT_SYN_RULE) > fwd.indexOf("ct state established,related accept"));
+  assert(fwd.indexOf(NOT_SYN_RULE) < fwd.indexOf("vmap"), "strict rules come before the maps");
+  assert(text.includes('log prefix "mycni:i:'), "x/a's deny path logs");
+  assertEquals(applied.length, 1);
+  assertEquals(applied[0].plan.targets.map((t) => t.pod), ["x/a"]);
+  assertEquals(applied[0].state.pods.size, 2);
+  // A refused transaction is not applied: nobody hears of it.
+  nft.refuse = "nft: no";
+  await step.run({ state: stateWith(), own: N1, cluster: CLUSTER, full: false });
+  assertEquals(applied.length, 1);
+  // Both off: neither their rules nor their objects.
+  const off = tableStep({ policy: true });
+  await off.run(state);
+  assert(!off.nft.applied[0].includes("flowlog") && !off.nft.applied[0].includes("strict_cut"));
+  assert(!off.nft.applied[0].includes("tcp flags"));
 });

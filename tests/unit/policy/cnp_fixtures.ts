@@ -46,14 +46,44 @@ export function withCluster(
  * What the rendered tables do with the flow's first packet, on the addresses explain chose: the
  * forward hook of the source pod's node (egress, and ingress when the destination is there too),
  * then of the destination pod's node when it is another one. A destination that is the source's
- * own node (or a host-network pod there) is that node's input, never forwarded: allowed.
+ * own node (or a host-network pod there) is that node's input, never forwarded: allowed. Without
+ * `objectsOn`, the tables with and without the flow log, which must agree.
  */
 export function tablesAllow(
   state: PolicyState,
   query: FlowQuery,
   e: Explanation,
-  objectsOn: (node: string) => PolicyObjects = (node) =>
-    policyObjects(compilePolicies(state, { node })),
+  objectsOn?: (node: string) => PolicyObjects,
+): boolean {
+  if (objectsOn) return tablesAllowWith(state, query, e, objectsOn);
+  // Both renderings: the flow log's deny paths (Deny rules as chains of their own) must decide
+  // exactly what the plain ones do.
+  const plain = tablesAllowWith(
+    state,
+    query,
+    e,
+    (node) => policyObjects(compilePolicies(state, { node })),
+  );
+  const logged = tablesAllowWith(
+    state,
+    query,
+    e,
+    (node) => policyObjects(compilePolicies(state, { node }), { flowLog: true }),
+  );
+  if (plain !== logged) {
+    throw new Error(
+      `${query.from} -> ${query.to} ${query.protocol} ${query.port}: the tables say ${plain}, ` +
+        `with the flow log ${logged}`,
+    );
+  }
+  return plain;
+}
+
+function tablesAllowWith(
+  state: PolicyState,
+  query: FlowQuery,
+  e: Explanation,
+  objectsOn: (node: string) => PolicyObjects,
 ): boolean {
   const src = state.pods.get(query.from) ?? podOwning(state, e.src);
   const dst = state.pods.get(query.to) ?? podOwning(state, e.dst);

@@ -4,6 +4,7 @@
 // against explain in cnp_model_test.ts and cnp_conformance_test.ts.
 import { assert, assertEquals } from "../../harness/assert.ts";
 import { compilePolicies, type PolicyState } from "../../../lib/policy/compile.ts";
+import { cnpPolicyRef, flowLogRules, planDeciders } from "../../../lib/policy/flow_log_rules.ts";
 import { policyObjects } from "../../../lib/policy/nft_rules.ts";
 import { cnp, withCluster } from "./cnp_fixtures.ts";
 import { e2eCluster, pod, policy } from "./fixtures.ts";
@@ -133,4 +134,32 @@ Deno.test("policyObjects() renders a table without ClusterNetworkPolicies exactl
     ingress: [{ action: "Deny", from: [{ namespaces: {} }] }],
   });
   assertEquals(objectsOn(withCluster(state, [elsewhere])), plain);
+});
+
+Deno.test("policyObjects() with the flow log sends a Deny rule to a chain that logs its rule, then drops", () => {
+  const state = withCluster(e2eCluster([allowFromY]), [passY]);
+  const plain = objectsOn(state);
+  const objs = policyObjects(compilePolicies(state, { node: "n1" }), { flowLog: true });
+  const head = objs.chains.get(entryChain(objs, "ingress4", "10.0.1.1"))!.rules;
+  const deny = head[2].match(/goto (\S+)$/)![1];
+  assertEquals(
+    head[2],
+    plain.chains.get(entryChain(plain, "ingress4", "10.0.1.1"))!.rules[2]
+      .replace("counter name ingress_dropped drop", `goto ${deny}`),
+  );
+  // pass-y's ingress rule 1 (the Deny), in its own chain: the log rules, the counted drop.
+  assertEquals(objs.chains.get(deny)!.rules, [
+    ...flowLogRules({ direction: "ingress", policies: [cnpPolicyRef("pass-y", 1)] }),
+    "counter name ingress_dropped drop",
+  ]);
+  // The Pass leads to the NetworkPolicy chain, whose end logs x/from-y before its drop.
+  const np = objs.chains.get(head[0].match(/goto (\S+)$/)![1])!.rules;
+  assertEquals(np.slice(-5), [
+    ...flowLogRules({ direction: "ingress", policies: ["x/from-y"] }),
+    "counter name ingress_dropped drop",
+  ]);
+  // The deciders the agent attributes records by are exactly these two (and the plan's others).
+  const deciders = planDeciders(compilePolicies(state, { node: "n1" }));
+  assert(deciders.some((d) => d.policies[0] === "pass-y[1]" && d.direction === "ingress"));
+  assert(deciders.some((d) => d.policies.join() === "x/from-y" && d.direction === "ingress"));
 });

@@ -4,8 +4,6 @@ import {
   cnpPolicyRef,
   FLOW_LOG_GROUP,
   flowDeciderId,
-  flowLogAdditions,
-  flowLogDeclarations,
   flowLogIndex,
   flowLogObjects,
   flowLogPrefix,
@@ -15,6 +13,7 @@ import {
   PREFIX_MAX,
 } from "../../../lib/policy/flow_log_rules.ts";
 import type { PolicyPlan } from "../../../lib/policy/plan.ts";
+import { emptyTable, renderFullTable, renderTableChange } from "../../../lib/nft/ruleset.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
 
 const DENY = { direction: "ingress", policies: ["x/deny-all", "x/allow-web"] } as const;
@@ -86,20 +85,31 @@ Deno.test("flowLogRules() logs once per flow under the shared limit, else counts
 
 Deno.test("flowLogObjects() declares the limit at the rate, the counter and the seen sets", () => {
   const o = flowLogObjects(250);
-  assertEquals(o.limit, { name: "flowlog", spec: "rate 250/second burst 250 packets" });
+  assertEquals([...o.limits], [["flowlog", "rate 250/second burst 250 packets"]]);
   assertEquals(o.counters, ["flowlog_dropped"]);
-  assertEquals(o.sets.map((s) => s.name), ["flowlog_seen4", "flowlog_seen6"]);
-  assertEquals(
-    o.sets[1].decl,
-    "type ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service; " +
-      "flags dynamic,timeout; timeout 130s; size 65536;",
-  );
-  assertEquals(flowLogDeclarations(o)[1], "  limit flowlog { rate 250/second burst 250 packets }");
-  assertEquals(flowLogAdditions("inet mycni", o), [
+  assertEquals([...o.sets.keys()], ["flowlog_seen4", "flowlog_seen6"]);
+  assertEquals(o.sets.get("flowlog_seen6"), {
+    kind: "set",
+    type: "ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service",
+    interval: false,
+    elements: new Map(),
+    dynamic: { timeout: 130, size: 65536 },
+  });
+  const table = {
+    name: "inet mycni",
+    counters: o.counters,
+    limits: o.limits,
+    sets: o.sets,
+    chains: new Map(),
+  };
+  // What the table model makes of them: declared whole, or added before any rule.
+  const decl = "type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service; " +
+    "flags dynamic,timeout; timeout 130s; size 65536;";
+  assert(renderFullTable(table).includes("  limit flowlog { rate 250/second burst 250 packets }"));
+  assertEquals(renderTableChange(emptyTable("inet mycni"), table).split("\n").slice(0, 3), [
     "add counter inet mycni flowlog_dropped",
     "add limit inet mycni flowlog { rate 250/second burst 250 packets }",
-    `add set inet mycni flowlog_seen4 { ${o.sets[0].decl} }`,
-    `add set inet mycni flowlog_seen6 { ${o.sets[1].decl} }`,
+    `add set inet mycni flowlog_seen4 { ${decl} }`,
   ]);
   let threw = false;
   try {

@@ -3,6 +3,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { parseCidr } from "../../../lib/ip/cidr.ts";
 import { cidrRange } from "../../../lib/ip/range.ts";
+import { flowLogRules } from "../../../lib/policy/flow_log_rules.ts";
 import { policyObjects } from "../../../lib/policy/nft_rules.ts";
 import type { AddressSet, AllowRule, PolicyPlan, TargetPlan } from "../../../lib/policy/plan.ts";
 
@@ -212,4 +213,30 @@ Deno.test("policyObjects() shares one set between policy rules whose peers are t
   const peerSets = [...objs.sets.keys()].filter((k) => k.startsWith("i_"));
   assertEquals(peerSets.length, 1);
   assertEquals(objs.chains.size, 1, "same rules, same chain");
+});
+
+Deno.test("policyObjects() with the flow log logs before each drop, naming the isolating policies", () => {
+  const plan: PolicyPlan = {
+    targets: [
+      target("x/a", ["10.244.1.2"], { ingress: { policies: ["x/deny", "x/web"], allow: [] } }),
+      target("x/b", ["10.244.1.3"], { egress: { policies: ["x/out"], allow: [] } }),
+    ],
+    errors: [],
+  };
+  const plain = policyObjects(plan);
+  const logged = policyObjects(plan, { flowLog: true });
+  const chainOf = (objs: ReturnType<typeof policyObjects>, map: string) =>
+    objs.chains.get(els(objs, map)[0].split(" jump ")[1])!.rules;
+  assertEquals(chainOf(logged, "ingress4"), [
+    ...flowLogRules({ direction: "ingress", policies: ["x/deny", "x/web"] }),
+    "counter name ingress_dropped drop",
+  ]);
+  assertEquals(chainOf(logged, "egress4"), [
+    ...flowLogRules({ direction: "egress", policies: ["x/out"] }),
+    "counter name egress_dropped drop",
+  ]);
+  // Off, the objects are exactly today's; the forward rules and sets do not change either way.
+  assertEquals(chainOf(plain, "ingress4"), ["counter name ingress_dropped drop"]);
+  assertEquals(logged.forwardRules, plain.forwardRules);
+  assertEquals([...logged.sets.keys()], [...plain.sets.keys()]);
 });

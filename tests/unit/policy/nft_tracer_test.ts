@@ -1,8 +1,11 @@
 // The packet tracer (tests/harness/nft_tracer.ts) on small hand-written tables: it follows nft's
-// semantics where the property test relies on it (jump, return, map misses, families, plain and
-// interval sets, port ranges), and refuses every rule form it was not written for.
+// semantics where the property test relies on it (jump, goto, return, map misses, families, plain
+// and interval sets, port ranges, the flow log's statements, strict mode's rules), and refuses
+// every rule form it was not written for.
 import type { NftChain, NftSet, NftTable } from "../../../lib/nft/ruleset.ts";
 import { assertEquals, assertMatch, assertThrows } from "../../harness/assert.ts";
+import { flowLogPrefix, flowLogRules } from "../../../lib/policy/flow_log_rules.ts";
+import { strictForwardRules } from "../../../lib/policy/strict_rules.ts";
 import { forwardTracer, type TracePacket } from "../../harness/nft_tracer.ts";
 
 const FORWARD = "type filter hook forward priority filter; policy accept;";
@@ -128,4 +131,57 @@ Deno.test("forwardTracer() refuses rule forms and sets it was not written for", 
   const two = table(["accept"]);
   (two.chains as Map<string, NftChain>).set("other", { decl: FORWARD, rules: [] });
   assertThrows(() => forwardTracer(two));
+});
+
+Deno.test("forwardTracer() walks past the flow log's statements, logging, and reads strict mode's rules", () => {
+  const seen = (f: 4 | 6): NftSet => ({
+    ...set(`ipv${f}_addr . ipv${f}_addr . inet_proto . inet_service . inet_service`, []),
+    dynamic: { timeout: 130, size: 65536 },
+  });
+  const deny = { direction: "ingress" as const, policies: ["x/deny, with a comma"] };
+  const base = table(
+    [
+      "ct state established,related accept",
+      ...strictForwardRules(),
+      "ip daddr @a goto deny",
+    ],
+    { deny: [...flowLogRules(deny), "counter name dropped drop"] },
+    {
+      a: set("ipv4_addr", ["10.0.0.1"]),
+      flowlog_seen4: seen(4),
+      flowlog_seen6: seen(6),
+      strict_cut4: seen(4),
+      strict_cut6: seen(6),
+    },
+  );
+  const t = forwardTracer({
+    ...base,
+    counters: ["dropped", "flowlog_dropped"],
+    limits: new Map([["flowlog", "rate 100/second burst 100 packets"]]),
+  });
+  const denied = t(tcp("10.0.0.2", "10.0.0.1", 80));
+  assertEquals(denied.verdict, "drop");
+  assertEquals(denied.counter, "dropped");
+  assertEquals(denied.logged, [flowLogPrefix(deny)]);
+  // A mid-stream segment conntrack picked up after a cut is refused first, unlogged.
+  const picked = t({ ...tcp("10.0.0.2", "10.0.0.9", 80), midStream: true });
+  assertEquals([picked.verdict, picked.counter, picked.logged], ["drop", undefined, []]);
+  assertEquals(t(tcp("10.0.0.2", "10.0.0.9", 80)).verdict, "accept");
+  // The flow log's sets must be dynamic, of flow keys of the family; its limit declared.
+  const refused: [NftTable, RegExp][] = [
+    [{ ...base, limits: new Map([["flowlog", "x"]]), counters: ["dropped"] }, /not declared/],
+    [{ ...base, counters: ["dropped", "flowlog_dropped"] }, /limit "flowlog" is not declared/],
+    [
+      {
+        ...base,
+        counters: ["dropped", "flowlog_dropped"],
+        limits: new Map([["flowlog", "x"]]),
+        sets: new Map([...base.sets, ["flowlog_seen4", { ...seen(4), dynamic: undefined }]]),
+      },
+      /not dynamic/,
+    ],
+  ];
+  for (const [tbl, why] of refused) {
+    assertMatch(assertThrows(() => forwardTracer(tbl)).message, why);
+  }
 });

@@ -12,7 +12,9 @@ import {
   connectionsToCut,
   type JudgedFlow,
 } from "../../../lib/policy/strict.ts";
+import { cutElement, NOT_SYN_RULE, strictForwardRules } from "../../../lib/policy/strict_rules.ts";
 import { assertEquals } from "../../harness/assert.ts";
+import { cnp, withCluster } from "./cnp_fixtures.ts";
 import { e2eCluster, pod, policy, SERVER_PORTS } from "./fixtures.ts";
 
 const PROTO: Record<number, "TCP" | "UDP" | "SCTP"> = { 6: "TCP", 17: "UDP", 132: "SCTP" };
@@ -152,4 +154,59 @@ Deno.test("affectedAddresses() stands the target for a wide removed range (an ip
     "10.0.5.2",
     "10.0.5.3",
   ]);
+});
+
+Deno.test("affectedAddresses() names a ClusterNetworkPolicy subject whose tiers changed, not one whose did not", () => {
+  const nsSel = (ns: string) => ({ matchLabels: { "kubernetes.io/metadata.name": ns } });
+  const denyFromX = (priority: number) =>
+    cnp("deny-x", {
+      tier: "Admin",
+      priority,
+      subject: { namespaces: nsSel("y") },
+      ingress: [{ action: "Deny", from: [{ namespaces: nsSel("x") }] }],
+    });
+  const none = n2(e2eCluster());
+  const denied = n2(withCluster(e2eCluster(), [denyFromX(10)]));
+  // y/b (on n2) is a subject: the Deny is new, not an isolation NetworkPolicy knows.
+  assertEquals(affectedAddresses(none, denied), [YB, "fd00::2:2"].sort());
+  assertEquals(affectedAddresses(denied, n2(withCluster(e2eCluster(), [denyFromX(10)]))), []);
+  // Any change of its rules (here the priority) may deny something: the subject again.
+  assertEquals(
+    affectedAddresses(denied, n2(withCluster(e2eCluster(), [denyFromX(11)]))),
+    [
+      YB,
+      "fd00::2:2",
+    ].sort(),
+  );
+  // And the cut judges by explain: x/a's connection to y/b goes, z/c's stays.
+  const after = withCluster(e2eCluster(), [denyFromX(10)]);
+  const entries = [tcp(XA, YB, 80), tcp(ZC, YB, 80)];
+  assertEquals(
+    connectionsToCut(entries, judge(after), { addresses: affectedAddresses(none, denied) }),
+    [entries[0]],
+  );
+});
+
+Deno.test("cutElement() holds a cut UDP connection's answers as the forward hook sees them", () => {
+  const dnat: Connection = {
+    orig: { src: XA, dst: "10.96.0.10", proto: 17, sport: 40000, dport: 53 },
+    reply: { src: YB, dst: XA, proto: 17, sport: 5353, dport: 40000 },
+  };
+  assertEquals(cutElement(dnat), {
+    set: "strict_cut4",
+    element: `${YB} . ${XA} . udp . 5353 . 40000`,
+  });
+  const v6: Connection = {
+    orig: { src: "fd00::1:1", dst: "fd00::2:2", proto: 17, sport: 1, dport: 2 },
+    reply: { src: "fd00::2:2", dst: "fd00::1:1", proto: 17, sport: 2, dport: 1 },
+  };
+  assertEquals(cutElement(v6)?.set, "strict_cut6");
+  // TCP is held by the SYN rule, not a set.
+  assertEquals(cutElement(tcp(XA, YB, 80)), undefined);
+  assertEquals(strictForwardRules()[0], NOT_SYN_RULE);
+  assertEquals(
+    strictForwardRules()[1],
+    "ct state new ip saddr . ip daddr . meta l4proto . th sport . th dport @strict_cut4 " +
+      "update @strict_cut4 { ip saddr . ip daddr . meta l4proto . th sport . th dport } drop",
+  );
 });

@@ -1,6 +1,7 @@
 // A small walker over the policy part of the rendered table (lib/policy/nft_rules.ts): it runs a
 // new connection's first packet through the forward hook's rules, the verdict maps and the
-// target chains (jump, goto, return, accept, drop), reading sets as the kernel would. It knows
+// target chains (jump, goto, return, accept, drop; the flow log's lines, which decide nothing),
+// reading sets as the kernel would. It knows
 // exactly the rule forms the renderer writes and throws on anything else, so a new form cannot
 // pass unread. A stand-in for the general packet tracer (tests/harness/nft_tracer.ts) until that
 // one covers these tables.
@@ -40,8 +41,22 @@ function walk(objs: PolicyObjects, rules: readonly string[], p: Packet, depth: n
   return "end";
 }
 
+/**
+ * The flow log's rules before a drop (lib/policy/flow_log_rules.ts): they log a flow or count
+ * it, and never decide, so a first packet goes on past them.
+ */
+const FLOW_LOG_LINE = new RegExp(
+  String
+    .raw`^(ip6?) saddr \. \1 daddr \. meta l4proto \. th sport \. th dport != @flowlog_seen[46] ` +
+    String
+      .raw`(?:limit name "flowlog" add @flowlog_seen[46] \{ \1 saddr \. \1 daddr \. meta l4proto \. ` +
+    String.raw`th sport \. th dport \} log prefix "mycni:[ie]:[0-9a-f]{16}[^"]*" group [0-9]+|` +
+    String.raw`counter name "flowlog_dropped")$`,
+);
+
 /** One rule: "end" when it does not match or its verdict lets the chain go on. */
 function evaluate(objs: PolicyObjects, rule: string, p: Packet, depth: number): Outcome {
+  if (FLOW_LOG_LINE.test(rule)) return "end";
   const t = rule.split(" ");
   let i = 0;
   while (i < t.length) {

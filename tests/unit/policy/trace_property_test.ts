@@ -15,6 +15,10 @@
 // the source of the node's own traffic to its pods (the connected route's `src`, so kubelet
 // probes): without it explain denies what the kernel never filters.
 //
+// Each node's table is rendered with or without the flow log and strict mode, at random: the
+// decisions must not change, and a denied first packet is logged once, on the node that drops
+// it when that node logs, with the prefix of the policies explain says denied it.
+//
 // TRACE_SEED=<n> replays one run (a failure prints its seed); TRACE_WORLDS=<n> sets how many
 // worlds (10 states each, 30 flows per state); TRACE_STATS=1 prints what the flows reached.
 import type { Family } from "../../../lib/ip/cidr.ts";
@@ -33,6 +37,7 @@ import type {
   PortMatch,
 } from "../../../lib/policy/plan.ts";
 import { assert } from "../../harness/assert.ts";
+import { type FlowDecider, flowLogPrefix } from "../../../lib/policy/flow_log_rules.ts";
 import { type ForwardTracer, forwardTracer, type TracePacket } from "../../harness/nft_tracer.ts";
 import {
   CLUSTER_CIDRS,
@@ -76,6 +81,10 @@ interface KernelVerdict {
   readonly verdict: "accept" | "drop";
   readonly counter?: string;
   readonly paths: string[];
+  /** The flow log's prefixes the packet met, over every hook. */
+  readonly logged: readonly string[];
+  /** The node that dropped it. */
+  readonly node?: string;
 }
 
 /** Coverage: what the random flows made the rules do, so the test shows it tested something. */
@@ -120,27 +129,44 @@ Deno.test("explainFlow() and the rendered rules agree on random clusters, polici
       "accepted by the self set",
       "allowed by a rule",
       "no forward hook",
+      "traced with the flow log",
+      "traced without the flow log",
+      "logged with its policies",
     ]
   ) {
     assert((seen.get(what) ?? 0) > 0, `seed ${seed}: no flow ${what} in ${flows} flows`);
   }
 });
 
-/** Each node's table compiled now, in a random order (the renderer's caches see them mixed). */
-function nodeTracers(rng: Rng, world: World, state: PolicyState): Map<string, ForwardTracer> {
-  const out = new Map<string, ForwardTracer>();
+/**
+ * Each node's table compiled now, in a random order (the renderer's caches see them mixed), with
+ * or without the flow log and strict mode, at random per node and step: they must decide alike.
+ * Which nodes log is returned too.
+ */
+function nodeTracers(rng: Rng, world: World, state: PolicyState): Tracers {
+  const out: Tracers = new Map();
   const order = [...world.nodes].sort(() => rng.float() - 0.5);
   for (const node of order) {
-    const policy = policyObjects(compilePolicies(state, { node: node.name }));
-    const table = desiredTable({ clusterCidrs: CLUSTER_CIDRS, podCIDRs: node.podCIDRs, policy });
-    out.set(node.name, forwardTracer(table));
+    const flowLog = rng.float() < 0.5, strict = rng.float() < 0.5;
+    const policy = policyObjects(compilePolicies(state, { node: node.name }), { flowLog });
+    const table = desiredTable({
+      clusterCidrs: CLUSTER_CIDRS,
+      podCIDRs: node.podCIDRs,
+      policy,
+      strict,
+      ...(flowLog ? { flowLog: { rate: 100 } } : {}),
+    });
+    out.set(node.name, { trace: forwardTracer(table), flowLog });
+    count(flowLog ? "traced with the flow log" : "traced without the flow log");
   }
   return out;
 }
 
+type Tracers = Map<string, { trace: ForwardTracer; flowLog: boolean }>;
+
 function checkFlow(
   state: PolicyState,
-  tracers: Map<string, ForwardTracer>,
+  tracers: Tracers,
   flow: Flow,
   context: () => string,
 ): void {
@@ -164,6 +190,15 @@ function checkFlow(
     );
   }
   countCoverage(flow, kernel);
+  // A denied first packet is logged once, before its drop, naming explain's deciding policies,
+  // exactly where the node that dropped it runs the flow log; nothing else is ever logged.
+  const wantLogged = kernel.node !== undefined && tracers.get(kernel.node)!.flowLog
+    ? [flowLogPrefix(denyingDecider(explained))]
+    : [];
+  if (JSON.stringify(kernel.logged) !== JSON.stringify(wantLogged)) {
+    fail(`logged ${JSON.stringify(kernel.logged)}, not ${JSON.stringify(wantLogged)}`, kernel);
+  }
+  if (wantLogged.length > 0) count("logged with its policies");
   // Replies and later packets of any connection pass (conntrack), and so does neighbour
   // discovery, whatever the policies: the first rules of the forward chain.
   const later = traceHooks(tracers, flow.hooks, { ...flow.packet, ct: "established" });
@@ -182,6 +217,12 @@ function checkFlow(
   }
 }
 
+/** Who denied a flow explain denies: egress first (the source's node), then ingress. */
+function denyingDecider(e: Explanation): FlowDecider {
+  const direction = e.egress.allowed ? "ingress" : "egress";
+  return { direction, policies: e[direction].policies };
+}
+
 function expectedVerdict(e: Explanation): { verdict: "accept" | "drop"; counter?: string } {
   if (e.allowed) return { verdict: "accept" };
   // Egress is judged first, on the source's node; an allowed egress meets ingress next.
@@ -189,18 +230,20 @@ function expectedVerdict(e: Explanation): { verdict: "accept" | "drop"; counter?
 }
 
 function traceHooks(
-  tracers: Map<string, ForwardTracer>,
+  tracers: Tracers,
   hooks: readonly string[],
   packet: TracePacket,
 ): KernelVerdict {
   const paths: string[] = [];
+  const logged: string[] = [];
   for (const node of hooks) {
-    const r = tracers.get(node)!(packet);
+    const r = tracers.get(node)!.trace(packet);
     paths.push(`${node}: ${r.path.join("\n    ")}`);
-    if (r.verdict === "drop") return { verdict: "drop", counter: r.counter, paths };
+    logged.push(...r.logged);
+    if (r.verdict === "drop") return { verdict: "drop", counter: r.counter, paths, logged, node };
   }
   if (hooks.length === 0) paths.push("no forward hook");
-  return { verdict: "accept", paths };
+  return { verdict: "accept", paths, logged };
 }
 
 function countCoverage(flow: Flow, kernel: KernelVerdict): void {
