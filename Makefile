@@ -44,6 +44,8 @@ bench: build
 	$(DENO) run --allow-all --no-lock bench/throughput.ts
 	$(DENO) run --allow-all --no-lock bench/policy_scale.ts
 	$(DENO) run --allow-all --no-lock bench/policy_throughput.ts
+	$(DENO) run --allow-all --no-lock bench/cnp_scale.ts
+	$(DENO) run --allow-all --no-lock bench/cnp_conn_rate.ts
 	$(DENO) run --allow-all --no-lock bench/flow_log_storm.ts
 	$(DENO) run --allow-all --no-lock bench/flow_log_agent_storm.ts
 	$(DENO) run --allow-all --no-lock bench/strict_cut.ts
