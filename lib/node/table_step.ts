@@ -118,11 +118,12 @@ export function createTableStep(
     reportApplied(log, table.name, done, {
       policyTargets: gauges?.targets,
       ms: Math.round(performance.now() - started),
-      // Where it went: compiling the policies, turning them into the table, nft applying it.
+      // Where it went: compiling the policies, turning them into the table, and applying it,
+      // named after how: `elements` (one nfnetlink batch) or `nft` (an `nft -f` transaction).
       stepsMs: {
         plan: Math.round(planned - started),
         rules: Math.round(rendered - planned),
-        nft: Math.round(performance.now() - rendered),
+        [done.path ?? "nft"]: Math.round(performance.now() - rendered),
       },
     });
     const report = {
