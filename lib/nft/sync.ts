@@ -386,8 +386,14 @@ function coverage(elements: Iterable<string>): string[] {
   );
 }
 
-/** An interval element (`a`, `a/len`, `a-b`; addresses, or numbers such as ports) as a range. */
-function elementRange(e: string): [Family | 0, IpRange] {
+/**
+ * An interval element (`a`, `a/len`, `a-b`; addresses, or numbers such as ports) as a range, its
+ * family 0 for numbers.
+ *
+ * @example
+ * elementRange("10.0.0.0/30"); // [4, { start: 167772160n, end: 167772163n }]
+ */
+export function elementRange(e: string): [Family | 0, IpRange] {
   if (e.includes("/")) {
     const c = parseCidr(e);
     return [c.family, cidrRange(c)];

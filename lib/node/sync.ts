@@ -8,6 +8,7 @@ import type { NodeInfo } from "../kube/node.ts";
 import type { Logger } from "../log/logger.ts";
 import type { PolicyState } from "../policy/compile.ts";
 import type { Explanation, FlowQuery } from "../policy/plan.ts";
+import type { BindingsView } from "./pod_bindings.ts";
 import { clusterCidrs } from "./masq.ts";
 import { createDatapath, type Datapath, type RoutesReport } from "./datapath.ts";
 import {
@@ -20,7 +21,8 @@ import { defaultPluginSource } from "./install.ts";
 import { createConflistStep, createPluginStep, type PluginReport } from "./install_step.ts";
 import type { AgentOptions } from "./options.ts";
 import { stepRunner } from "./steps.ts";
-import { createTableStep, type TableReport } from "./table_step.ts";
+import { createTableStep, type TableBindings, type TableReport } from "./table_step.ts";
+import type { TableSync } from "../nft/sync.ts";
 
 /** What the agent reconciles towards. */
 export interface ClusterState {
@@ -30,6 +32,11 @@ export interface ClusterState {
    * that, and always without `--network-policy` or in static mode.
    */
   readonly policy?: Omit<PolicyState, "nodes">;
+  /**
+   * This node's address -> pod bindings (admission, lib/node/pod_bindings.ts) as the snapshot
+   * was taken: applied to `policy` before it is compiled. Absent without admission.
+   */
+  readonly bindings?: BindingsView;
 }
 
 /** What changed since the last run. */
@@ -61,21 +68,29 @@ export interface NodeSteps {
 }
 
 /**
- * The real steps for the agent `opts` describes (`policy`: NetworkPolicy is enforced).
+ * The real steps for the agent `opts` describes (`policy`: NetworkPolicy is enforced, and pods
+ * are admitted: `admission` has the table sync the admission patches, and its bindings tracker).
  *
  * @example
  * const sync = createNodeSync(opts, status, log, nodeSteps(opts, status.policyEnabled, log));
  */
-export function nodeSteps(opts: AgentOptions, policy: boolean, log: Logger): NodeSteps {
+export function nodeSteps(
+  opts: AgentOptions,
+  policy: boolean,
+  log: Logger,
+  admission: { readonly tables?: TableSync; readonly bindings?: TableBindings } = {},
+): NodeSteps {
   const datapath = createDatapath(opts, log);
+  // With policy the agent admits every pod: the plugin must ask it (DESIGN.md "Pod lifecycle").
+  const conflist = { ...opts, agentSocket: policy ? opts.agentSocket : undefined };
   return {
     plugin: createPluginStep({
       src: opts.pluginSrc ?? defaultPluginSource(),
       binDir: opts.cniBinDir,
     }, log),
-    conflist: createConflistStep(opts, datapath.mtu, log),
+    conflist: createConflistStep(conflist, datapath.mtu, log),
     forwarding: createForwardingStep(policy, log),
-    table: createTableStep({ ...opts, policy }, log),
+    table: createTableStep({ ...opts, policy }, log, admission),
     forwardChain: createForwardChainStep(log),
     routes: datapath,
   };
