@@ -18,7 +18,12 @@ import {
 } from "./forwarding_step.ts";
 import type { AgentStatus } from "./health.ts";
 import { defaultPluginSource } from "./install.ts";
-import { createConflistStep, createPluginStep, type PluginReport } from "./install_step.ts";
+import {
+  type ConflistOptions,
+  createConflistStep,
+  createPluginStep,
+  type PluginReport,
+} from "./install_step.ts";
 import type { AgentOptions } from "./options.ts";
 import { stepRunner } from "./steps.ts";
 import { createTableStep, type TableBindings, type TableReport } from "./table_step.ts";
@@ -81,18 +86,34 @@ export function nodeSteps(
   admission: { readonly tables?: TableSync; readonly bindings?: TableBindings } = {},
 ): NodeSteps {
   const datapath = createDatapath(opts, log);
-  // With policy the agent admits every pod: the plugin must ask it (DESIGN.md "Pod lifecycle").
-  const conflist = { ...opts, agentSocket: policy ? opts.agentSocket : undefined };
   return {
     plugin: createPluginStep({
       src: opts.pluginSrc ?? defaultPluginSource(),
       binDir: opts.cniBinDir,
     }, log),
-    conflist: createConflistStep(conflist, datapath.mtu, log),
+    conflist: createConflistStep(conflistOptions(opts, policy), datapath.mtu, log),
     forwarding: createForwardingStep(policy, log),
     table: createTableStep({ ...opts, policy }, log, admission),
     forwardChain: createForwardChainStep(log),
     routes: datapath,
+  };
+}
+
+/**
+ * What the conflist says besides the node's podCIDRs: with policy (API mode) the agent admits
+ * every pod, so the plugin must ask it (DESIGN.md "Pod lifecycle"); otherwise nobody.
+ *
+ * @example
+ * conflistOptions(opts, true).agentSocket; // "/run/mycni/agent.sock"
+ */
+export function conflistOptions(opts: AgentOptions, policy: boolean): ConflistOptions {
+  const { cniConfDir, cniBinDir, cniDataDir, logFile } = opts;
+  return {
+    cniConfDir,
+    cniBinDir,
+    cniDataDir,
+    logFile,
+    ...(policy ? { agentSocket: opts.agentSocket } : {}),
   };
 }
 
