@@ -268,7 +268,6 @@ Deno.test("resync() reads the IPAM store again: missed DELs and ADDs, but not wh
 });
 
 Deno.test("a burst of 8 admits coalesces into few reconciles, each answered by a run holding it", async () => {
-  let admission: Admission | undefined;
   const snapshots: number[] = [];
   // A reconcile of 20 ms that applies its snapshot's bindings (the table step's report).
   const sync = {
@@ -276,14 +275,14 @@ Deno.test("a burst of 8 admits coalesces into few reconciles, each answered by a
       const generation = state.bindings?.generation ?? 0;
       snapshots.push(generation);
       await sleep(20);
-      admission!.tables.applied(generation);
+      admission.tables.applied(generation);
       return true;
     },
   };
   const schedule = createScheduler(sync, () => {});
   const state = world(Array.from({ length: 8 }, (_, i) => pod(`x/p${i}`, { node: "n1" })));
   schedule.policy({ pods: state.pods, namespaces: state.namespaces, policies: state.policies });
-  admission = createAdmission({
+  const admission: Admission = createAdmission({
     nodeName: "n1",
     log: fakeLog(),
     readBindings: () => new Map(),
@@ -297,7 +296,7 @@ Deno.test("a burst of 8 admits coalesces into few reconciles, each answered by a
     Array.from(
       { length: 8 },
       (_, i) =>
-        admission!.handler.admit(admitOf(`p${i}`, `10.244.1.${10 + i}`)).then(() =>
+        admission.handler.admit(admitOf(`p${i}`, `10.244.1.${10 + i}`)).then(() =>
           answered.push(snapshots.length)
         ),
     ),
