@@ -660,6 +660,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         `Fake API server: ${method} ${path} gave ${res.status ?? res.error}: ${res.body ?? ""}`,
       );
     }
+    if (path === "/_test/bulk") {
+      const bulk = String(JSON.parse(res.body ?? "{}").resourceVersion ?? "");
+      if (BigInt(bulk || "0") > BigInt(policyWriteVersion || "0")) policyWriteVersion = bulk;
+      return bulk;
+    }
     if (!/^\/_test\/[a-z]+\//.test(path) || (method !== "PUT" && method !== "DELETE")) return "";
     // A PUT answers with the object, a DELETE with {deleted, resourceVersion}.
     const answer = JSON.parse(res.body ?? "{}");

@@ -10,7 +10,8 @@
 // Control: PUT /_test/<resource>/<name> or /_test/<resource>/<namespace>/<name> with the object
 // (for nodes also a nodes-file entry; for namespaces also {"labels": {...}}), answered with the
 // object as stored (its resourceVersion); DELETE the same, answered with the deletion's
-// resourceVersion; POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark.
+// resourceVersion; POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark;
+// POST /_test/bulk {"items": [{"resource", "object"}]} puts many objects (not nodes) at once.
 import { parseArgs } from "node:util";
 import { parseNodesFile, parseNodesFileEntry } from "../../lib/node/nodes_file.ts";
 
@@ -312,6 +313,19 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
   const control = async (req: Request, path: string): Promise<Response | undefined> => {
     const parts = path.slice("/_test/".length).split("/").map(decodeURIComponent);
     const resource = parts[0] as Resource;
+    if (req.method === "POST" && parts[0] === "bulk" && parts.length === 1) {
+      // Many objects in one request (a busy cluster's world): {"items": [{resource, object}]}.
+      const { items } = await req.json() as { items: { resource: Resource; object: Obj }[] };
+      try {
+        for (const { resource: r, object } of items) {
+          if (!(r in RESOURCES) || r === "nodes") throw new Error(`cannot bulk-put ${r}`);
+          put(r, object);
+        }
+      } catch (err) {
+        return json(status(400, "BadRequest", (err as Error).message), 400);
+      }
+      return json({ done: "bulk", count: items.length, resourceVersion: String(rv) });
+    }
     if (req.method === "POST" && parts.length === 1) {
       const actions: Record<string, () => void> = { drop, expire, garbage, bookmark };
       if (!actions[parts[0]]) return undefined;

@@ -101,11 +101,72 @@ async function firstConnected(from: Pod, to: string, ms: number): Promise<number
   return undefined;
 }
 
+/**
+ * A busy cluster's world in the API, in one request: `pods` pods of `namespaces` namespaces on a
+ * node of their own (not ours: peers only), and `policies` policies in those namespaces. Every
+ * reconcile of our agents compiles it all (tens of ms), so an admission that answered before the
+ * kernel had the pod would leave a window a probe right after ADD falls into.
+ */
+async function busyWorld(
+  cluster: Cluster,
+  size: { pods: number; namespaces: number; policies: number },
+): Promise<void> {
+  const items: { resource: string; object: unknown }[] = [];
+  for (let k = 0; k < size.namespaces; k++) {
+    items.push({
+      resource: "namespaces",
+      object: { metadata: { name: `ns-${k}`, labels: { team: `t${k % 25}` } } },
+    });
+  }
+  for (let j = 0; j < size.pods; j++) {
+    const ip = `10.99.${j >> 8}.${j & 255}`;
+    items.push({
+      resource: "pods",
+      object: {
+        metadata: {
+          namespace: `ns-${j % size.namespaces}`,
+          name: `p${j}`,
+          labels: { app: `a${j % 20}`, role: j % 7 ? "client" : "server" },
+        },
+        spec: { nodeName: "elsewhere", containers: [{ name: "c" }] },
+        status: { phase: "Running", podIP: ip, podIPs: [{ ip }] },
+      },
+    });
+  }
+  for (let m = 0; m < size.policies; m++) {
+    items.push({
+      resource: "networkpolicies",
+      object: {
+        metadata: { namespace: `ns-${m % size.namespaces}`, name: `pol-${m}` },
+        spec: {
+          podSelector: {},
+          ingress: [{
+            from: [{
+              namespaceSelector: { matchLabels: { team: `t${m % 25}` } },
+              podSelector: { matchLabels: { app: `a${m % 20}` } },
+            }],
+          }],
+        },
+      },
+    });
+  }
+  await cluster.apiRequest("POST", "/_test/bulk", { items });
+}
+
 /** The plugin's log lines of `verb` on `node`. */
 async function pluginLines(node: ClusterNode, verb: string): Promise<Record<string, unknown>[]> {
   const text = await Deno.readTextFile(`${node.dir}/mycni.log`).catch(() => "");
   return text.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l))
     .filter((l) => l.verb === verb);
+}
+
+/** The agent's last few "nftables table synced" times, as its log says them. */
+async function reconcileMs(node: ClusterNode): Promise<string> {
+  const lines = (await agentLog(node)).split("\n").filter((l) => l.includes("table synced"));
+  return lines.slice(-3).map((l) => {
+    const j = JSON.parse(l);
+    return `${j.ms} ms (${JSON.stringify(j.stepsMs)})`;
+  }).join(", ");
 }
 
 async function agentLog(node: ClusterNode): Promise<string> {
@@ -130,10 +191,14 @@ Deno.test({
     podSelector: {},
     ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: "clients" } } }] }],
   });
+  // Pods in "reuse" and "srv" (below) also select, and are selected by, the busy world's
+  // policies, so the busy world's sets change with them.
+  await busyWorld(cluster, { pods: 4000, namespaces: 200, policies: 300 });
   const near = await cluster.addPod(n1, { namespace: "clients", name: "near" });
   const far = await cluster.addPod(n2, { namespace: "clients", name: "far" });
-  await waitEnforced(nc);
+  await waitEnforced(nc, cluster.policyWriteVersion(), { timeoutMs: 60_000 });
   const clients = [near, far];
+  console.log(`  a reconcile here: ${await reconcileMs(n1)}`);
 
   await t.step(
     "deny-all ingress: closed from ADD on, before and after the API has the address",
