@@ -179,13 +179,15 @@ export function createAdmission(opts: AdmissionOptions): Admission {
     released.add(key);
     isolatedLogged.delete(key);
     const held = view.bindings.get(key);
-    if (held === undefined) return; // not bound (a repeated DEL, or never admitted)
-    const generation = set(releasePod(view.bindings, req.containerId, req.ifname));
-    scheduler().bindings(view, true);
+    // DEL names what IPAM held: their entries go even when nothing was bound here.
+    const ips = [...new Set([...held?.ips ?? [], ...req.ips ?? []])];
     try {
+      if (held === undefined) return; // not bound (a repeated DEL, or one never admitted)
+      const generation = set(releasePod(view.bindings, req.containerId, req.ifname));
+      scheduler().bindings(view, true);
       await tracker.wait(generation, waits.release);
     } finally {
-      removeConntrack(held.ips);
+      if (ips.length > 0) removeConntrack(ips);
     }
   }
 

@@ -1,6 +1,7 @@
 // System calls Deno has no API for, made through its FFI to libc's syscall(2): a netlink socket
 // and its sendto/recvfrom, and setns around the socket() call that places it in a pod's netns
-// (lib/net/netlink.ts); and the plugin's file I/O (lib/net/file.ts says why).
+// (lib/net/netlink.ts); the plugin's file I/O (lib/net/file.ts says why) and its one exchange
+// with the agent's unix socket (lib/sys/unix_socket.ts).
 //
 // One FFI symbol for every call: Deno sets up each symbol at dlopen. And each symbol takes one
 // more parameter than the C function, a one-byte struct that the callee never reads: with a
@@ -36,6 +37,7 @@ const NR = {
   x86_64: {
     close: 3,
     socket: 41,
+    connect: 42,
     sendto: 44,
     recvfrom: 45,
     setsockopt: 54,
@@ -54,6 +56,7 @@ const NR = {
   aarch64: {
     close: 57,
     socket: 198,
+    connect: 203,
     sendto: 206,
     recvfrom: 207,
     setsockopt: 208,

@@ -224,6 +224,16 @@ Deno.test("release() unbinds, answers once applied, and removes the addresses' c
     ifname: "eth0",
   });
   assertEquals(kernel.conntrack.length, 1);
+  // A DEL of a pod the agent had no binding for (ADDed before an agent that lost it): the
+  // addresses IPAM held still lose their conntrack entries.
+  await admission.handler.release({
+    version: 1,
+    kind: "release",
+    containerId: "c-lost",
+    ifname: "eth0",
+    ips: ["10.244.1.9"],
+  });
+  assertEquals(kernel.conntrack, [["10.244.1.5"], ["10.244.1.9"]]);
 });
 
 Deno.test("resync() reads the IPAM store again: missed DELs and ADDs, but not what was released", async () => {
