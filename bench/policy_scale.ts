@@ -336,16 +336,15 @@ async function admissions(api: { put(kind: string, obj: unknown): void }, dir: s
       status: { phase: "Pending" },
     });
   }
-  {
-    using store = DiskStore.open(join(dir, "data"), NETWORK_NAME);
-    for (const p of pods) {
+  await new Promise((r) => setTimeout(r, 2000)); // the informer has them, the reconciles settled
+  const admit = async (p: (typeof pods)[number]) => {
+    {
+      // As the plugin's IPAM does just before it asks (the agent's resync reads these).
+      using store = DiskStore.open(join(dir, "data"), NETWORK_NAME);
       const owner = { containerId: `c-${p.name}`, ifname: "eth0", pod: `${p.namespace}/${p.name}` };
       store.setAttachmentIps(owner, p.ips);
       for (const ip of p.ips) store.reserve(ip, owner);
     }
-  }
-  await new Promise((r) => setTimeout(r, 2000)); // the informer has them, the reconciles settled
-  const admit = async (p: (typeof pods)[number]) => {
     const t = performance.now();
     await askAgent(socket, {
       version: ADMISSION_VERSION,
@@ -357,29 +356,45 @@ async function admissions(api: { put(kind: string, obj: unknown): void }, dir: s
     }, ADMIT_TIMEOUT_MS);
     return performance.now() - t;
   };
-  const paced: number[] = [], backToBack: number[] = [], parallel: number[] = [];
-  const third = Math.floor(pods.length / 3);
-  for (const p of pods.slice(0, third)) {
-    paced.push(await admit(p));
-    await new Promise((r) => setTimeout(r, 60));
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const quarter = Math.floor(pods.length / 4);
+  const phases = {
+    // One at a time, the agent idle in between (the reconcile after each is done).
+    "one at a time, the agent idle": { pods: pods.slice(0, quarter), gap: 400, ms: [] as number[] },
+    "sequential, one every 60 ms": {
+      pods: pods.slice(quarter, 2 * quarter),
+      gap: 60,
+      ms: [] as number[],
+    },
+    "sequential, back to back": {
+      pods: pods.slice(2 * quarter, 3 * quarter),
+      gap: 0,
+      ms: [] as number[],
+    },
+  };
+  for (const phase of Object.values(phases)) {
+    for (const p of phase.pods) {
+      phase.ms.push(await admit(p));
+      if (phase.gap > 0) await pause(phase.gap);
+    }
+    await pause(500);
   }
-  await new Promise((r) => setTimeout(r, 500));
-  for (const p of pods.slice(third, 2 * third)) backToBack.push(await admit(p));
-  await new Promise((r) => setTimeout(r, 500));
-  const rest = pods.slice(2 * third);
+  const parallel: number[] = [];
+  const rest = pods.slice(3 * quarter);
   for (let i = 0; i < rest.length; i += 8) {
     parallel.push(...await Promise.all(rest.slice(i, i + 8).map(admit)));
-    await new Promise((r) => setTimeout(r, 300));
+    await pause(400);
   }
-  const all = [...paced, ...backToBack, ...parallel];
+  const all = [...Object.values(phases).flatMap((p) => p.ms), ...parallel];
   line(
     "admission answered: every admit",
     spreadText(spread(all), "ms", 1),
     "p90 < 5 ms",
     spread(all).p90 < 5,
   );
-  line("  sequential, one every 60 ms", spreadText(spread(paced), "ms", 1));
-  line("  sequential, back to back", spreadText(spread(backToBack), "ms", 1));
+  for (const [what, { ms }] of Object.entries(phases)) {
+    line(`  ${what}`, spreadText(spread(ms), "ms", 1));
+  }
   line("  8 at once", spreadText(spread(parallel), "ms", 1));
   const released: number[] = [];
   for (const p of pods) {
@@ -391,6 +406,9 @@ async function admissions(api: { put(kind: string, obj: unknown): void }, dir: s
       ifname: "eth0",
     }, RELEASE_TIMEOUT_MS).catch((err) => console.log(`  release: ${err.message}`));
     released.push(performance.now() - t);
+    using store = DiskStore.open(join(dir, "data"), NETWORK_NAME); // DEL then frees IPAM's
+    const owner = { containerId: `c-${p.name}`, ifname: "eth0" };
+    for (const ip of p.ips) store.release(ip, owner);
   }
   line("  release answered (after the reconcile)", spreadText(spread(released), "ms", 1));
 }

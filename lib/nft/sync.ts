@@ -82,6 +82,12 @@ export interface ApplyOptions {
    * applied any more (a patch since it was computed closed something it would reopen).
    */
   readonly stale?: () => boolean;
+  /**
+   * Called once the kernel holds `table`, before any other write may run (a patch waiting for
+   * this one sees what it did): who waits for the table can know it has it before a patch that
+   * would redo it.
+   */
+  readonly written?: () => void;
 }
 
 /** What one {@linkcode TableSync.patch} did. */
@@ -182,6 +188,7 @@ export function createTableSync(runner: NftRunner = NFT_RUNNER): TableSync {
         throw err;
       }
       last = { table, marked };
+      opts.written?.();
       return { changed: true, whole: false, differences: [], path: "elements" };
     }
     const text = changes !== undefined
@@ -191,6 +198,7 @@ export function createTableSync(runner: NftRunner = NFT_RUNNER): TableSync {
       : renderTableChange(last!.marked, marked);
     if (text === "") {
       last = { table, marked };
+      opts.written?.();
       return { changed: false, whole: false, differences: [] };
     }
     try {
@@ -201,6 +209,7 @@ export function createTableSync(runner: NftRunner = NFT_RUNNER): TableSync {
       throw err;
     }
     last = { table, marked };
+    opts.written?.();
     for (const [name, n] of c.before ?? []) carried.set(name, (carried.get(name) ?? 0) + n);
     return {
       changed: true,

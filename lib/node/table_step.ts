@@ -136,7 +136,13 @@ export function createTableStep(
     try {
       done = await tables.apply(table, {
         verify: input.full,
-        ...(watcher ? { stale: () => watcher.stale(generation!) } : {}),
+        ...(watcher
+          ? {
+            stale: () => watcher.stale(generation!),
+            // Under the write lock: an admission's patch queued behind this write sees it.
+            written: () => watcher.applied(generation!),
+          }
+          : {}),
       });
     } catch (err) {
       watcher?.failed(generation!, (err as Error).message);
@@ -145,7 +151,6 @@ export function createTableStep(
     // Computed before an admission's write that it would undo: the next run (asked for by that
     // admission) applies the newer state instead. Not an error, and the kernel is unchanged.
     if (done.superseded) return { changed: false };
-    watcher?.applied(generation!);
     if (compiled) applied = compiled.state;
     reportApplied(log, table.name, done, {
       policyTargets: gauges?.targets,

@@ -317,3 +317,22 @@ Deno.test("a burst of 8 admits coalesces into few reconciles, each answered by a
   assert(answered.every((runs) => runs >= 2), `answered after runs ${answered}`);
   await schedule.idle();
 });
+
+Deno.test("admit() of a binding the IPAM store gave and a table already holds answers at once", async () => {
+  const ipam: PodBindings = new Map([["c-web@eth0", {
+    containerId: "c-web",
+    ifname: "eth0",
+    pod: { namespace: "x", name: "web" },
+    ips: ["10.244.1.5"],
+  }]]);
+  const { kernel, admission } = setup({ ipam: () => ipam });
+  admission.tables.applied(admission.view().generation);
+  assertEquals(await admission.handler.admit(admitOf("web", "10.244.1.5")), {
+    by: "already bound",
+  });
+  assertEquals(kernel.batches, []);
+  // Not once the binding differs (another address): closed as any new one.
+  const other = await admission.handler.admit(admitOf("web", "10.244.1.6"));
+  assertEquals((other as { by: string }).by, "element batch");
+  assertEquals(kernel.batches.length, 1);
+});
