@@ -12,6 +12,14 @@
 // fixed sequence) is its own cost, and the ratio mycni / limit is the figure with a target
 // (<= 1.10). All columns, the burst included, are interleaved in one run so machine noise hits
 // them alike. Prints medians and ratios.
+//
+// With admission (DESIGN.md "Pod lifecycle"): the same plugin with `agentSocket`, asking an agent
+// in the node netns (the admission server, the admission and the real table step over the real
+// table sync: the agent's own code, without its informers, fed a small world: a deny-all policy
+// in the pods' namespace and their Pod objects, as the kubelet creates them before ADD). Its
+// limit adds the admission's element batch (a self element and a map element, one nfnetlink
+// batch, timed in the warm worker) to the kernel share; target <= 1.20. The burst runs with and
+// without admission too (target: with >= 0.9x without).
 //   make bench   (or: deno run -A --no-lock bench/plugin_latency.ts [--pods 30] [--rounds 3])
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -26,7 +34,17 @@ import {
   linkSetHairpin,
 } from "../lib/net/rtnl.ts";
 import { routeAdd } from "../lib/net/route.ts";
-import { runOutput } from "../lib/process/run.ts";
+import { run, runOutput } from "../lib/process/run.ts";
+import { parseCidr } from "../lib/ip/cidr.ts";
+import { parseNetworkPolicy } from "../lib/kube/network_policy.ts";
+import { createLogger } from "../lib/log/logger.ts";
+import { deleteConntrackEntries } from "../lib/net/conntrack.ts";
+import { applyElementChanges } from "../lib/nft/elements.ts";
+import { createTableSync } from "../lib/nft/sync.ts";
+import { createAdmission } from "../lib/node/admission.ts";
+import { serveAdmission } from "../lib/node/admission_server.ts";
+import { createScheduler } from "../lib/node/scheduler.ts";
+import { createTableStep } from "../lib/node/table_step.ts";
 import { type TempNetns, tempNetns } from "../tests/harness/netns.ts";
 import { median, quantile } from "./stats.ts";
 
@@ -36,23 +54,30 @@ const { values } = parseArgs({
     pods: { type: "string", default: "30" },
     rounds: { type: "string", default: "3" },
     "kernel-worker": { type: "boolean", default: false },
+    "agent-worker": { type: "string" },
   },
 });
 const PLUGIN = fileURLToPath(new URL("../bin/mycni", import.meta.url));
 const REF = "/usr/lib/cni/bridge";
-const TARGET = 1.10;
+const TARGET = 1.10, ADMIT_TARGET = 1.20, BURST_TARGET = 0.9;
 // One node-side setting for every column: the same bridge, podCIDR, MTU and hairpin.
 const BRIDGE = "mycni0", POD_CIDR = "10.252.0.0/16", MTU = 1500;
+// The admitting columns' pods (sequential, burst): the agent's node has these podCIDRs.
+const ADMIT_CIDR = "10.248.0.0/16", BURST_ADMIT_CIDR = "10.247.0.0/16";
+/** The Kubernetes namespace of the admitted pods (a deny-all policy isolates them). */
+const ADMIT_NS = "bench";
 
 if (values["kernel-worker"]) await kernelWorker();
+else if (values["agent-worker"]) await agentWorker(values["agent-worker"]);
 else await main(Number(values.pods), Number(values.rounds));
 
 async function main(n: number, rounds: number): Promise<void> {
   await using node = await tempNetns("mcbn");
   const dir = await Deno.makeTempDir({ prefix: "mycni-bench-" });
   // Each column wires its own pods (each sets the pod's default route); pod n is the warm-up.
-  const pods: Pods = { mycni: [], reference: [], kernel: [] };
+  const pods: Pods = { mycni: [], reference: [], kernel: [], admit: [] };
   let worker: KernelWorker | undefined;
+  let agent: AgentWorker | undefined;
   try {
     for (const set of Object.values(pods)) {
       for (let i = 0; i < n + 1; i++) set.push(await tempNetns("mcbp"));
@@ -66,13 +91,16 @@ async function main(n: number, rounds: number): Promise<void> {
       [STORE_CODE_CACHE]: "1",
     });
     worker = startKernelWorker(node);
+    agent = await startAgentWorker(node, `${dir}/agent.sock`, n + 1);
     const cols = await sequential({ dir, node, pods, floor, worker });
     report(n, cols, await stepMedians(`${dir}/mycni.log`, `m${n}`));
+    console.log(`with admission, own log: ${await agentStats(`${dir}/admit.log`, `a${n}`)}`);
     await burst({ dir, node, floor, rounds });
     await firstPod(dir);
     await version(node, floor, n);
   } finally {
     await worker?.close();
+    await agent?.close();
     for (const p of Object.values(pods).flat()) await p[Symbol.asyncDispose]();
     await Deno.remove(dir, { recursive: true });
   }
@@ -125,6 +153,8 @@ async function floorExecutable(dir: string): Promise<string> {
 interface KernelWorker {
   add(netns: string, i: number): Promise<number>;
   del(i: number): Promise<number>;
+  /** The admission's element batch for pod i (and its removal, untimed by the caller). */
+  batch(i: number, op: "add" | "delete"): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -158,6 +188,7 @@ function startKernelWorker(node: TempNetns): KernelWorker {
   return {
     add: (netns, i) => ask(`ADD ${i} ${netns}`),
     del: (i) => ask(`DEL ${i}`),
+    batch: (i, op) => ask(`${op === "add" ? "BATCH" : "UNBATCH"} ${i}`),
     async close() {
       await writer.close().catch(() => {});
       await child.status;
@@ -182,6 +213,11 @@ function splitLines(): TransformStream<string, string> {
  * caller discards them.
  */
 async function kernelWorker(): Promise<void> {
+  // The admission batch's table: the agent's set and map shapes, and its drop-only chain.
+  await run(["nft", "-f", "-"], {
+    stdin: "table inet mcbench {\n  set self4 { type ipv4_addr . ipv4_addr; }\n" +
+      "  chain ing_isolated { counter drop; }\n  map ingress4 { type ipv4_addr : verdict; }\n}\n",
+  });
   const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines());
   const out = (text: string) => Deno.stdout.writeSync(new TextEncoder().encode(text + "\n"));
   for await (const line of lines) {
@@ -190,6 +226,8 @@ async function kernelWorker(): Promise<void> {
     try {
       const t = performance.now();
       if (verb === "ADD") kernelAdd(netns, i);
+      else if (verb === "BATCH") kernelBatch(i, "add");
+      else if (verb === "UNBATCH") kernelBatch(i, "delete");
       else kernelDel(i);
       out(String(performance.now() - t));
     } catch (err) {
@@ -255,6 +293,19 @@ function kernelAdd(netns: string, i: number): void {
   linkSet(node, kernelVeth(i), { up: true });
 }
 
+/**
+ * The admission's kernel share: the fast path's element batch for pod i, as lib/node/
+ * fast_admission.ts writes it for a new pod a deny-all policy isolates (its self element, its
+ * ingress map element to the drop-only chain), in one nfnetlink batch, into the agent's table.
+ */
+function kernelBatch(i: number, op: "add" | "delete"): void {
+  const ip = `10.248.${200 + (i >> 8)}.${i & 255}`;
+  applyElementChanges([
+    { op, set: "self4", type: "ipv4_addr . ipv4_addr", element: `${ip} . ${ip}` },
+    { op, set: "ingress4", type: "ipv4_addr : verdict", element: `${ip} : jump ing_isolated` },
+  ], { table: "inet mcbench" });
+}
+
 /** The kernel share of a DEL: a socket in the node netns, `ip link del dev bkI`. */
 function kernelDel(i: number): void {
   using node = Rtnl.open();
@@ -263,8 +314,8 @@ function kernelDel(i: number): void {
 
 // ---- sequential ADD and DEL, every column interleaved --------------------------------------
 
-type Col = "mycni" | "reference" | "floor" | "kernel";
-type Pods = Record<Exclude<Col, "floor">, TempNetns[]>;
+type Col = "mycni" | "admit" | "reference" | "floor" | "kernel" | "batch";
+type Pods = Record<Exclude<Col, "floor" | "batch">, TempNetns[]>;
 type Cols = Record<`${"add" | "del"}.${Col}`, number[]>;
 
 async function sequential(ctx: {
@@ -279,21 +330,26 @@ async function sequential(ctx: {
   const exec = execIn(node);
   const mycni = mycniConf(dir, { name: "bench", log: "mycni.log", bridge: BRIDGE, cidr: POD_CIDR });
   const ref = refConf(dir, { name: "benchref", bridge: "ref0", cidr: "10.253.0.0/16" });
-  const cols: Cols = {
-    "add.mycni": [],
-    "add.reference": [],
-    "add.floor": [],
-    "add.kernel": [],
-    "del.mycni": [],
-    "del.reference": [],
-    "del.floor": [],
-    "del.kernel": [],
-  };
+  // The same plugin and node settings, asking the agent (its own bridge and podCIDR).
+  const admit = mycniConf(dir, {
+    name: "benchadmit",
+    log: "admit.log",
+    bridge: "admit0",
+    cidr: ADMIT_CIDR,
+    agentSocket: `${dir}/agent.sock`,
+  });
+  const cols = Object.fromEntries(
+    ["add", "del"].flatMap((v) =>
+      ["mycni", "admit", "reference", "floor", "kernel", "batch"].map((c) => [`${v}.${c}`, []])
+    ),
+  ) as unknown as Cols;
   const runs = (verb: "ADD" | "DEL", i: number): Record<Col, () => Promise<number>> => ({
     mycni: () => exec([PLUGIN], mycni, cniEnv(verb, `m${i}`, pods.mycni[i].path)),
+    admit: () => exec([PLUGIN], admit, admitEnv(verb, `a${i}`, pods.admit[i].path)),
     reference: () => exec([REF], ref, cniEnv(verb, `r${i}`, pods.reference[i].path)),
     floor: () => exec([floor], mycni, {}),
     kernel: () => verb === "ADD" ? worker.add(pods.kernel[i].path, i) : worker.del(i),
+    batch: () => worker.batch(i, verb === "ADD" ? "add" : "delete"),
   });
   // Warm-up on pod n (not counted): bridges exist, caches are hot, and the worker has run its
   // code often enough for V8 to have compiled it.
@@ -336,6 +392,16 @@ function report(n: number, cols: Cols, steps: Record<string, number>): void {
         `(mycni / reference = ${(mine / median(cols[`${verb}.reference`])).toFixed(2)})`,
     );
   }
+  const admit = median(cols["add.admit"]), plain = median(cols["add.mycni"]);
+  const limit = median(cols["add.floor"]) + median(cols["add.kernel"]) + median(cols["add.batch"]);
+  console.log(
+    `ADD with admission: ${admit.toFixed(1)} ms, limit ${limit.toFixed(1)} ms (floor + kernel + ` +
+      `element batch ${median(cols["add.batch"]).toFixed(1)}): mycni / limit = ` +
+      `${(admit / limit).toFixed(2)} (target <= ${ADMIT_TARGET.toFixed(2)}: ` +
+      `${admit / limit <= ADMIT_TARGET ? "met" : "NOT met"}); with / without admission = ` +
+      `${(admit / plain).toFixed(2)}; DEL with / without = ` +
+      `${(median(cols["del.admit"]) / median(cols["del.mycni"])).toFixed(2)}`,
+  );
   const text = Object.entries(steps).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ");
   console.log(`mycni's own log, median stepsMs: ${text}`);
 }
@@ -369,7 +435,11 @@ async function burst(ctx: {
 }): Promise<void> {
   const COUNT = 50, PARALLEL = 8;
   const { dir, node, floor, rounds } = ctx;
-  const pods = { mycni: [] as TempNetns[], reference: [] as TempNetns[] };
+  const pods = {
+    mycni: [] as TempNetns[],
+    admit: [] as TempNetns[],
+    reference: [] as TempNetns[],
+  };
   try {
     for (const set of Object.values(pods)) {
       for (let i = 0; i < COUNT; i++) set.push(await tempNetns("mcbb"));
@@ -382,14 +452,23 @@ async function burst(ctx: {
       cidr: "10.250.0.0/16",
     });
     const ref = refConf(dir, { name: "burstref", bridge: "burstref0", cidr: "10.251.0.0/16" });
+    const admit = mycniConf(dir, {
+      name: "burstadmit",
+      log: "burstadmit.log",
+      bridge: "burstadm0",
+      cidr: BURST_ADMIT_CIDR,
+      agentSocket: `${dir}/agent.sock`,
+    });
     const cols = {
       mycni: (verb: string, i: number) =>
         exec([PLUGIN], mycni, cniEnv(verb, `burst${i}`, pods.mycni[i].path)),
+      admit: (verb: string, i: number) =>
+        exec([PLUGIN], admit, admitEnv(verb, `burstadm${i}`, pods.admit[i].path)),
       reference: (verb: string, i: number) =>
         exec([REF], ref, cniEnv(verb, `burstref${i}`, pods.reference[i].path)),
       floor: (_verb: string, _i: number) => exec([floor], mycni, {}),
     };
-    const rates: Record<string, number[]> = { mycni: [], reference: [], floor: [] };
+    const rates: Record<string, number[]> = { mycni: [], admit: [], reference: [], floor: [] };
     const names = Object.keys(cols) as (keyof typeof cols)[];
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < names.length; k++) {
@@ -412,9 +491,144 @@ async function burst(ctx: {
         `${r("floor")} (mycni / bare process = ` +
         `${(median(rates.mycni) / median(rates.floor)).toFixed(2)})`,
     );
+    const ratio = median(rates.admit) / median(rates.mycni);
+    console.log(
+      `burst with admission: ${r("admit")} per second, with / without admission = ` +
+        `${ratio.toFixed(2)} (target >= ${BURST_TARGET}: ${
+          ratio >= BURST_TARGET ? "met" : "NOT met"
+        })`,
+    );
   } finally {
     for (const p of Object.values(pods).flat()) await p[Symbol.asyncDispose]();
   }
+}
+
+// ---- the agent admitting pods: its own code in the node netns ---------------------------------
+
+/** The running agent worker. */
+interface AgentWorker {
+  close(): Promise<void>;
+}
+
+/**
+ * Starts this file with --agent-worker in the node netns: the agent's admission server, admission
+ * and table step over the real table sync, for `count` sequential pods (a0...) and the burst's
+ * (burstadm0...); resolves once it serves and its first table is in the kernel.
+ */
+async function startAgentWorker(
+  node: TempNetns,
+  socket: string,
+  count: number,
+): Promise<AgentWorker> {
+  const child = new Deno.Command("nsenter", {
+    args: [
+      `--net=${node.path}`,
+      "--",
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      "--no-lock",
+      fileURLToPath(import.meta.url),
+      "--agent-worker",
+      JSON.stringify({ socket, count }),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines())
+    .getReader();
+  const { value } = await lines.read();
+  if (value !== "ready") throw new Error(`agent worker: ${value}`);
+  const writer = child.stdin.getWriter();
+  return {
+    async close() {
+      await writer.close().catch(() => {});
+      await child.status;
+    },
+  };
+}
+
+/** The agent worker (in the node netns): serves until its stdin closes. */
+async function agentWorker(arg: string): Promise<void> {
+  const { socket, count } = JSON.parse(arg) as { socket: string; count: number };
+  const log = createLogger(() => {}); // its figures are the plugin's log lines
+  const own = { name: "n1", ips: ["192.0.2.1"], podCIDRs: [ADMIT_CIDR, BURST_ADMIT_CIDR] };
+  const names = [
+    ...Array.from({ length: count }, (_, i) => `a${i}`),
+    ...Array.from({ length: 50 }, (_, i) => `burstadm${i}`),
+  ];
+  const pods = new Map(names.map((name) => [`${ADMIT_NS}/${name}`, {
+    namespace: ADMIT_NS,
+    name,
+    labels: { app: "bench" },
+    node: "n1",
+    ips: [],
+    hostNetwork: false,
+    ports: [],
+  }]));
+  const deny = parseNetworkPolicy({
+    metadata: { namespace: ADMIT_NS, name: "deny" },
+    spec: { podSelector: {}, policyTypes: ["Ingress"] },
+  });
+  if (!deny.ok) throw new Error(deny.reason);
+  const tables = createTableSync();
+  const admission = createAdmission({
+    nodeName: "n1",
+    log,
+    readBindings: () => new Map(),
+    kernel: {
+      patch: (e) => tables.patch(e),
+      deleteConntrack: (ips) => deleteConntrackEntries(ips),
+    },
+  });
+  const table = createTableStep({ nodeName: "n1", noMasqueradeCidrs: [], policy: true }, log, {
+    tables,
+    bindings: admission.tables,
+  });
+  let applied = 0;
+  const schedule = createScheduler({
+    async run(state, o) {
+      const r = await table.run({ state, own, cluster: own.podCIDRs, full: o.full });
+      if (r.problem === undefined) applied++;
+      return r.problem === undefined;
+    },
+  }, () => {});
+  schedule.policy({
+    pods,
+    namespaces: new Map([[ADMIT_NS, { name: ADMIT_NS, labels: {} }]]),
+    policies: new Map([[`${ADMIT_NS}/deny`, deny.entry]]),
+  });
+  admission.attach(schedule);
+  schedule.nodes(new Map([["n1", own]]), true);
+  const stop = new AbortController();
+  const server = await serveAdmission({
+    path: socket,
+    handler: admission.handler,
+    podCIDRs: () => own.podCIDRs.map((c) => parseCidr(c)),
+    signal: stop.signal,
+    log,
+  });
+  while (applied === 0) await new Promise((r) => setTimeout(r, 10));
+  Deno.stdout.writeSync(new TextEncoder().encode("ready\n"));
+  for await (const _ of Deno.stdin.readable) { /* until the bench closes it */ }
+  stop.abort();
+  await server.closed;
+  await schedule.idle();
+}
+
+/** The admit and release step times in the admitting plugin's log, but for the warm-up pod. */
+async function agentStats(logFile: string, warmUp: string): Promise<string> {
+  const lines = (await Deno.readTextFile(logFile)).trim().split("\n").map((l) => JSON.parse(l));
+  const admits: number[] = [], releases: number[] = [];
+  for (const l of lines) {
+    if (l.containerId === warmUp) continue;
+    if (l.verb === "ADD" && l.stepsMs?.admit !== undefined) admits.push(l.stepsMs.admit);
+    if (l.verb === "DEL" && l.stepsMs?.agent !== undefined) releases.push(l.stepsMs.agent);
+  }
+  const f = (xs: number[]) =>
+    `median ${median(xs).toFixed(1)} ms, p90 ${quantile(xs, 0.9).toFixed(1)} ms`;
+  return `ADD's admit step ${f(admits)}; DEL's release step ${f(releases)}`;
 }
 
 // ---- the first pod on a new node ------------------------------------------------------------
@@ -502,6 +716,14 @@ function execIn(node: TempNetns) {
   };
 }
 
+/** cniEnv() naming the pod `id` of ADMIT_NS, as the kubelet does: the agent knows its object. */
+function admitEnv(cmd: string, id: string, netns: string): Record<string, string> {
+  return {
+    ...cniEnv(cmd, id, netns),
+    CNI_ARGS: `K8S_POD_NAMESPACE=${ADMIT_NS};K8S_POD_NAME=${id}`,
+  };
+}
+
 function cniEnv(cmd: string, id: string, netns: string, ifname = "eth0"): Record<string, string> {
   return {
     CNI_COMMAND: cmd,
@@ -514,9 +736,10 @@ function cniEnv(cmd: string, id: string, netns: string, ifname = "eth0"): Record
 
 function mycniConf(
   dir: string,
-  c: { name: string; log: string; bridge: string; cidr: string },
+  c: { name: string; log: string; bridge: string; cidr: string; agentSocket?: string },
 ): string {
   return JSON.stringify({
+    ...(c.agentSocket ? { agentSocket: c.agentSocket } : {}),
     cniVersion: "1.0.0",
     name: c.name,
     type: "mycni",

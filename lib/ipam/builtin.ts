@@ -37,6 +37,10 @@ export function builtinIpam(conf: NetConf, owner: Owner, requested: readonly Ip[
       using store = open();
       await release(store, owner);
     },
+    async held(): Promise<string[]> {
+      using store = open();
+      return (await heldBy(store, owner)).map(formatIp);
+    },
     async check(): Promise<void> {
       using store = open();
       const held = await heldBy(store, owner);

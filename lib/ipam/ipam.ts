@@ -8,6 +8,11 @@ export interface Ipam {
   add(): Promise<Result>;
   /** Releases; succeeds when nothing is held. */
   del(): Promise<void>;
+  /**
+   * The addresses the attachment holds now (canonical, no prefix); empty when unknown. DEL
+   * removes their conntrack entries before it releases them.
+   */
+  held(): Promise<string[]>;
   /** Throws when the attachment's reservation is missing. */
   check(): Promise<void>;
   /** Releases everything not in `valid`; returns the attachments it released. */

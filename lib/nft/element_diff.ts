@@ -72,6 +72,39 @@ function sameLimits(
   return a.size === b.size && [...a].every(([name, spec]) => b.get(name) === spec);
 }
 
+/**
+ * `table` with `changes` made to its elements, as the kernel holds it after the batch (deletes
+ * and adds in order; a map element's key is the text before " : "). Sets untouched by the
+ * changes are the same objects. Throws naming a set the table does not have.
+ *
+ * @example
+ * withElementChanges(applied, [{ op: "delete", set: "i_a_4", type: "ipv4_addr", element: "10.0.0.3" }]);
+ */
+export function withElementChanges(table: NftTable, changes: readonly ElementChange[]): NftTable {
+  const edited = new Map<string, Map<string, string>>();
+  for (const c of changes) {
+    let elements = edited.get(c.set);
+    if (elements === undefined) {
+      const set = table.sets.get(c.set);
+      if (set === undefined) throw new Error(`Set ${c.set} is not in table ${table.name}`);
+      edited.set(c.set, elements = new Map(set.elements));
+    }
+    const key = elementKey(c.element);
+    if (c.op === "delete") elements.delete(key);
+    else elements.set(key, c.element);
+  }
+  if (edited.size === 0) return table;
+  const sets = new Map(table.sets);
+  for (const [name, elements] of edited) sets.set(name, { ...table.sets.get(name)!, elements });
+  return { ...table, sets };
+}
+
+/** An element's key: a map element's text before " : ", a set element's whole text. */
+export function elementKey(element: string): string {
+  const i = element.indexOf(" : ");
+  return i < 0 ? element : element.slice(0, i);
+}
+
 function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }

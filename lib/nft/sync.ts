@@ -1,8 +1,14 @@
 // Keeps the kernel's `inet mycni` table equal to the desired one: the difference from what was
 // last applied on every change; the whole table when what the kernel holds is not known (start,
 // after a failed transaction) or, checked on every periodic resync by reading the table back,
-// differs from what was applied (someone removed a chain or an element). Either way one
-// `nft -f` transaction, so a failure leaves the old table whole and the next run heals it.
+// differs from what was applied (someone removed a chain or an element). A difference of set and
+// map elements only (a pod that starts or stops, a label or binding change) goes as one
+// nfnetlink batch, with no `nft` process (lib/nft/elements.ts); anything else is one `nft -f`
+// transaction. Both are atomic, so a failure leaves the old table whole and the next run heals
+// it (memory is forgotten: the next apply loads the table whole).
+//
+// Writes are serialized: an apply and a patch (the admission's fast path, which edits elements
+// of the table last applied) never interleave, so each is computed from what the kernel holds.
 //
 // Rules are compared through a marker: each rule we load carries `comment "mycni:<digest of its
 // text>"`. nft prints a rule's statements in its own words (`meta l4proto tcp th dport 80` comes
@@ -14,6 +20,8 @@ import { type Family, formatIp, parseCidr, parseIp } from "../ip/cidr.ts";
 import { cidrRange, formatRange, type IpRange, mergeRanges } from "../ip/range.ts";
 import { nameDigest } from "../sys/digest.ts";
 import { applyNft, type KernelTable, readCounters, readTable } from "./cli.ts";
+import { applyElementChanges, type ElementChange } from "./elements.ts";
+import { elementChanges, withElementChanges } from "./element_diff.ts";
 import {
   NFT_TABLE,
   type NftChain,
@@ -31,14 +39,23 @@ export interface NftRunner {
   read(): Promise<KernelTable | undefined>;
   /** The table's named counters (packets); empty when there is no table. */
   counters(): Promise<Map<string, number>>;
+  /**
+   * Writes element changes as one nfnetlink batch; throws when the kernel refuses it (then it
+   * applied none). Without it, element changes go through `apply` like any other.
+   */
+  elements?(changes: readonly ElementChange[]): void | Promise<void>;
 }
 
-/** {@linkcode NftRunner} of the agent's table through the `nft` program. */
+/** {@linkcode NftRunner} of the agent's table: `nft` for structure, nfnetlink for elements. */
 export const NFT_RUNNER: NftRunner = {
   apply: applyNft,
   read: () => readTable(NFT_TABLE.family, NFT_TABLE.name),
   counters: () => readCounters(NFT_TABLE.family, NFT_TABLE.name),
+  elements: (changes) => applyElementChanges(changes),
 };
+
+/** How a change reached the kernel: one element batch, or an `nft -f` transaction. */
+export type ApplyPath = "elements" | "nft";
 
 /** What one {@linkcode TableSync.apply} did. */
 export interface TableApplied {
@@ -50,6 +67,37 @@ export interface TableApplied {
   readonly differences: readonly string[];
   /** Why the counters could not be read before a whole reload zeroed them: their counts are lost. */
   readonly countersLost?: string;
+  /** How the change went, when one did. */
+  readonly path?: ApplyPath;
+  /** Not applied: `stale` said the table was computed from an outdated state (run again). */
+  readonly superseded?: boolean;
+}
+
+/** Options of one {@linkcode TableSync.apply}. */
+export interface ApplyOptions {
+  /** The periodic resync: read the kernel's table back first and repair any difference. */
+  readonly verify: boolean;
+  /**
+   * Asked once no other write can come between it and this one: true when `table` must not be
+   * applied any more (a patch since it was computed closed something it would reopen).
+   */
+  readonly stale?: () => boolean;
+  /**
+   * Called once the kernel holds `table`, before any other write may run (a patch waiting for
+   * this one sees what it did): who waits for the table can know it has it before a patch that
+   * would redo it.
+   */
+  readonly written?: () => void;
+}
+
+/** What one {@linkcode TableSync.patch} did. */
+export interface TablePatched {
+  /** The kernel holds the patch (an empty one too). False: nothing was written. */
+  readonly applied: boolean;
+  /** Why not, when not applied. */
+  readonly reason?: string;
+  /** How many element changes the batch held. */
+  readonly changes: number;
 }
 
 /** Applies desired tables; remembers the last one applied. */
@@ -58,7 +106,15 @@ export interface TableSync {
    * Makes the kernel hold `table`. With `verify` (the periodic resync) it first reads the
    * kernel's table back and, when it is not the one last applied, loads `table` whole.
    */
-  apply(table: NftTable, opts: { verify: boolean }): Promise<TableApplied>;
+  apply(table: NftTable, opts: ApplyOptions): Promise<TableApplied>;
+  /**
+   * Changes elements of the table last applied, as one element batch: `edit` gets that table
+   * (as the kernel holds it) and returns the changes, or undefined when it cannot say them as
+   * elements. Memory then holds the patched table, so the next apply starts from it. Nothing is
+   * written (applied false) when no table is known yet, or without an element writer. A refused
+   * batch throws and forgets memory, as a refused apply does.
+   */
+  patch(edit: (table: NftTable) => ElementChange[] | undefined): Promise<TablePatched>;
   /** The table's named counters (packets), counting across whole-table reloads. */
   counters(): Promise<Map<string, number>>;
 }
@@ -110,31 +166,84 @@ export function createTableSync(runner: NftRunner = NFT_RUNNER): TableSync {
     }
   }
 
-  return {
-    async apply(table, opts) {
-      const c = await check(opts.verify);
-      const marked = markers.mark(table);
-      const text = c.whole ? renderFullTable(marked) : renderTableChange(last!.marked, marked);
-      if (text === "") {
-        last = { table, marked };
-        return { changed: false, whole: false, differences: [] };
-      }
+  // One write at a time: each waits for the one before it to settle.
+  let queue: Promise<unknown> = Promise.resolve();
+  function serialized<T>(write: () => Promise<T>): Promise<T> {
+    const done = queue.then(write, write);
+    queue = done.catch(() => {});
+    return done;
+  }
+
+  async function apply(table: NftTable, opts: ApplyOptions): Promise<TableApplied> {
+    if (opts.stale?.()) return { changed: false, whole: false, differences: [], superseded: true };
+    const c = await check(opts.verify);
+    const marked = markers.mark(table);
+    // Elements only: one nfnetlink batch, no nft process (which reads the sets first).
+    const changes = !c.whole && runner.elements ? elementChanges(last!.table, table) : undefined;
+    if (changes !== undefined && changes.length > 0) {
       try {
-        await runner.apply(text);
+        await runner.elements!(changes);
       } catch (err) {
-        // The kernel kept its old table, which we may no longer know exactly: reload next time.
-        last = undefined;
+        last = undefined; // the kernel kept its old table: reload whole next time
         throw err;
       }
       last = { table, marked };
-      for (const [name, n] of c.before ?? []) carried.set(name, (carried.get(name) ?? 0) + n);
-      return {
-        changed: true,
-        whole: c.whole,
-        differences: c.differences.slice(0, DIFFERENCES_LISTED),
-        ...(c.lost !== undefined ? { countersLost: c.lost } : {}),
-      };
-    },
+      opts.written?.();
+      return { changed: true, whole: false, differences: [], path: "elements" };
+    }
+    const text = changes !== undefined
+      ? ""
+      : c.whole
+      ? renderFullTable(marked)
+      : renderTableChange(last!.marked, marked);
+    if (text === "") {
+      last = { table, marked };
+      opts.written?.();
+      return { changed: false, whole: false, differences: [] };
+    }
+    try {
+      await runner.apply(text);
+    } catch (err) {
+      // The kernel kept its old table, which we may no longer know exactly: reload next time.
+      last = undefined;
+      throw err;
+    }
+    last = { table, marked };
+    opts.written?.();
+    for (const [name, n] of c.before ?? []) carried.set(name, (carried.get(name) ?? 0) + n);
+    return {
+      changed: true,
+      whole: c.whole,
+      differences: c.differences.slice(0, DIFFERENCES_LISTED),
+      ...(c.lost !== undefined ? { countersLost: c.lost } : {}),
+      path: "nft",
+    };
+  }
+
+  async function patch(
+    edit: (table: NftTable) => ElementChange[] | undefined,
+  ): Promise<TablePatched> {
+    if (last === undefined) return { applied: false, reason: "no table applied yet", changes: 0 };
+    if (!runner.elements) return { applied: false, reason: "no element writer", changes: 0 };
+    const changes = edit(last.table);
+    if (changes === undefined) {
+      return { applied: false, reason: "not expressible as elements", changes: 0 };
+    }
+    if (changes.length === 0) return { applied: true, changes: 0 };
+    try {
+      await runner.elements(changes);
+    } catch (err) {
+      last = undefined;
+      throw err;
+    }
+    const table = withElementChanges(last.table, changes);
+    last = { table, marked: { ...last.marked, sets: table.sets } };
+    return { applied: true, changes: changes.length };
+  }
+
+  return {
+    apply: (table, opts) => serialized(() => apply(table, opts)),
+    patch: (edit) => serialized(() => patch(edit)),
     async counters() {
       const now = await runner.counters();
       const out = new Map(carried);
@@ -309,8 +418,14 @@ function coverage(elements: Iterable<string>): string[] {
   );
 }
 
-/** An interval element (`a`, `a/len`, `a-b`; addresses, or numbers such as ports) as a range. */
-function elementRange(e: string): [Family | 0, IpRange] {
+/**
+ * An interval element (`a`, `a/len`, `a-b`; addresses, or numbers such as ports) as a range, its
+ * family 0 for numbers.
+ *
+ * @example
+ * elementRange("10.0.0.0/30"); // [4, { start: 167772160n, end: 167772163n }]
+ */
+export function elementRange(e: string): [Family | 0, IpRange] {
   if (e.includes("/")) {
     const c = parseCidr(e);
     return [c.family, cidrRange(c)];

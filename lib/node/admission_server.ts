@@ -5,7 +5,7 @@
 // served concurrently: a burst of 8 ADDs at once is what a node starting pods looks like.
 import { dirname } from "node:path";
 import { type Cidr, cidrContains, formatCidr, parseIp } from "../ip/cidr.ts";
-import type { Logger } from "../log/logger.ts";
+import type { LogFields, Logger } from "../log/logger.ts";
 import {
   ADMISSION_VERSION,
   type AdmissionAnswer,
@@ -20,10 +20,13 @@ import {
 
 /** What the agent does for each request; a rejection's message is sent back as the reason. */
 export interface AdmissionHandler {
-  /** Binds the addresses to the pod; resolves once the kernel enforces its policy. */
-  admit(req: AdmitRequest): Promise<void>;
+  /**
+   * Binds the addresses to the pod; resolves once the kernel enforces its policy, with fields for
+   * the request's log line if it likes (how it was done).
+   */
+  admit(req: AdmitRequest): Promise<LogFields | void>;
   /** Unbinds the attachment's addresses; resolves once the kernel no longer holds them. */
-  release(req: ReleaseRequest): Promise<void>;
+  release(req: ReleaseRequest): Promise<LogFields | void>;
 }
 
 /** Where and how to serve. */
@@ -141,16 +144,17 @@ async function decide(line: string, opts: AdmissionServerOptions): Promise<Admis
     pod: req.pod ? `${req.pod.namespace}/${req.pod.name}` : undefined,
     ...(req.kind === "admit" ? { ips: req.ips } : {}),
   };
+  let how: LogFields | void;
   try {
-    if (req.kind === "admit") await opts.handler.admit(req);
-    else await opts.handler.release(req);
+    if (req.kind === "admit") how = await opts.handler.admit(req);
+    else how = await opts.handler.release(req);
   } catch (err) {
     const error = (err as Error).message || String(err);
     opts.log?.warn(`${req.kind} failed`, { ...who, error });
     return { version: ADMISSION_VERSION, ok: false, error };
   }
   const ms = Math.round((performance.now() - started) * 10) / 10;
-  opts.log?.info(req.kind === "admit" ? "pod admitted" : "pod released", { ...who, ms });
+  opts.log?.info(req.kind === "admit" ? "pod admitted" : "pod released", { ...who, ms, ...how });
   return { version: ADMISSION_VERSION, ok: true };
 }
 

@@ -20,7 +20,7 @@ import { deleteTable } from "../nft/cli.ts";
 import { flushOwnedRoutes } from "../net/route.ts";
 import { deleteVxlan, VXLAN_DEVICE } from "../net/vxlan.ts";
 import { Rtnl } from "../net/netlink.ts";
-import { CONFLIST_NAME } from "./conflist.ts";
+import { CONFLIST_NAME, NETWORK_NAME } from "./conflist.ts";
 import { type AgentStatus, healthHandler, newStatus } from "./health.ts";
 import { deleteFile, fileExists, PLUGIN_NAME, PLUGIN_RUNTIME_NAME } from "./install.ts";
 import { OWNED_CHAINS } from "./masq.ts";
@@ -29,6 +29,13 @@ import { readNodesFile, watchNodesFile } from "./nodes_file.ts";
 import type { AgentOptions } from "./options.ts";
 import { checkTools } from "./preflight.ts";
 import { createScheduler, RESYNC_MS, type Scheduler } from "./scheduler.ts";
+import { type Admission, createAdmission } from "./admission.ts";
+import { serveAdmission } from "./admission_server.ts";
+import { readIpamBindings } from "./ipam_bindings.ts";
+import type { TableSync } from "../nft/sync.ts";
+import { deleteConntrackEntries } from "../net/conntrack.ts";
+import { validCidrs } from "../ip/canonical.ts";
+import type { Cidr } from "../ip/cidr.ts";
 import { stepRunner } from "./steps.ts";
 import { type ClusterState, createNodeSync, nodeSteps, type NodeSync } from "./sync.ts";
 import { startPolicySight } from "./policy_sight.ts";
@@ -66,7 +73,14 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
   }
   // Strict mode and the flow log, fed every policy table the kernel takes.
   await using sight = startPolicySight(opts, status.policyEnabled, ctx.log, ctx.signal);
-  const steps = nodeSteps(opts, status.policyEnabled, ctx.log, sight.tableDeps);
+  // With policy, pods are admitted (DESIGN.md "Pod lifecycle"): the table sync is shared by the
+  // reconcile and the admission's fast path, and the bindings come from the IPAM store first.
+  const tables = sight.tableDeps.tables;
+  const admission = status.policyEnabled ? createAgentAdmission(opts, tables, ctx.log) : undefined;
+  const steps = nodeSteps(opts, status.policyEnabled, ctx.log, {
+    ...sight.tableDeps,
+    bindings: admission?.tables,
+  });
   const sync = createNodeSync(opts, status, ctx.log, steps);
 
   let server: Deno.HttpServer;
@@ -91,7 +105,13 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
     });
     return 1;
   }
-  const schedule = createScheduler(sync, (rv) => status.policyResourceVersion = rv);
+  const scheduler = createScheduler(sync, (rv) => status.policyResourceVersion = rv);
+  let schedule: Scheduler = scheduler;
+  if (admission) {
+    const served = await serveAgentSocket(opts, admission, scheduler, ctx);
+    if (!served) return 1;
+    schedule = served;
+  }
   const sources = sourceHealth(ctx.log, (watching, error) => {
     status.watching = watching;
     if (error !== undefined) {
@@ -106,13 +126,72 @@ export async function runAgent(opts: AgentOptions, ctx: AgentContext): Promise<n
       onChange: (n) => schedule.nodes(n, false),
     })
     : watchApi(opts, ctx, status, schedule, sources);
-  const timer = setInterval(() => schedule.resync(), RESYNC_MS);
+  const timer = setInterval(() => {
+    admission?.resync(); // a missed DEL or ADD, a GC'd address: the IPAM store says
+    schedule.resync();
+  }, RESYNC_MS);
   await source;
   clearInterval(timer);
   await schedule.idle();
   await server.finished;
   ctx.log.info("stopped", { reconciles: status.reconciles });
   return 0;
+}
+
+/** The admission over the IPAM store the conflist names and the kernel's table and conntrack. */
+function createAgentAdmission(opts: AgentOptions, tables: TableSync, log: Logger): Admission {
+  return createAdmission({
+    nodeName: opts.nodeName,
+    log,
+    readBindings: () => readIpamBindings(opts.cniDataDir, NETWORK_NAME),
+    kernel: {
+      patch: (edit) => tables.patch(edit),
+      deleteConntrack: (ips) => deleteConntrackEntries(ips),
+    },
+  });
+}
+
+/**
+ * Serves the admission socket before anything writes a conflist naming it (the first reconcile
+ * does), and returns the scheduler as the sources should call it: the node list also gives the
+ * podCIDRs admissions are checked against, a pod change also wakes admits waiting for their Pod.
+ * Undefined (logged) when the socket cannot be served.
+ */
+async function serveAgentSocket(
+  opts: AgentOptions,
+  admission: Admission,
+  scheduler: Scheduler,
+  ctx: AgentContext,
+): Promise<Scheduler | undefined> {
+  let podCIDRs: Cidr[] = [];
+  admission.attach(scheduler);
+  try {
+    await serveAdmission({
+      path: opts.agentSocket,
+      handler: admission.handler,
+      podCIDRs: () => podCIDRs,
+      signal: ctx.signal,
+      log: ctx.log,
+    });
+  } catch (err) {
+    ctx.log.error("cannot serve admissions", {
+      path: opts.agentSocket,
+      error: (err as Error).message,
+    });
+    return undefined;
+  }
+  ctx.log.info("serving admissions", { path: opts.agentSocket });
+  return {
+    ...scheduler,
+    nodes(next, isFull) {
+      podCIDRs = validCidrs(next.get(opts.nodeName)?.podCIDRs ?? []);
+      scheduler.nodes(next, isFull);
+    },
+    policy(next) {
+      scheduler.policy(next);
+      if (next.pods) admission.podsChanged();
+    },
+  };
 }
 
 async function watchApi(
@@ -289,6 +368,12 @@ async function runOnce(
             }),
           }
           : undefined,
+        // What ADD told a running agent outranks the API here too (the IPAM store has it all).
+        ...(policy
+          ? {
+            bindings: { bindings: readIpamBindings(opts.cniDataDir, NETWORK_NAME), generation: 1 },
+          }
+          : {}),
       };
     }
   } catch (err) {

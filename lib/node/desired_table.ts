@@ -3,9 +3,18 @@
 // desired state in, an NftTable out; lib/nft/sync.ts applies it.
 import { NFT_TABLE, type NftChain, type NftSet, type NftTable } from "../nft/ruleset.ts";
 import { flowLogObjects } from "../policy/flow_log_rules.ts";
+import type { Direction } from "../kube/policy_objects.ts";
 import { DROP_COUNTERS, type PolicyObjects } from "../policy/nft_rules.ts";
 import { strictForwardRules, strictObjects } from "../policy/strict_rules.ts";
 import { type MasqInput, masqueradeObjects } from "./masq.ts";
+
+/**
+ * Chains that only drop (counted), one per direction: where the admission's fast path maps a
+ * new pod's address in a direction it is isolated in, until the reconcile that follows maps it
+ * to its own chain (lib/node/fast_admission.ts). Always in the table with NetworkPolicy, so the
+ * fast path writes elements only. (Names no chain of lib/policy has: theirs end in a digest.)
+ */
+export const ISOLATED_CHAINS = { ingress: "ing_isolated", egress: "egr_isolated" } as const;
 
 /** What the table is computed from. */
 export interface TableInput extends MasqInput {
@@ -41,6 +50,9 @@ export function desiredTable(input: TableInput): NftTable {
     for (const [name, spec] of log?.limits ?? []) limits.set(name, spec);
     counters.push(...log?.counters ?? []);
     for (const [name, chain] of input.policy.chains) chains.set(name, chain);
+    for (const [dir, name] of Object.entries(ISOLATED_CHAINS)) {
+      chains.set(name, { rules: [`counter name ${DROP_COUNTERS[dir as Direction]} drop`] });
+    }
     chains.set("forward", {
       decl: "type filter hook forward priority filter; policy accept;",
       // Replies of connections a policy allowed (and of connections older than the policy).

@@ -88,6 +88,11 @@ export interface ConflistOptions {
   readonly cniBinDir: string;
   readonly cniDataDir: string;
   readonly logFile: string;
+  /**
+   * The admission socket, when the agent admits pods (API mode with NetworkPolicy): written into
+   * the conflist, and left out (removed from an existing one) otherwise.
+   */
+  readonly agentSocket?: string;
 }
 
 /**
@@ -119,9 +124,15 @@ export function createConflistStep(
         logFile: opts.logFile,
         mtu,
         portmap: await files.fileExists(join(opts.cniBinDir, "portmap")),
+        ...(opts.agentSocket === undefined ? {} : { agentSocket: opts.agentSocket }),
       });
       if (await files.ensureFileContent(path, text)) {
-        log.info("conflist written", { path, podCIDRs: own.podCIDRs, mtu });
+        log.info("conflist written", {
+          path,
+          podCIDRs: own.podCIDRs,
+          mtu,
+          ...(opts.agentSocket === undefined ? {} : { agentSocket: opts.agentSocket }),
+        });
       }
       return {};
     },

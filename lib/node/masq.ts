@@ -87,6 +87,11 @@ export function forwardChain(family: Family, input: MasqInput): OwnedChain {
   };
 }
 
+/** Whether `name` is one of the masquerade sets {@linkcode masqueradeObjects} declares. */
+export function isMasqueradeSet(name: string): boolean {
+  return /^(podnets|nomasq)[46]$/.test(name);
+}
+
 /**
  * The masquerade part of the agent's nftables table: per family in use, the set of this node's
  * podCIDRs, the set of destinations never masqueraded, and one rule in a nat postrouting chain.

@@ -40,6 +40,15 @@ export interface PodBinding {
 /** This node's bindings, keyed by {@linkcode attachmentKey}. */
 export type PodBindings = ReadonlyMap<string, PodBinding>;
 
+/**
+ * The bindings at one moment and their generation: it grows by one with every change, so a
+ * reconcile can say which bindings the table it applied was computed from.
+ */
+export interface BindingsView {
+  readonly bindings: PodBindings;
+  readonly generation: number;
+}
+
 /** Namespace of the synthetic pods isolated until their Pod object is known (":" is no DNS label). */
 export const ISOLATED_NAMESPACE = "mycni:isolated";
 

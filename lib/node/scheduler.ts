@@ -5,6 +5,7 @@
 import type { ClusterPolicyEntry } from "../kube/cluster_network_policy.ts";
 import type { NodeInfo } from "../kube/node.ts";
 import type { NamespaceInfo, PodInfo, PolicyEntry } from "../kube/policy_objects.ts";
+import type { BindingsView } from "./pod_bindings.ts";
 import type { ClusterState, RunOptions } from "./sync.ts";
 
 /** Datapath re-check (routes someone deleted come back) even when no node changed, as flannel. */
@@ -52,6 +53,18 @@ export interface Scheduler {
   progress(resourceVersion: string): void;
   /** The periodic re-check. */
   resync(): void;
+  /**
+   * This node's address -> pod bindings changed (an admission, a release, the IPAM store read
+   * again): the next run's snapshot holds `next`, and one is asked for unless `run` is false
+   * (the caller asks later, or a resync is coming).
+   */
+  bindings(next: BindingsView, run?: boolean): void;
+  /**
+   * The policy state as the informers hold it now (their live maps, not copies; with the
+   * bindings not applied), undefined until pods, namespaces and policies were all listed. For
+   * the admission's fast path, which must not wait for a run.
+   */
+  live(): ClusterState["policy"];
   /** Waits for the running reconcile and cancels a pending retry (shutdown). */
   idle(): Promise<void>;
 }
@@ -91,6 +104,8 @@ export function createScheduler(
   // The node list is copied only when it changed: an unchanged list keeps its identity, which
   // lets a reconcile for a pod or policy event skip everything derived from the nodes.
   let nodesCopy: ReadonlyMap<string, NodeInfo> | undefined;
+  // The bindings are immutable maps (lib/node/pod_bindings.ts): no copy needed.
+  let bindings: BindingsView | undefined;
   const snapshot = (): ClusterState => ({
     nodes: nodesCopy ??= new Map(nodes!),
     policy: listed()
@@ -101,6 +116,7 @@ export function createScheduler(
         clusterPolicies: new Map(policy.clusterPolicies!),
       }
       : undefined,
+    ...(bindings ? { bindings } : {}),
   });
   const loop = async () => {
     let ok: boolean;
@@ -142,6 +158,14 @@ export function createScheduler(
     },
     resync() {
       request(true);
+    },
+    bindings(next, run = true) {
+      bindings = next;
+      if (run) request(false);
+    },
+    live() {
+      if (!listed()) return undefined;
+      return { pods: policy.pods!, namespaces: policy.namespaces!, policies: policy.policies! };
     },
     async idle() {
       await (running ?? Promise.resolve());

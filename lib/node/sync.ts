@@ -8,6 +8,7 @@ import type { NodeInfo } from "../kube/node.ts";
 import type { Logger } from "../log/logger.ts";
 import type { PolicyState } from "../policy/compile.ts";
 import type { Explanation, FlowQuery } from "../policy/plan.ts";
+import type { BindingsView } from "./pod_bindings.ts";
 import { clusterCidrs } from "./masq.ts";
 import { createDatapath, type Datapath, type RoutesReport } from "./datapath.ts";
 import {
@@ -17,7 +18,12 @@ import {
 } from "./forwarding_step.ts";
 import type { AgentStatus } from "./health.ts";
 import { defaultPluginSource } from "./install.ts";
-import { createConflistStep, createPluginStep, type PluginReport } from "./install_step.ts";
+import {
+  type ConflistOptions,
+  createConflistStep,
+  createPluginStep,
+  type PluginReport,
+} from "./install_step.ts";
 import type { AgentOptions } from "./options.ts";
 import { stepRunner } from "./steps.ts";
 import { createTableStep, type TableReport } from "./table_step.ts";
@@ -30,6 +36,11 @@ export interface ClusterState {
    * that, and always without `--network-policy` or in static mode.
    */
   readonly policy?: Omit<PolicyState, "nodes">;
+  /**
+   * This node's address -> pod bindings (admission, lib/node/pod_bindings.ts) as the snapshot
+   * was taken: applied to `policy` before it is compiled. Absent without admission.
+   */
+  readonly bindings?: BindingsView;
 }
 
 /** What changed since the last run. */
@@ -62,7 +73,8 @@ export interface NodeSteps {
 
 /**
  * The real steps for the agent `opts` describes (`policy`: NetworkPolicy is enforced);
- * `tableDeps` for the table step (strict mode and the flow log: lib/node/policy_sight.ts).
+ * `tableDeps` for the table step: the table sync the admission patches and its bindings tracker
+ * (pod admission), strict mode and the flow log (lib/node/policy_sight.ts).
  *
  * @example
  * const sync = createNodeSync(opts, status, log, nodeSteps(opts, status.policyEnabled, log));
@@ -79,11 +91,29 @@ export function nodeSteps(
       src: opts.pluginSrc ?? defaultPluginSource(),
       binDir: opts.cniBinDir,
     }, log),
-    conflist: createConflistStep(opts, datapath.mtu, log),
+    conflist: createConflistStep(conflistOptions(opts, policy), datapath.mtu, log),
     forwarding: createForwardingStep(policy, log),
     table: createTableStep({ ...opts, policy }, log, tableDeps),
     forwardChain: createForwardChainStep(log),
     routes: datapath,
+  };
+}
+
+/**
+ * What the conflist says besides the node's podCIDRs: with policy (API mode) the agent admits
+ * every pod, so the plugin must ask it (DESIGN.md "Pod lifecycle"); otherwise nobody.
+ *
+ * @example
+ * conflistOptions(opts, true).agentSocket; // "/run/mycni/agent.sock"
+ */
+export function conflistOptions(opts: AgentOptions, policy: boolean): ConflistOptions {
+  const { cniConfDir, cniBinDir, cniDataDir, logFile } = opts;
+  return {
+    cniConfDir,
+    cniBinDir,
+    cniDataDir,
+    logFile,
+    ...(policy ? { agentSocket: opts.agentSocket } : {}),
   };
 }
 

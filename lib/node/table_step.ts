@@ -16,6 +16,7 @@ import { familiesOf } from "../ip/canonical.ts";
 import { desiredTable } from "./desired_table.ts";
 import { RECHECK_MS } from "./install_step.ts";
 import { LEGACY_CHAINS, type OwnedChain } from "./masq.ts";
+import { applyBindings } from "./pod_bindings.ts";
 import type { StepReport } from "./steps.ts";
 import type { ClusterState } from "./sync.ts";
 
@@ -69,6 +70,18 @@ export interface PolicyGauges {
   readonly clusterErrors: number;
 }
 
+/**
+ * Who waits on the bindings a table holds (the admission, lib/node/admission.ts): told the
+ * bindings generation of each table the kernel took, or that taking it failed, and asked, just
+ * before a table is written, whether it is stale (a write since its snapshot closed something
+ * it would open again): then it is not written, and the run after it (already asked for) is.
+ */
+export interface TableBindings {
+  stale(generation: number): boolean;
+  applied(generation: number): void;
+  failed(generation: number, error: string): void;
+}
+
 /** One run's input. */
 export interface TableInput {
   readonly state: ClusterState;
@@ -95,6 +108,7 @@ export function createTableStep(
     readonly deleteChains?: DeleteChains;
     /** Called after each policy table the kernel took (strict mode, the flow log's names). */
     readonly onPolicyApplied?: (applied: AppliedPolicy) => void;
+    readonly bindings?: TableBindings;
   } = {},
 ) {
   const tables = deps.tables ?? createTableSync();
@@ -119,7 +133,12 @@ export function createTableStep(
         waitLogged = true;
         return { changed: false, policySynced: false };
       }
-      compiled = compiler.compile(state);
+      try {
+        compiled = compiler.compile(state);
+      } catch (err) {
+        if (state.bindings) deps.bindings?.failed(state.bindings.generation, String(err));
+        throw err;
+      }
       planned = compiled.planned;
     }
     const table = desiredTable({
@@ -133,11 +152,26 @@ export function createTableStep(
     const rendered = performance.now();
     const gauges = compiled?.gauges;
     let done: TableApplied;
+    const generation = state.bindings?.generation;
+    const watcher = generation === undefined ? undefined : deps.bindings;
     try {
-      done = await tables.apply(table, { verify: input.full });
+      done = await tables.apply(table, {
+        verify: input.full,
+        ...(watcher
+          ? {
+            stale: () => watcher.stale(generation!),
+            // Under the write lock: an admission's patch queued behind this write sees it.
+            written: () => watcher.applied(generation!),
+          }
+          : {}),
+      });
     } catch (err) {
+      watcher?.failed(generation!, (err as Error).message);
       return { changed: false, gauges, problem: (err as Error).message };
     }
+    // Computed before an admission's write that it would undo: the next run (asked for by that
+    // admission) applies the newer state instead. Not an error, and the kernel is unchanged.
+    if (done.superseded) return { changed: false };
     if (compiled) {
       applied = compiled.state;
       deps.onPolicyApplied?.({ state: compiled.state, plan: compiled.plan });
@@ -145,11 +179,12 @@ export function createTableStep(
     reportApplied(log, table.name, done, {
       policyTargets: gauges?.targets,
       ms: Math.round(performance.now() - started),
-      // Where it went: compiling the policies, turning them into the table, nft applying it.
+      // Where it went: compiling the policies, turning them into the table, and applying it,
+      // named after how: `elements` (one nfnetlink batch) or `nft` (an `nft -f` transaction).
       stepsMs: {
         plan: Math.round(planned - started),
         rules: Math.round(rendered - planned),
-        nft: Math.round(performance.now() - rendered),
+        [done.path ?? "nft"]: Math.round(performance.now() - rendered),
       },
     });
     const report = {
@@ -218,11 +253,16 @@ function createPolicyCompiler(nodeName: string, log: Logger, flowLog: boolean) {
   return {
     compile(state: ClusterState) {
       const policy = state.policy!;
-      const full: PolicyState = {
+      const listed: PolicyState = {
         ...policy,
         nodes: addressesOf(state.nodes),
         nodeLabels: labelsOf(state.nodes),
       };
+      // This node's admissions outrank the API about its addresses (lib/node/pod_bindings.ts).
+      const bindings = state.bindings?.bindings;
+      const full = bindings && bindings.size > 0
+        ? applyBindings(listed, bindings, nodeName)
+        : listed;
       const plan = compilePolicies(full, { node: nodeName });
       const planned = performance.now();
       const objects: PolicyObjects = policyObjects(plan, { flowLog });

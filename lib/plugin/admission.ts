@@ -110,12 +110,13 @@ export function admitPod(
 }
 
 /**
- * DEL's word to the agent: the attachment's addresses leave every set and map. Best effort:
- * never throws; returns "released" or why not, for the log line.
+ * DEL's word to the agent: the attachment's addresses (`ips`, what IPAM holds for it) leave
+ * every set and map, and their conntrack entries go. Best effort: never throws; returns
+ * "released" or why not, for the log line.
  */
-export function releaseAtAgent(req: Request, socket: string): string {
+export function releaseAtAgent(req: Request, socket: string, ips: readonly string[] = []): string {
   try {
-    askAgent(socket, releaseRequest(req), RELEASE_TIMEOUT_MS);
+    askAgent(socket, releaseRequest(req, ips), RELEASE_TIMEOUT_MS);
     return "released";
   } catch (err) {
     return (err as Error).message;
@@ -156,7 +157,7 @@ export function admitRequest(req: Request, ips: readonly string[]): AdmissionReq
 }
 
 /** The release request for this DEL (or for an ADD that is undoing itself). */
-export function releaseRequest(req: Request): AdmissionRequest {
+export function releaseRequest(req: Request, ips: readonly string[] = []): AdmissionRequest {
   const pod = podRefOf(req);
   return {
     version: ADMISSION_VERSION,
@@ -164,6 +165,7 @@ export function releaseRequest(req: Request): AdmissionRequest {
     containerId: req.env.containerId,
     ifname: req.env.ifname,
     ...(pod ? { pod } : {}),
+    ...(ips.length > 0 ? { ips: [...ips] } : {}),
   };
 }
 

@@ -5,7 +5,8 @@
 //
 //   plugin -> agent  {"version":1,"kind":"admit","containerId":"c1","ifname":"eth0",
 //                     "pod":{"namespace":"default","name":"web-0"},"ips":["10.244.1.5","fd00::5"]}
-//                    {"version":1,"kind":"release","containerId":"c1","ifname":"eth0"}
+//                    {"version":1,"kind":"release","containerId":"c1","ifname":"eth0",
+//                     "ips":["10.244.1.5"]}
 //                    {"version":1,"kind":"ping"}
 //   agent -> plugin  {"version":1,"ok":true}
 //                    {"version":1,"ok":false,"error":"why"}
@@ -52,13 +53,18 @@ export interface AdmitRequest {
   readonly ips: readonly string[];
 }
 
-/** DEL: the attachment is gone; its addresses leave every set and map. */
+/**
+ * DEL: the attachment is gone; its addresses leave every set and map, and their conntrack
+ * entries go (the agent answers once both are done). `ips`: what IPAM held for it, when DEL
+ * could read that (the agent removes their entries even when it had no binding for them).
+ */
 export interface ReleaseRequest {
   readonly version: typeof ADMISSION_VERSION;
   readonly kind: "release";
   readonly containerId: string;
   readonly ifname: string;
   readonly pod?: PodRef;
+  readonly ips?: readonly string[];
 }
 
 /** STATUS: is the agent there and serving? */
@@ -181,8 +187,12 @@ export function parseAdmissionRequest(line: string): AdmissionRequest {
         ...podOf(o),
         ips: addresses(o.ips),
       };
-    case "release":
-      return { version: ADMISSION_VERSION, kind, ...attachment(o), ...podOf(o) };
+    case "release": {
+      const ips = o.ips === undefined || (Array.isArray(o.ips) && o.ips.length === 0)
+        ? {}
+        : { ips: addresses(o.ips) };
+      return { version: ADMISSION_VERSION, kind, ...attachment(o), ...podOf(o), ...ips };
+    }
     default:
       throw bad("kind", `want "admit", "release" or "ping", got ${show(kind)}`);
   }

@@ -29,6 +29,12 @@ export function delegatedIpam(
     async del(): Promise<void> {
       await exec("DEL");
     },
+    held(): Promise<string[]> {
+      // Only the runtime knows what the delegated plugin gave: prevResult, when it is sent.
+      return Promise.resolve(
+        (conf.prevResult?.ips ?? []).map((i) => i.address.slice(0, i.address.indexOf("/"))),
+      );
+    },
     async check(): Promise<void> {
       await exec("CHECK");
     },

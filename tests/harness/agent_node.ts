@@ -118,6 +118,9 @@ export function agentArgv(
     join(dir, "mycni.log"),
     "--plugin-src",
     opts.pluginSrc ?? join(dir, "plugin"),
+    // Its own: the default (/run/mycni) is the host's, which other tests' agents share.
+    "--agent-socket",
+    join(dir, "agent.sock"),
     ...source,
   ];
 }

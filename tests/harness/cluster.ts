@@ -110,6 +110,8 @@ export interface Pod extends Host {
   /** Its labels; change them and call `publishPod` to relabel it. */
   labels: Record<string, string>;
   readonly ports: readonly PodPort[];
+  /** Settles once the API has the pod's addresses (API mode; at once otherwise). */
+  podIPsPublished: Promise<string>;
 }
 
 /** A container port of a pod: what named ports resolve to. */
@@ -127,6 +129,26 @@ export interface PodOptions {
   readonly name?: string;
   readonly labels?: Record<string, string>;
   readonly ports?: readonly PodPort[];
+  /**
+   * API mode, the kubelet's order: the Pod object (labels, node, no addresses) is published
+   * before ADD, its `status.podIPs` after. By default right after ADD, and addPod waits for it;
+   * with this, that many ms after ADD, in the background (`Pod.podIPsPublished`), as a busy
+   * kubelet's status update lags.
+   */
+  readonly podIPsAfterMs?: number;
+  /** API mode: publish nothing (ADD for a Pod the API does not have); `publishPod` later. */
+  readonly unpublished?: boolean;
+  /** Start the pod's probe (its servers) before ADD, so they answer from ADD's first instant. */
+  readonly probeFirst?: boolean;
+  /** Addresses to ask IPAM for (CNI_ARGS `IP=`, as podman --ip): a freed address reused. */
+  readonly ips?: readonly string[];
+}
+
+/** What a CNI invocation of the installed plugin printed and returned. */
+export interface PluginRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
 }
 
 /** The external host: `ips` are its public TEST-NET addresses. */
@@ -201,8 +223,20 @@ export interface Cluster extends AsyncDisposable {
   removeNode(node: ClusterNode): Promise<void>;
   /** Creates one more pod on `node` with the plugin (and publishes it in API mode). */
   addPod(node: ClusterNode, opts?: PodOptions): Promise<Pod>;
-  /** CNI DEL, removed from the API, its namespace deleted. */
-  deletePod(pod: Pod): Promise<void>;
+  /**
+   * CNI DEL, removed from the API, its namespace deleted. With `keepObject` the Pod object stays
+   * in the API (a terminating pod: its addresses still listed), for `apiDelete` later.
+   */
+  deletePod(pod: Pod, opts?: { keepObject?: boolean }): Promise<void>;
+  /**
+   * Runs the node's installed plugin as the runtime would (STATUS needs no pod); the runtime's
+   * view, for tests of refusals.
+   */
+  execPlugin(
+    node: ClusterNode,
+    command: "ADD" | "DEL" | "STATUS",
+    pod?: { netns: string; containerId: string; namespace: string; podName: string },
+  ): Promise<PluginRun>;
   /**
    * (Re)publishes the pod object (API mode): after changing its labels. Returns the
    * resourceVersion the API server gave the write.
@@ -287,6 +321,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   let apiServer: Child | undefined;
   let podCounter = 0;
   let policyWriteVersion = "";
+  /** Late status updates still to come: dispose cancels those not due yet, waits for the rest. */
+  const pending = new Set<{ done: Promise<unknown>; cancel: () => void }>();
 
   const ns = async (suffix: string) => {
     const name = `${id}${suffix}`;
@@ -300,6 +336,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   };
 
   const dispose = async () => {
+    for (const p of pending) p.cancel();
+    await Promise.allSettled([...pending].map((p) => p.done));
     await Promise.all(
       [...nodes.flatMap((n) => [n, ...n.pods]), external]
         .map((h) => Promise.resolve(h?.probe?.[Symbol.asyncDispose]()).catch(() => {})),
@@ -461,6 +499,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       `${node.dir}/mycni.log`,
       "--health-addr",
       HEALTH_ADDR,
+      // Each node's own: the default (/run/mycni) is the host's, shared by every node here.
+      "--agent-socket",
+      `${node.dir}/agent.sock`,
       ...opts.agentArgs ?? [],
       ...extra,
     ]);
@@ -493,6 +534,28 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const name = po.name ? `${namespace}/${po.name}` : short;
     const netns = await ns(short);
     const containerId = `${id}-${short}-${podCounter++}`;
+    const labels = { ...po.labels };
+    const ports = po.ports ?? [];
+    const publish = mode === "api" && !po.unpublished;
+    // The kubelet's order: the Pod object (no addresses yet) is in the API before the sandbox.
+    if (publish) {
+      await api(
+        "PUT",
+        `/_test/pods/${namespace}/${podName}`,
+        podObject({
+          namespace,
+          podName,
+          labels,
+          ports,
+          node,
+          ips: [],
+        }),
+      );
+    }
+    // Servers listening before the sandbox is wired: whatever reaches the pod from the first
+    // instant after ADD is answered, so a probe tells a policy's drop from nobody listening.
+    const early: Host = { name, nsName, netns, ips: [] };
+    if (po.probeFirst) await withProbe(early, opts.probePorts);
     let ips: string[];
     if (mode === "manual") {
       ips = await wirePodByHand(node.nsName, nsName, {
@@ -502,7 +565,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         mtu: opts.podMtu,
       });
     } else {
-      ips = await execPluginAdd(node, { netns, containerId, namespace, podName });
+      ips = await execPluginAdd(node, { netns, containerId, namespace, podName, ips: po.ips });
     }
     const pod: Pod = {
       name,
@@ -513,14 +576,48 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       containerId,
       namespace,
       podName,
-      labels: { ...po.labels },
-      ports: po.ports ?? [],
+      labels,
+      ports,
+      podIPsPublished: Promise.resolve(""),
+      probe: early.probe,
     };
     node.pods.push(pod);
-    // Servers first, then the API: a policy test probing a published pod finds it listening.
-    await withProbe(pod, opts.probePorts);
-    if (mode === "api") await api("PUT", podPath(pod), podObject(pod));
+    if (publish && po.podIPsAfterMs !== undefined) {
+      // The kubelet's status update, late: the test goes on at once.
+      pod.podIPsPublished = lateStatus(pod, po.podIPsAfterMs);
+      if (!pod.probe) await withProbe(pod, opts.probePorts);
+      return pod;
+    }
+    // Servers first, then the addresses: a policy test probing a published pod finds it listening.
+    if (!pod.probe) await withProbe(pod, opts.probePorts);
+    if (publish) {
+      pod.podIPsPublished = Promise.resolve(await api("PUT", podPath(pod), podObject(pod)));
+    }
     return pod;
+  }
+
+  /** Publishes the pod's addresses `ms` from now; a rejection if the cluster goes first. */
+  function lateStatus(pod: Pod, ms: number): Promise<string> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let fail = (_: Error) => {};
+    const published = new Promise<string>((resolve, reject) => {
+      fail = reject;
+      timer = setTimeout(() => {
+        timer = undefined;
+        api("PUT", podPath(pod), podObject(pod)).then(resolve, reject);
+      }, ms);
+    });
+    const entry = {
+      done: published.catch(() => {}), // a test that never waits for it is told nothing
+      cancel() {
+        if (timer === undefined) return; // under way: dispose waits for it
+        clearTimeout(timer);
+        fail(new Error(`${pod.name}'s addresses were never published: the cluster is gone`));
+      },
+    };
+    pending.add(entry);
+    entry.done.finally(() => pending.delete(entry));
+    return published;
   }
 
   /** A pod index not in use on `node` (pods can be deleted, so not simply the count). */
@@ -531,10 +628,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     return k;
   }
 
-  async function deletePod(pod: Pod): Promise<void> {
+  async function deletePod(pod: Pod, o: { keepObject?: boolean } = {}): Promise<void> {
     const node = pod.node;
     node.pods.splice(node.pods.indexOf(pod), 1);
-    if (mode === "api") await api("DELETE", podPath(pod));
+    if (mode === "api" && !o.keepObject) await api("DELETE", podPath(pod));
     await pod.probe?.[Symbol.asyncDispose]();
     if (mode !== "manual") await execPluginDel(node, pod);
     await deleteNetns(pod.nsName);
@@ -591,6 +688,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       throw new Error(
         `Fake API server: ${method} ${path} gave ${res.status ?? res.error}: ${res.body ?? ""}`,
       );
+    }
+    if (path === "/_test/bulk") {
+      const bulk = String(JSON.parse(res.body ?? "{}").resourceVersion ?? "");
+      if (BigInt(bulk || "0") > BigInt(policyWriteVersion || "0")) policyWriteVersion = bulk;
+      return bulk;
     }
     if (!/^\/_test\/[a-z]+\//.test(path) || (method !== "PUT" && method !== "DELETE")) return "";
     // A PUT answers with the object, a DELETE with {deleted, resourceVersion}.
@@ -651,6 +753,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
     addPod,
     deletePod,
+    execPlugin: (node, command, pod) => execPlugin(node, command, pod),
     publishPod: (pod) => api("PUT", podPath(pod), podObject(pod)),
     apiPut: (resource, obj) => {
       const m = (obj.metadata ?? {}) as { name?: string; namespace?: string };
@@ -801,8 +904,13 @@ function podPath(pod: Pod): string {
   return `/_test/pods/${pod.namespace}/${pod.podName}`;
 }
 
-/** The v1.Pod the kubelet would have reported for `pod`: running, with its addresses. */
-export function podObject(pod: Pod): Record<string, unknown> {
+/**
+ * The v1.Pod the kubelet would have reported for `pod`: running, with its addresses (none yet:
+ * pending, as before its sandbox exists).
+ */
+export function podObject(
+  pod: Pick<Pod, "namespace" | "podName" | "labels" | "ports" | "node" | "ips">,
+): Record<string, unknown> {
   return {
     metadata: { name: pod.podName, namespace: pod.namespace, labels: pod.labels },
     spec: {
@@ -817,7 +925,7 @@ export function podObject(pod: Pod): Record<string, unknown> {
         })),
       }],
     },
-    status: {
+    status: pod.ips.length === 0 ? { phase: "Pending", hostIP: pod.node.ips[0] } : {
       phase: "Running",
       podIP: pod.ips[0],
       podIPs: pod.ips.map((ip) => ({ ip })),
@@ -829,7 +937,13 @@ export function podObject(pod: Pod): Record<string, unknown> {
 /** CNI ADD exactly as a runtime does it, in the node's namespace; returns the pod's IPs. */
 async function execPluginAdd(
   node: ClusterNode,
-  pod: { netns: string; containerId: string; namespace: string; podName: string },
+  pod: {
+    netns: string;
+    containerId: string;
+    namespace: string;
+    podName: string;
+    ips?: readonly string[];
+  },
 ): Promise<string[]> {
   const out = await execPlugin(node, "ADD", pod);
   if (out.code !== 0) {
@@ -854,20 +968,29 @@ async function execPluginDel(node: ClusterNode, pod: Pod): Promise<void> {
 /** Runs the node's installed plugin with the conflist's first plugin as its config. */
 async function execPlugin(
   node: ClusterNode,
-  command: "ADD" | "DEL",
-  pod: { netns: string; containerId: string; namespace: string; podName: string },
-) {
+  command: "ADD" | "DEL" | "STATUS",
+  pod?: {
+    netns: string;
+    containerId: string;
+    namespace: string;
+    podName: string;
+    ips?: readonly string[];
+  },
+): Promise<PluginRun> {
   const list = JSON.parse(await Deno.readTextFile(`${node.dir}/net.d/${CONFLIST}`));
-  const conf = { ...list.plugins[0], cniVersion: list.cniVersion, name: list.name };
+  // STATUS exists from 1.1.0 (the conflist's cniVersions has it): as libcni picks it.
+  const version = command === "STATUS" ? "1.1.0" : list.cniVersion;
+  const conf = { ...list.plugins[0], cniVersion: version, name: list.name };
   return await runOutput(inNetns(node.netns, [`${node.dir}/bin/mycni`]), {
     stdin: JSON.stringify(conf),
-    env: {
+    env: pod === undefined ? { CNI_COMMAND: command, CNI_PATH: `${node.dir}/bin` } : {
       CNI_COMMAND: command,
       CNI_CONTAINERID: pod.containerId,
       CNI_NETNS: pod.netns,
       CNI_IFNAME: "eth0",
       CNI_PATH: `${node.dir}/bin`,
-      CNI_ARGS: `K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.podName}`,
+      CNI_ARGS: `K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.podName}` +
+        (pod.ips?.length ? `;IP=${pod.ips.join(",")}` : ""),
     },
   });
 }

@@ -13,6 +13,7 @@
 // resourceVersion; POST /_test/drop | /_test/expire | /_test/garbage | /_test/bookmark;
 // POST /_test/absent/<resource> (its CRD removed: objects deleted, watches closed, then 404) and
 // POST /_test/served/<resource> (installed again, empty). `--absent RESOURCE` starts without it.
+// POST /_test/bulk {"items": [{"resource", "object"}]} puts many objects (not nodes) at once.
 import { parseArgs } from "node:util";
 import { parseNodesFile, parseNodesFileEntry } from "../../lib/node/nodes_file.ts";
 
@@ -333,6 +334,19 @@ export function startFakeApiServer(opts: FakeApiServerOptions = {}): FakeApiServ
   const control = async (req: Request, path: string): Promise<Response | undefined> => {
     const parts = path.slice("/_test/".length).split("/").map(decodeURIComponent);
     const resource = parts[0] as Resource;
+    if (req.method === "POST" && parts[0] === "bulk" && parts.length === 1) {
+      // Many objects in one request (a busy cluster's world): {"items": [{resource, object}]}.
+      const { items } = await req.json() as { items: { resource: Resource; object: Obj }[] };
+      try {
+        for (const { resource: r, object } of items) {
+          if (!(r in RESOURCES) || r === "nodes") throw new Error(`cannot bulk-put ${r}`);
+          put(r, object);
+        }
+      } catch (err) {
+        return json(status(400, "BadRequest", (err as Error).message), 400);
+      }
+      return json({ done: "bulk", count: items.length, resourceVersion: String(rv) });
+    }
     if (req.method === "POST" && parts.length === 1) {
       const actions: Record<string, () => void> = { drop, expire, garbage, bookmark };
       if (!actions[parts[0]]) return undefined;

@@ -14,7 +14,7 @@
 /** One request read from stdin. */
 export type ProbeRequest =
   | { id: number; op: "tcp"; host: string; port: number; timeoutMs?: number }
-  | { id: number; op: "udp"; host: string; port: number; timeoutMs?: number }
+  | { id: number; op: "udp"; host: string; port: number; timeoutMs?: number; sport?: number }
   | { id: number; op: "http"; url: string; method?: string; body?: string; timeoutMs?: number };
 
 /** The answer to a request. */
@@ -84,10 +84,23 @@ async function serveUdp(port: number): Promise<void> {
   }
 }
 
-/** Sends one datagram to host:port and waits for the answer (the address the server saw). */
-async function udp(host: string, port: number, timeoutMs: number): Promise<ProbeReply> {
+/**
+ * Sends one datagram to host:port and waits for the answer (the address the server saw). From
+ * source port `sport` when given (one flow, one conntrack entry, datagram after datagram), else
+ * a new one each time.
+ */
+async function udp(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  sport = 0,
+): Promise<ProbeReply> {
   const v6 = host.includes(":");
-  const sock = Deno.listenDatagram({ hostname: v6 ? "::" : "0.0.0.0", port: 0, transport: "udp" });
+  const sock = Deno.listenDatagram({
+    hostname: v6 ? "::" : "0.0.0.0",
+    port: sport,
+    transport: "udp",
+  });
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await sock.send(new TextEncoder().encode("probe\n"), {
@@ -129,7 +142,7 @@ async function answer(req: ProbeRequest): Promise<ProbeReply> {
     case "tcp":
       return await tcp(req.host, req.port, req.timeoutMs ?? 2000);
     case "udp":
-      return await udp(req.host, req.port, req.timeoutMs ?? 2000);
+      return await udp(req.host, req.port, req.timeoutMs ?? 2000, req.sport);
     case "http":
       return await http(req);
     default: {

@@ -22,8 +22,14 @@ export interface Probe extends AsyncDisposable {
   readonly child: Child;
   /** Opens a TCP connection to `host` (a probe's port by default); `seen` is our address there. */
   tcp(host: string, opts?: { port?: number; timeoutMs?: number }): Promise<ProbeReply>;
-  /** Sends a UDP datagram to `host:port` and waits for the answer; `seen` is our address there. */
-  udp(host: string, opts: { port: number; timeoutMs?: number }): Promise<ProbeReply>;
+  /**
+   * Sends a UDP datagram to `host:port` and waits for the answer; `seen` is our address there.
+   * From source port `sport` when given (the same flow each time), else a new one.
+   */
+  udp(
+    host: string,
+    opts: { port: number; timeoutMs?: number; sport?: number },
+  ): Promise<ProbeReply>;
   /** An HTTP request from inside the namespace. */
   http(
     url: string,
@@ -103,7 +109,8 @@ export async function startProbe(
     child,
     tcp: (host, o = {}) =>
       ask({ op: "tcp", host, port: o.port ?? PROBE_PORT, timeoutMs: o.timeoutMs }),
-    udp: (host, o) => ask({ op: "udp", host, port: o.port, timeoutMs: o.timeoutMs }),
+    udp: (host, o) =>
+      ask({ op: "udp", host, port: o.port, timeoutMs: o.timeoutMs, sport: o.sport }),
     http: (url, o = {}) => ask({ op: "http", url, ...o }),
     async [Symbol.asyncDispose]() {
       await writer.close().catch(() => {});

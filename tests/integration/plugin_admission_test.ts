@@ -146,7 +146,8 @@ Deno.test({
   const log = (await Deno.readTextFile(node.logFile)).trim().split("\n").map((l) => JSON.parse(l));
   assert(log[0].stepsMs.admit >= 500, `admit step ${JSON.stringify(log[0].stepsMs)}`);
 
-  // DEL tells the agent, with the pod, after the veth is gone.
+  // DEL tells the agent, with the pod and the addresses IPAM held, after the veth is gone.
+  const admitted = agent.admits[0].ips;
   const del = await node.exec({
     command: "DEL",
     containerId: "adm1",
@@ -161,6 +162,7 @@ Deno.test({
     containerId: "adm1",
     ifname: "eth0",
     pod: { namespace: "x", name: "web-0" },
+    ips: admitted,
   }]);
   assertEquals(await node.allocations(), []);
 });

@@ -64,6 +64,10 @@ Deno.test({
   const others = cluster.nodes.filter((n) => n !== n1);
   const fromY = policy("x", "from", { podSelector: {}, ingress: [fromNs("y")] });
   const fromZ = policy("x", "from", { podSelector: {}, ingress: [fromNs("z")] });
+  const fromZ80 = policy("x", "from", {
+    podSelector: {},
+    ingress: [{ ...fromNs("z"), ports: [{ protocol: "TCP", port: 80 }] }],
+  });
   await cluster.apiPut("networkpolicies", fromY);
   await waitEnforced(nc);
   await checkMatrix(nc, onlyFrom("y"), TCP80);
@@ -96,7 +100,9 @@ Deno.test({
       assert(before !== "" && !before.includes("mctest_refused"), `n1's table: ${before}`);
 
       await Deno.writeTextFile(flag, "");
-      const rv = await cluster.apiPut("networkpolicies", fromZ);
+      // A change of rules (a port now), which nft applies: a change of peers alone is set
+      // elements, which go over nfnetlink without nft (lib/nft/sync.ts).
+      const rv = await cluster.apiPut("networkpolicies", fromZ80);
       await waitEnforced(nc, rv, { nodes: others });
       // n1 cannot apply the change, and says why: the kernel's own refusal.
       let health: AgentHealth | undefined;

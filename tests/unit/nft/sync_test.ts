@@ -2,6 +2,7 @@ import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:ass
 import { type KernelTable, parseTableJson } from "../../../lib/nft/cli.ts";
 import type { NftSet, NftTable } from "../../../lib/nft/ruleset.ts";
 import { createTableSync, type NftRunner, tableDifferences } from "../../../lib/nft/sync.ts";
+import type { ElementChange } from "../../../lib/nft/elements.ts";
 import { TABLE } from "./table_fixture.ts";
 
 /** What nft 1.0.6 lists after loading TABLE (see table_fixture.ts). */
@@ -79,6 +80,7 @@ Deno.test("createTableSync() loads the table whole first, then only the differen
     changed: true,
     whole: true,
     differences: [],
+    path: "nft",
   });
   assert(isWhole(nft.applied[0]));
   assert(nft.applied[0].includes(`ct state established,related accept comment "mycni:`));
@@ -224,7 +226,7 @@ Deno.test("createTableSync() with verify reloads whole when someone removed an e
     await tables.apply(TABLE, { verify: false });
     nft.kernel = kernel;
     const done = await tables.apply(TABLE, { verify: true });
-    assertEquals(done, { changed: true, whole: true, differences }, what);
+    assertEquals(done, { changed: true, whole: true, differences, path: "nft" }, what);
     assert(isWhole(nft.applied[1]), what);
   }
 });
@@ -264,6 +266,7 @@ Deno.test("createTableSync() says when the counters could not be read before a w
     whole: true,
     differences: ["cannot read it: nft: cannot list"],
     countersLost: "nft: cannot list",
+    path: "nft",
   });
 });
 
@@ -278,4 +281,158 @@ Deno.test("createTableSync() forgets what it applied when nft refuses a transact
   // The kernel kept the old table, which is not what memory said it would be: whole again.
   assertEquals((await tables.apply(more, { verify: false })).whole, true);
   assert(isWhole(nft.applied[1]));
+});
+
+/** fakeNft() that also writes element batches (as NFT_RUNNER does over nfnetlink). */
+function fakeNftWithElements() {
+  const nft = fakeNft();
+  const batches: ElementChange[][] = [];
+  let refuse = "";
+  const runner: NftRunner = {
+    ...nft.runner,
+    elements(changes) {
+      if (refuse) throw new Error(refuse);
+      batches.push([...changes]);
+    },
+  };
+  return { nft, batches, runner, refuse: (why: string) => refuse = why };
+}
+
+Deno.test("createTableSync() sends an element-only difference as one element batch, no nft", async () => {
+  const { nft, batches, runner } = fakeNftWithElements();
+  const tables = createTableSync(runner);
+  assertEquals((await tables.apply(TABLE, { verify: false })).path, "nft", "the first is whole");
+  const more = withElements(TABLE, "ingress4", (e) => {
+    e.set("10.244.1.4", "10.244.1.4 : jump ing_a");
+    e.set("10.244.1.3", "10.244.1.3 : jump ing_b");
+  });
+  assertEquals(await tables.apply(more, { verify: false }), {
+    changed: true,
+    whole: false,
+    differences: [],
+    path: "elements",
+  });
+  assertEquals(nft.applied.length, 1, "an element change ran nft");
+  const MAP = "ipv4_addr : verdict";
+  assertEquals(batches, [[
+    { op: "delete", set: "ingress4", type: MAP, element: "10.244.1.3 : jump ing_a" },
+    { op: "add", set: "ingress4", type: MAP, element: "10.244.1.3 : jump ing_b" },
+    { op: "add", set: "ingress4", type: MAP, element: "10.244.1.4 : jump ing_a" },
+  ]]);
+  // A chain's rules changed as well: that is nft's, in one transaction with the elements.
+  const chains = new Map(more.chains);
+  chains.set("ing_a", { rules: ["ip saddr 10.0.0.1 accept", "drop"] });
+  const both = withElements({ ...more, chains }, "i_a_4", (e) => e.delete("10.244.2.5"));
+  assertEquals((await tables.apply(both, { verify: false })).path, "nft");
+  assertEquals(batches.length, 1);
+  assert(nft.applied[1].includes("delete element inet mycni i_a_4 { 10.244.2.5 }"));
+  assert(nft.applied[1].includes("flush chain inet mycni ing_a"));
+  // An interval set's elements are nft's too (re-filled whole).
+  const wide = withElements(both, "ir_a_4", (e) => e.set("172.16.0.0/12", "172.16.0.0/12"));
+  assertEquals((await tables.apply(wide, { verify: false })).path, "nft");
+  assertEquals(nft.reads, 0);
+});
+
+Deno.test("createTableSync() forgets what it applied when the kernel refuses an element batch", async () => {
+  const { nft, batches, runner, refuse } = fakeNftWithElements();
+  const tables = createTableSync(runner);
+  await tables.apply(TABLE, { verify: false });
+  const more = withElements(TABLE, "i_a_4", (e) => e.delete("10.244.2.6"));
+  refuse("delete element inet mycni i_a_4 { 10.244.2.6 }: No such file or directory");
+  await rejects(tables.apply(more, { verify: false }), /No such file or directory/);
+  refuse("");
+  // Someone had removed it: memory is not what the kernel holds, so the next load is whole.
+  const done = await tables.apply(more, { verify: false });
+  assertEquals([done.whole, done.path], [true, "nft"]);
+  assert(isWhole(nft.applied[1]));
+  assertEquals(batches.length, 0);
+});
+
+Deno.test("createTableSync() verify compares elements an element batch wrote, and repairs", async () => {
+  const { nft, runner } = fakeNftWithElements();
+  const tables = createTableSync(runner);
+  await tables.apply(TABLE, { verify: false });
+  const more = withElements(TABLE, "i_a_4", (e) => e.set("10.244.2.7", "10.244.2.7"));
+  assertEquals((await tables.apply(more, { verify: false })).path, "elements");
+  nft.kernel = LISTED; // the element never arrived (or someone deleted it)
+  const done = await tables.apply(more, { verify: true });
+  assertEquals(done, {
+    changed: true,
+    whole: true,
+    differences: ["set i_a_4: 1 element missing (10.244.2.7)"],
+    path: "nft",
+  });
+  assert(isWhole(nft.applied[1]));
+});
+
+Deno.test("TableSync.patch() edits the applied table's elements; the next apply starts from it", async () => {
+  const { nft, batches, runner } = fakeNftWithElements();
+  const tables = createTableSync(runner);
+  assertEquals(await tables.patch(() => []), {
+    applied: false,
+    reason: "no table applied yet",
+    changes: 0,
+  });
+  await tables.apply(TABLE, { verify: false });
+  let seen: NftTable | undefined;
+  const close = [
+    { op: "delete", set: "i_a_4", type: "ipv4_addr", element: "10.244.2.5" },
+    { op: "add", set: "ingress4", type: "ipv4_addr : verdict", element: "10.244.1.9 : jump ing_a" },
+  ] as const;
+  assertEquals(await tables.patch((t) => (seen = t, [...close])), { applied: true, changes: 2 });
+  assert(seen === TABLE, "patch() was not shown the table last applied");
+  assertEquals(batches, [[...close]]);
+  assertEquals(await tables.patch(() => undefined), {
+    applied: false,
+    reason: "not expressible as elements",
+    changes: 0,
+  });
+  // Back to TABLE: the patch is undone as elements, against what the kernel now holds.
+  assertEquals((await tables.apply(TABLE, { verify: false })).path, "elements");
+  assertEquals(batches[1], [
+    { op: "add", set: "i_a_4", type: "ipv4_addr", element: "10.244.2.5" },
+    {
+      op: "delete",
+      set: "ingress4",
+      type: "ipv4_addr : verdict",
+      element: "10.244.1.9 : jump ing_a",
+    },
+  ]);
+  // And the periodic check compares the kernel with the patched table.
+  await tables.patch(() => [...close]);
+  nft.kernel = LISTED;
+  const done = await tables.apply(TABLE, { verify: true });
+  assertEquals(done.differences.length > 0 && done.whole, true);
+});
+
+Deno.test("TableSync.apply() with a stale table writes nothing; writes never interleave", async () => {
+  const { nft, batches, runner } = fakeNftWithElements();
+  let release = () => {};
+  const slow: NftRunner = {
+    ...runner,
+    apply: (text) =>
+      new Promise<void>((resolve) => release = () => (nft.applied.push(text), resolve())),
+  };
+  const tables = createTableSync(slow);
+  const first = tables.apply(TABLE, { verify: false });
+  const order: string[] = [];
+  const patched = tables.patch((t) => {
+    order.push(t === TABLE ? "patch after the apply" : "patch during the apply");
+    return [{ op: "delete", set: "i_a_4", type: "ipv4_addr", element: "10.244.2.5" }];
+  });
+  await new Promise((r) => setTimeout(r, 10));
+  assertEquals(order, [], "the patch ran while the apply was writing");
+  release();
+  await first;
+  assertEquals((await patched).applied, true);
+  assertEquals(order, ["patch after the apply"]);
+  const more = withElements(TABLE, "i_a_6", (e) => e.set("fd00:10:244:2::9", "fd00:10:244:2::9"));
+  assertEquals(await tables.apply(more, { verify: false, stale: () => true }), {
+    changed: false,
+    whole: false,
+    differences: [],
+    superseded: true,
+  });
+  assertEquals(batches.length, 1);
+  assertEquals(nft.applied.length, 1);
 });

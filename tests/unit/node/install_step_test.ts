@@ -7,6 +7,8 @@ import {
   RECHECK_MS,
 } from "../../../lib/node/install_step.ts";
 import { fakeLog } from "./fake_log.ts";
+import { parseAgentArgs } from "../../../lib/node/options.ts";
+import { conflistOptions } from "../../../lib/node/sync.ts";
 
 /** Files in memory: what was installed and written, and what the installed plugin says. */
 function fakeFiles() {
@@ -106,4 +108,19 @@ Deno.test("createConflistStep() writes the conflist when its content changes, wi
   const again = JSON.parse(f.written.get("/etc/cni/net.d/10-mycni.conflist")!);
   assertEquals(again.plugins.map((p: { type: string }) => p.type), ["mycni", "portmap"]);
   assertEquals(log.lines("conflist written").length, 2);
+});
+
+Deno.test("conflistOptions() names the admission socket only with policy; the step then removes it", async () => {
+  const opts = parseAgentArgs(
+    ["--node-name", "n1", "--kube-api", "http://127.0.0.1:1", "--cni-conf-dir", "/c"],
+    {},
+  );
+  const f = fakeFiles();
+  const written = async (policy: boolean) => {
+    const step = createConflistStep(conflistOptions(opts, policy), () => 1500, fakeLog(), f.files);
+    await step.run({ name: "n1", ips: [], podCIDRs: ["10.244.1.0/24"] }, false);
+    return JSON.parse(f.written.get("/c/10-mycni.conflist")!).plugins[0];
+  };
+  assertEquals((await written(true)).agentSocket, "/run/mycni/agent.sock");
+  assertEquals("agentSocket" in (await written(false)), false, "policy off kept the socket");
 });

@@ -3,7 +3,11 @@ import type { Family } from "../../../lib/ip/cidr.ts";
 import type { NodeInfo } from "../../../lib/kube/node.ts";
 import { createTableSync, type NftRunner } from "../../../lib/nft/sync.ts";
 import type { ClusterState } from "../../../lib/node/sync.ts";
-import { type AppliedPolicy, createTableStep } from "../../../lib/node/table_step.ts";
+import {
+  type AppliedPolicy,
+  createTableStep,
+  type TableBindings,
+} from "../../../lib/node/table_step.ts";
 import { NOT_SYN_RULE } from "../../../lib/policy/strict_rules.ts";
 import { namespace, pod, policy } from "../policy/fixtures.ts";
 import { cnp } from "../policy/cnp_fixtures.ts";
@@ -67,13 +71,27 @@ function fakeNft() {
   return nft;
 }
 
-function tableStep(opts: { policy: boolean }) {
+/** What the table step told the admission: generations applied and failed, and stale asks. */
+function bindingsWatcher() {
+  const seen = { applied: [] as number[], failed: [] as string[], staleBelow: 0 };
+  return {
+    seen,
+    watcher: {
+      stale: (g: number) => g < seen.staleBelow,
+      applied: (g: number) => void seen.applied.push(g),
+      failed: (g: number, error: string) => void seen.failed.push(`${g}: ${error}`),
+    },
+  };
+}
+
+function tableStep(opts: { policy: boolean }, bindings?: TableBindings) {
   const nft = fakeNft();
   const log = fakeLog();
   const legacy: Family[] = [];
   const step = createTableStep({ nodeName: "n1", noMasqueradeCidrs: [], ...opts }, log, {
     tables: createTableSync(nft.runner),
     deleteChains: (family) => (legacy.push(family), Promise.resolve([])),
+    bindings,
   });
   const run = (state: ClusterState, full = false) =>
     step.run({ state, own: state.nodes.get("n1"), cluster: CLUSTER, full });
@@ -275,4 +293,34 @@ Deno.test("createTableStep() with strict mode and the flow log renders their rul
   await off.run(state);
   assert(!off.nft.applied[0].includes("flowlog") && !off.nft.applied[0].includes("strict_cut"));
   assert(!off.nft.applied[0].includes("tcp flags"));
+});
+
+Deno.test("createTableStep() compiles with the bindings, says which it applied, skips a stale table", async () => {
+  const { seen, watcher } = bindingsWatcher();
+  const { nft, step, run } = tableStep({ policy: true }, watcher);
+  // x/c was ADDed on n1 at 10.244.1.9: the API has no Pod for it yet (isolated until known);
+  // x/a's address is bound to another attachment: ADD outranks the API.
+  const bindings = new Map([
+    ["c-c@eth0", { containerId: "c-c", ifname: "eth0", ips: ["10.244.1.9"] }],
+  ]);
+  const state = { ...stateWith(DENY_X), bindings: { bindings, generation: 4 } };
+  await run(state);
+  assertEquals(seen.applied, [4]);
+  assert(nft.applied[0].includes("10.244.1.9 : jump ing_"), "the bound address is not isolated");
+  assert(nft.applied[0].includes("10.244.1.9 : jump egr_"), "not isolated both ways");
+  assertEquals(step.explain({ ...fromYtoX, to: "10.244.1.9" }).allowed, false);
+  // A fast admission closed generation 6: a table from generation 5 must not undo it.
+  seen.staleBelow = 6;
+  const stale = await run({
+    ...stateWith(DENY_X),
+    bindings: { bindings: new Map(), generation: 5 },
+  });
+  assertEquals(stale, { changed: false });
+  assertEquals([nft.applied.length, seen.applied], [1, [4]]);
+  nft.refuse = "nft: Error: Could not process rule";
+  const moved = new Map([
+    ["c-c@eth0", { containerId: "c-c", ifname: "eth0", ips: ["10.244.1.10"] }],
+  ]);
+  await run({ ...stateWith(DENY_X), bindings: { bindings: moved, generation: 6 } });
+  assertEquals(seen.failed, ["6: nft: Error: Could not process rule"]);
 });

@@ -19,7 +19,8 @@ const admit = {
 
 Deno.test("parseAdmissionRequest() reads what formatMessage() writes, for every kind", () => {
   const release = { version: 1, kind: "release", containerId: "c1", ifname: "eth0" } as const;
-  for (const req of [admit, release, { version: 1, kind: "ping" }]) {
+  const withIps = { ...release, ips: ["10.244.1.5"] };
+  for (const req of [admit, release, withIps, { version: 1, kind: "ping" }]) {
     const line = formatMessage(req as never);
     assertEquals(line.endsWith("\n") && !line.slice(0, -1).includes("\n"), true);
     assertEquals(parseAdmissionRequest(line.trimEnd()), req);
