@@ -1,22 +1,16 @@
 // The plugin's side of admission (DESIGN.md "Pod lifecycle"): one request to the node agent on
 // its unix socket, and the wait for its answer. ADD asks before it prints its result (no answer
 // fails ADD with code 11), DEL tells (best effort), STATUS pings (no answer is code 50).
-// The verbs ask with blocking system calls (lib/sys/unix_socket.ts): a fresh process pays
-// ~1.4 ms to set up Deno's async socket ops, against ~0.1 ms for the whole exchange that way,
-// and a plugin has nothing else to do while it waits. askAgent() is the same exchange over
-// Deno.connect, for processes that serve the socket too (tests). No setTimeout anywhere here: in
-// Deno that is the Node-compatible timer, whose first use loads ~20 more modules into every
-// plugin process (lib/time/sleep.ts); askAgent()'s deadline is an AbortSignal.timeout
+// No setTimeout anywhere here: in Deno that is the Node-compatible timer, whose first use loads
+// ~20 more modules into every plugin process (lib/time/sleep.ts); the deadline is an
+// AbortSignal.timeout, and Deno.connect on a unix socket loads nothing either
 // (tests/integration/plugin_cache_test.ts counts).
 import { CniError, ErrorCode } from "../cni/errors.ts";
-import { exchangeLine, SocketErrno, UnixSocketError } from "../sys/unix_socket.ts";
 import {
   ADMISSION_VERSION,
   AdmissionProtocolError,
   type AdmissionRequest,
   ADMIT_TIMEOUT_MS,
-  formatMessage,
-  MAX_MESSAGE_BYTES,
   parseAdmissionAnswer,
   PING_TIMEOUT_MS,
   type PodRef,
@@ -79,57 +73,6 @@ export async function askAgent(
     deadline.removeEventListener("abort", onDeadline);
     onDeadline();
   }
-  checkAnswer(line);
-}
-
-/**
- * {@linkcode askAgent} with blocking system calls, as the plugin's verbs ask: the same answers
- * and the same errors. Never from a process that serves the socket itself.
- *
- * @example
- * askAgentBlocking("/run/mycni/agent.sock", { version: 1, kind: "ping" }, 2000);
- */
-export function askAgentBlocking(
-  socket: string,
-  request: AdmissionRequest,
-  timeoutMs: number,
-): void {
-  let line: string | undefined;
-  try {
-    const bytes = new TextEncoder().encode(formatMessage(request));
-    line = exchangeLine(socket, bytes, timeoutMs, MAX_MESSAGE_BYTES);
-  } catch (err) {
-    if (!(err instanceof UnixSocketError)) throw err;
-    throw unavailable(err, timeoutMs);
-  }
-  if (line === undefined) {
-    throw new AgentUnavailable("the agent closed the connection without an answer", true);
-  }
-  checkAnswer(line);
-}
-
-/** Why the exchange failed, in askAgent()'s words. */
-function unavailable(err: UnixSocketError, timeoutMs: number): AgentUnavailable {
-  if (err.stage !== "connect") {
-    const why = err.errno === SocketErrno.EAGAIN
-      ? `no answer within ${timeoutMs} ms`
-      : (err.message || String(err));
-    return new AgentUnavailable(why, true);
-  }
-  const why = err.errno === SocketErrno.ENOENT
-    ? "no such socket (is the agent running?)"
-    : err.errno === SocketErrno.ECONNREFUSED
-    ? "connection refused (nothing is listening)"
-    : err.errno === SocketErrno.EACCES
-    ? "permission denied"
-    : err.errno === SocketErrno.EAGAIN
-    ? `no connection within ${timeoutMs} ms`
-    : `cannot connect: ${err.message}`;
-  return new AgentUnavailable(why, false);
-}
-
-/** The agent's answer line: nothing when it said ok, else why not. */
-function checkAnswer(line: string): void {
   let answer;
   try {
     answer = parseAdmissionAnswer(line);
@@ -146,16 +89,16 @@ function checkAnswer(line: string): void {
  * request that reached the agent is taken back (release) when ADD unwinds.
  *
  * @example
- * admitPod(req, "/run/mycni/agent.sock", ["10.244.1.5"], undo);
+ * await admitPod(req, "/run/mycni/agent.sock", ["10.244.1.5"], undo);
  */
-export function admitPod(
+export async function admitPod(
   req: Request,
   socket: string,
   ips: readonly string[],
   undo: UndoStack,
-): void {
+): Promise<void> {
   try {
-    askAgentBlocking(socket, admitRequest(req, ips), ADMIT_TIMEOUT_MS);
+    await askAgent(socket, admitRequest(req, ips), ADMIT_TIMEOUT_MS);
   } catch (err) {
     if (!(err instanceof AgentUnavailable)) throw err;
     // The agent may have bound the addresses before it failed or we stopped waiting.
@@ -173,9 +116,13 @@ export function admitPod(
  * every set and map, and their conntrack entries go. Best effort: never throws; returns
  * "released" or why not, for the log line.
  */
-export function releaseAtAgent(req: Request, socket: string, ips: readonly string[] = []): string {
+export async function releaseAtAgent(
+  req: Request,
+  socket: string,
+  ips: readonly string[] = [],
+): Promise<string> {
   try {
-    askAgentBlocking(socket, releaseRequest(req, ips), RELEASE_TIMEOUT_MS);
+    await askAgent(socket, releaseRequest(req, ips), RELEASE_TIMEOUT_MS);
     return "released";
   } catch (err) {
     return (err as Error).message;
@@ -183,9 +130,9 @@ export function releaseAtAgent(req: Request, socket: string, ips: readonly strin
 }
 
 /** STATUS: the agent answers a ping, or CNI error 50 naming the socket. */
-export function pingAgent(socket: string): void {
+export async function pingAgent(socket: string): Promise<void> {
   try {
-    askAgentBlocking(socket, { version: ADMISSION_VERSION, kind: "ping" }, PING_TIMEOUT_MS);
+    await askAgent(socket, { version: ADMISSION_VERSION, kind: "ping" }, PING_TIMEOUT_MS);
   } catch (err) {
     if (!(err instanceof AgentUnavailable)) throw err;
     throw new CniError(

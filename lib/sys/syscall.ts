@@ -1,7 +1,6 @@
 // System calls Deno has no API for, made through its FFI to libc's syscall(2): a netlink socket
 // and its sendto/recvfrom, and setns around the socket() call that places it in a pod's netns
-// (lib/net/netlink.ts); the plugin's file I/O (lib/net/file.ts says why) and its one exchange
-// with the agent's unix socket (lib/sys/unix_socket.ts).
+// (lib/net/netlink.ts); and the plugin's file I/O (lib/net/file.ts says why).
 //
 // One FFI symbol for every call: Deno sets up each symbol at dlopen. And each symbol takes one
 // more parameter than the C function, a one-byte struct that the callee never reads: with a
@@ -37,7 +36,6 @@ const NR = {
   x86_64: {
     close: 3,
     socket: 41,
-    connect: 42,
     sendto: 44,
     recvfrom: 45,
     setsockopt: 54,
@@ -56,7 +54,6 @@ const NR = {
   aarch64: {
     close: 57,
     socket: 198,
-    connect: 203,
     sendto: 206,
     recvfrom: 207,
     setsockopt: 208,
