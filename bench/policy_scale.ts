@@ -14,12 +14,12 @@ import { parseArgs } from "node:util";
 import { run } from "../lib/process/run.ts";
 import { DiskStore } from "../lib/ipam/store.ts";
 import { NETWORK_NAME } from "../lib/node/conflist.ts";
-import { askAgent } from "../lib/plugin/admission.ts";
-import { askInWorker } from "../tests/harness/agent_client.ts";
 import {
   ADMISSION_VERSION,
-  ADMIT_TIMEOUT_MS,
-  RELEASE_TIMEOUT_MS,
+  type AdmissionRequest,
+  parseAdmissionAnswer,
+  readMessageLine,
+  writeMessage,
 } from "../lib/plugin/admission_protocol.ts";
 import { AGENT, agentArgv, ROOT, spawnLogged, uninstallArgv } from "../tests/harness/agent_node.ts";
 import { startFakeApiServer } from "../tests/harness/fake_apiserver.ts";
@@ -338,9 +338,7 @@ async function admissions(api: { put(kind: string, obj: unknown): void }, dir: s
     });
   }
   await new Promise((r) => setTimeout(r, 2000)); // the informer has them, the reconciles settled
-  // The plugin's client blocks its thread (lib/plugin/admission.ts): 8 at once each ask from a
-  // worker, whose start the figure then includes (an upper bound for that phase).
-  const admit = async (p: (typeof pods)[number], inWorker = false) => {
+  const admit = async (p: (typeof pods)[number]) => {
     {
       // As the plugin's IPAM does just before it asks (the agent's resync reads these).
       using store = DiskStore.open(join(dir, "data"), NETWORK_NAME);
@@ -348,17 +346,15 @@ async function admissions(api: { put(kind: string, obj: unknown): void }, dir: s
       store.setAttachmentIps(owner, p.ips);
       for (const ip of p.ips) store.reserve(ip, owner);
     }
-    const request = {
+    const t = performance.now();
+    await askAgent(socket, {
       version: ADMISSION_VERSION,
       kind: "admit",
       containerId: `c-${p.name}`,
       ifname: "eth0",
       pod: { namespace: p.namespace, name: p.name },
       ips: p.ips,
-    } as const;
-    const t = performance.now();
-    if (inWorker) await askInWorker(socket, request, ADMIT_TIMEOUT_MS);
-    else askAgent(socket, request, ADMIT_TIMEOUT_MS);
+    });
     return performance.now() - t;
   };
   const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -387,7 +383,7 @@ async function admissions(api: { put(kind: string, obj: unknown): void }, dir: s
   const parallel: number[] = [];
   const rest = pods.slice(3 * quarter);
   for (let i = 0; i < rest.length; i += 8) {
-    parallel.push(...await Promise.all(rest.slice(i, i + 8).map((p) => admit(p, true))));
+    parallel.push(...await Promise.all(rest.slice(i, i + 8).map(admit)));
     await pause(400);
   }
   const all = [...Object.values(phases).flatMap((p) => p.ms), ...parallel];
@@ -404,22 +400,31 @@ async function admissions(api: { put(kind: string, obj: unknown): void }, dir: s
   const released: number[] = [];
   for (const p of pods) {
     const t = performance.now();
-    try {
-      askAgent(socket, {
-        version: ADMISSION_VERSION,
-        kind: "release",
-        containerId: `c-${p.name}`,
-        ifname: "eth0",
-      }, RELEASE_TIMEOUT_MS);
-    } catch (err) {
-      console.log(`  release: ${(err as Error).message}`);
-    }
+    await askAgent(socket, {
+      version: ADMISSION_VERSION,
+      kind: "release",
+      containerId: `c-${p.name}`,
+      ifname: "eth0",
+    }).catch((err) => console.log(`  release: ${err.message}`));
     released.push(performance.now() - t);
     using store = DiskStore.open(join(dir, "data"), NETWORK_NAME); // DEL then frees IPAM's
     const owner = { containerId: `c-${p.name}`, ifname: "eth0" };
     for (const ip of p.ips) store.release(ip, owner);
   }
   line("  release answered (after the reconcile)", spreadText(spread(released), "ms", 1));
+}
+
+/**
+ * One request to the agent and its answer, as the plugin sends it (one connection, one JSON line
+ * each way), over Deno's async socket so that 8 can be in flight from this one process.
+ */
+async function askAgent(socket: string, request: AdmissionRequest): Promise<void> {
+  using conn = await Deno.connect({ transport: "unix", path: socket });
+  await writeMessage(conn, request);
+  const line = await readMessageLine(conn);
+  if (line === undefined) throw new Error("the agent hung up without an answer");
+  const answer = parseAdmissionAnswer(line);
+  if (!answer.ok) throw new Error(`the agent refused: ${answer.error}`);
 }
 
 /**

@@ -126,54 +126,14 @@ export function createAdmission(opts: AdmissionOptions): Admission {
     return live !== undefined && isPodKnown(b, live.pods, nodeName);
   };
   const follow = createFollower(() => scheduler().bindings(view, true));
-
-  /**
-   * The fast path: "closed" once the kernel holds the closing batch, "applied" when a reconcile
-   * holding the binding already landed, else why it could not (then the admission waits for one).
-   */
-  async function closeFast(
-    binding: PodBinding,
-    generation: number,
-    steps: Record<string, number>,
-  ): Promise<string> {
-    if (opts.fastPath === false) return "off";
-    if (tracker.appliedGeneration() >= generation) return "applied"; // a reconcile has it
-    let declined = "";
-    const asked = performance.now();
-    let locked = asked, computed = asked;
-    try {
-      const done = await opts.kernel.patch((table) => {
-        locked = performance.now();
-        if (tracker.appliedGeneration() >= generation) return []; // one has it now
-        const live = scheduler().live();
-        const isolation = live && fastIsolation(live, binding, nodeName);
-        const changes = isolation && closingChanges(table, binding.ips, isolation);
-        if (!changes) {
-          declined = !live
-            ? "policy not listed yet"
-            : !isolation
-            ? "ClusterNetworkPolicies"
-            : "an interval set covers the address";
-        }
-        computed = performance.now();
-        return changes;
-      });
-      // Where the time went: waiting for the table (a reconcile writing it), the batch worked
-      // out, the batch written (and the table in memory patched).
-      steps.lock = round(locked - asked);
-      steps.close = round(computed - locked);
-      steps.write = round(performance.now() - computed);
-      if (!done.applied) return declined || done.reason || "not applied";
-      tracker.closed(generation);
-      return "closed";
-    } catch (err) {
-      log.warn("fast admission refused by the kernel: waiting for the reconcile", {
-        containerId: binding.containerId,
-        error: (err as Error).message,
-      });
-      return "refused by the kernel";
-    }
-  }
+  const fastPath: FastPath = {
+    enabled: opts.fastPath !== false,
+    patch: (edit) => opts.kernel.patch(edit),
+    live: () => scheduler().live(),
+    nodeName,
+    log,
+    tracker,
+  };
 
   async function admit(req: AdmitRequest): Promise<LogFields> {
     const binding = bindingOf(req);
@@ -196,18 +156,13 @@ export function createAdmission(opts: AdmissionOptions): Admission {
         await podWait.wait(() => known(binding), waits.pod);
       if (!seen && !isolatedLogged.has(key)) {
         isolatedLogged.add(key);
-        log.warn("pod admitted isolated until its Pod object is known", {
-          containerId: binding.containerId,
-          pod: binding.pod ? `${binding.pod.namespace}/${binding.pod.name}` : undefined,
-          reason: binding.pod ? `not seen within ${waits.pod} ms` : "CNI_ARGS name no pod",
-          ips: binding.ips,
-        });
+        logIsolated(log, binding, waits.pod);
       }
       // What the kernel is asked to hold from here on is computed after this moment.
       generation = set(view.bindings);
       steps.pod = round(performance.now() - waiting);
     }
-    const fast = await closeFast(binding, generation, steps);
+    const fast = await closeFast(fastPath, binding, generation, steps);
     if (fast === "closed") {
       follow();
       return { by: "element batch", stepsMs: steps };
@@ -233,17 +188,7 @@ export function createAdmission(opts: AdmissionOptions): Admission {
       scheduler().bindings(view, true);
       await tracker.wait(generation, waits.release);
     } finally {
-      if (ips.length > 0) removeConntrack(ips);
-    }
-  }
-
-  /** Best effort: a flow to the address must not reach its next owner through an old entry. */
-  function removeConntrack(ips: readonly string[]): void {
-    try {
-      const n = opts.kernel.deleteConntrack(ips);
-      if (n > 0) log.info("conntrack entries removed", { ips, count: n });
-    } catch (err) {
-      log.warn("cannot remove conntrack entries", { ips, error: (err as Error).message });
+      if (ips.length > 0) removeConntrack(opts, ips);
     }
   }
 
@@ -256,22 +201,17 @@ export function createAdmission(opts: AdmissionOptions): Admission {
     },
     podsChanged: () => podWait.changed(),
     resync() {
-      let fromIpam: PodBindings;
-      try {
-        fromIpam = opts.readBindings();
-        ipamError = undefined;
-      } catch (err) {
-        const error = (err as Error).message;
-        if (error !== ipamError) log.error("cannot read the IPAM store's bindings", { error });
-        ipamError = error;
-        return;
-      }
-      const next = mergeIpam(view.bindings, fromIpam, released);
+      const fromIpam = readIpamAgain(opts, ipamError);
+      ipamError = fromIpam.error;
+      if (!fromIpam.bindings) return;
+      const next = mergeIpam(view.bindings, fromIpam.bindings, released);
       if (next === view.bindings) return;
-      const gone = [...view.bindings.keys()].filter((k) => !next.has(k));
-      const added = [...next.keys()].filter((k) => !view.bindings.has(k));
-      log.info("bindings read again from the IPAM store", { added, gone });
       const before = view.bindings;
+      const gone = [...before.keys()].filter((k) => !next.has(k));
+      log.info("bindings read again from the IPAM store", {
+        added: [...next.keys()].filter((k) => !before.has(k)),
+        gone,
+      });
       const generation = set(next);
       for (const k of gone) boundAt.delete(k);
       for (const [k, b] of next) if (before.get(k) !== b) boundAt.set(k, generation);
@@ -283,6 +223,100 @@ export function createAdmission(opts: AdmissionOptions): Admission {
 /** Milliseconds to a tenth. */
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
+}
+
+/** What the fast path works with. */
+interface FastPath {
+  readonly enabled: boolean;
+  readonly patch: AdmissionKernel["patch"];
+  readonly live: AdmissionScheduler["live"];
+  readonly nodeName: string;
+  readonly log: Logger;
+  readonly tracker: ReturnType<typeof createTracker>;
+}
+
+/**
+ * The fast path: "closed" once the kernel holds the closing batch, "applied" when a reconcile
+ * holding the binding already landed, else why it could not (then the admission waits for one).
+ * Where the time went goes into `steps`: waiting for the table (a reconcile writing it), the batch
+ * worked out, the batch written (and the table in memory patched).
+ */
+async function closeFast(
+  fast: FastPath,
+  binding: PodBinding,
+  generation: number,
+  steps: Record<string, number>,
+): Promise<string> {
+  const { tracker } = fast;
+  if (!fast.enabled) return "off";
+  if (tracker.appliedGeneration() >= generation) return "applied"; // a reconcile has it
+  let declined = "";
+  const asked = performance.now();
+  let locked = asked, computed = asked;
+  try {
+    const done = await fast.patch((table) => {
+      locked = performance.now();
+      if (tracker.appliedGeneration() >= generation) return []; // one has it now
+      const live = fast.live();
+      const isolation = live && fastIsolation(live, binding, fast.nodeName);
+      const changes = isolation && closingChanges(table, binding.ips, isolation);
+      if (!changes) {
+        declined = !live
+          ? "policy not listed yet"
+          : !isolation
+          ? "ClusterNetworkPolicies"
+          : "an interval set covers the address";
+      }
+      computed = performance.now();
+      return changes;
+    });
+    steps.lock = round(locked - asked);
+    steps.close = round(computed - locked);
+    steps.write = round(performance.now() - computed);
+    if (!done.applied) return declined || done.reason || "not applied";
+    tracker.closed(generation);
+    return "closed";
+  } catch (err) {
+    fast.log.warn("fast admission refused by the kernel: waiting for the reconcile", {
+      containerId: binding.containerId,
+      error: (err as Error).message,
+    });
+    return "refused by the kernel";
+  }
+}
+
+/** The one line an attachment admitted isolated until its Pod object is known gets. */
+function logIsolated(log: Logger, binding: PodBinding, waitedMs: number): void {
+  log.warn("pod admitted isolated until its Pod object is known", {
+    containerId: binding.containerId,
+    pod: binding.pod ? `${binding.pod.namespace}/${binding.pod.name}` : undefined,
+    reason: binding.pod ? `not seen within ${waitedMs} ms` : "CNI_ARGS name no pod",
+    ips: binding.ips,
+  });
+}
+
+/** Best effort: a flow to the address must not reach its next owner through an old entry. */
+function removeConntrack(opts: AdmissionOptions, ips: readonly string[]): void {
+  try {
+    const n = opts.kernel.deleteConntrack(ips);
+    if (n > 0) opts.log.info("conntrack entries removed", { ips, count: n });
+  } catch (err) {
+    opts.log.warn("cannot remove conntrack entries", { ips, error: (err as Error).message });
+  }
+}
+
+/** The IPAM store's bindings, or the error reading them (logged when it is a new one). */
+function readIpamAgain(
+  opts: AdmissionOptions,
+  lastError: string | undefined,
+): { bindings?: PodBindings; error?: string } {
+  try {
+    return { bindings: opts.readBindings() };
+  } catch (err) {
+    const error = (err as Error).message;
+    if (error !== lastError) opts.log.error("cannot read the IPAM store's bindings", { error });
+    return { error };
+  }
 }
 
 /**

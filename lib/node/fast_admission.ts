@@ -106,6 +106,8 @@ export function closingChanges(
   for (const name of want.keys()) if (!table.sets.has(name)) return;
   for (const [name, set] of table.sets) {
     if (isMasqueradeSet(name)) continue;
+    // A dynamic set's elements are the kernel's (the flow log's, strict mode's), not the table's.
+    if ((set as { readonly dynamic?: unknown }).dynamic) continue;
     const f: Family = set.type.startsWith("ipv6") ? 6 : 4;
     const mine = ips.filter((ip) => ip.includes(":") === (f === 6));
     if (mine.length === 0) continue;

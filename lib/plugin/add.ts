@@ -61,7 +61,7 @@ export async function add(req: Request): Promise<Result> {
     // Last, so the pod's addresses are final; before the result, so no container of the pod
     // runs before the agent enforces its policy (DESIGN.md "Pod lifecycle").
     if (conf.agentSocket) {
-      admitPod(req, conf.agentSocket, addresses.map((a) => bareIp(a.address)), undo);
+      await admitPod(req, conf.agentSocket, addresses.map((a) => bareIp(a.address)), undo);
       lap("admit");
     }
     return resultOf(plan, bridgeMac, ipamResult);

@@ -27,7 +27,7 @@ export async function del(req: Request): Promise<void> {
   // agent removes the conntrack entries too before it answers, so then they are not walked
   // for twice (each walk reads the kernel's whole conntrack hash: ~9 ms).
   if (conf.agentSocket) {
-    req.log.agent = releaseAtAgent(req, conf.agentSocket, ips);
+    req.log.agent = await releaseAtAgent(req, conf.agentSocket, ips);
     lap("agent");
   }
   if (req.log.agent !== "released") {

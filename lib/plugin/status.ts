@@ -36,5 +36,5 @@ export async function status(req: Request): Promise<void> {
   }
   await ipamFor(req).status();
   // ADD cannot succeed while the agent that admits pods does not answer.
-  if (conf.agentSocket) pingAgent(conf.agentSocket);
+  if (conf.agentSocket) await pingAgent(conf.agentSocket);
 }
