@@ -429,3 +429,8 @@ function ruleId(rule: AllowRule): string {
 function rangeKey(r: AddressRange, f: Family): string {
   return `${f}:${r.start}-${r.end}`;
 }
+
+/** Renders plans one after another (placeholder). */
+export function createPolicyRenderer(): { render(plan: PolicyPlan): PolicyObjects } {
+  return { render: policyObjects };
+}
