@@ -9,21 +9,19 @@
 // its rules, so targets with the same rules share one chain and a chain never changes in place.
 // A target ClusterNetworkPolicies select gets its tiers in front of (and behind) its
 // NetworkPolicy rules, still behind one map entry per direction: lib/policy/nft_tiers.ts.
-import { type Family, formatIp } from "../ip/cidr.ts";
-import { formatRange } from "../ip/range.ts";
+//
+// A renderer kept from one plan to the next (createPolicyRenderer, what the agent uses) makes each
+// set once per plan object (lib/policy/nft_sets.ts), each rule's lines once per rule object and
+// set names, and hands back the previous set and chain objects where nothing changed, so the
+// table's difference is only what changed. policyObjects is the same code on an empty renderer.
+import type { Family } from "../ip/cidr.ts";
 import { NFT_ADDR, NFT_IP, type NftChain, type NftSet } from "../nft/ruleset.ts";
 import { nameDigest } from "../sys/digest.ts";
 import type { Direction, Protocol } from "../kube/policy_objects.ts";
 import { type NamedChain, tierChains } from "./nft_tiers.ts";
-import type {
-  AddressRange,
-  AddressSet,
-  AllowRule,
-  DirectionPlan,
-  PolicyPlan,
-  PortMatch,
-  TargetPlan,
-} from "./plan.ts";
+import { createSetContents, type SetContent, type SetContents } from "./nft_sets.ts";
+import type { NamedPort } from "./plan_changes.ts";
+import type { AllowRule, DirectionPlan, PolicyPlan, PortMatch, TargetPlan } from "./plan.ts";
 
 /** Named counters the drop rules count into (read back for /metrics). */
 export const DROP_COUNTERS: Record<Direction, string> = {
@@ -41,14 +39,28 @@ export interface PolicyObjects {
   readonly ruleCount: number;
 }
 
-const FAMILIES: readonly Family[] = [4, 6];
-const PROTO: Record<Protocol, string> = { TCP: "tcp", UDP: "udp", SCTP: "sctp" };
-type NamedPort = Extract<PortMatch, { kind: "named" }>;
+/** Renders plan after plan, reusing what the last renders made. */
+export interface PolicyRenderer {
+  /** The objects enforcing `plan`: equal to `policyObjects(plan)`. */
+  render(plan: PolicyPlan): PolicyObjects;
+}
 
-/** Ranges up to this many addresses are listed address by address (a /24 is 256). */
-const EXPAND_LIMIT = 256n;
+const FAMILIES: readonly Family[] = [4, 6];
+const DIRECTIONS: readonly Direction[] = ["ingress", "egress"];
+const PROTO: Record<Protocol, string> = { TCP: "tcp", UDP: "udp", SCTP: "sctp" };
 
 const MAP_NAME = (dir: Direction, f: Family) => `${dir}${f}`;
+
+const FORWARD_RULES: readonly string[] = [
+  // IPv6 finds neighbours with ICMPv6 (IPv4 with ARP, which never meets this hook): an isolated
+  // pod must still learn the addresses of the peers it answers, or an allowed reply never leaves.
+  "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
+  // A pod reaching itself through a Service comes back over the bridge (hairpin).
+  ...FAMILIES.map((f) => `${NFT_IP[f]} saddr . ${NFT_IP[f]} daddr @self${f} accept`),
+  // Egress first: an allowed packet returns here and still meets the destination's ingress.
+  ...FAMILIES.map((f) => `${NFT_IP[f]} saddr vmap @${MAP_NAME("egress", f)}`),
+  ...FAMILIES.map((f) => `${NFT_IP[f]} daddr vmap @${MAP_NAME("ingress", f)}`),
+];
 
 /**
  * The nftables objects enforcing `plan` (this node's targets).
@@ -58,29 +70,82 @@ const MAP_NAME = (dir: Direction, f: Family) => `${dir}${f}`;
  * objs.sets.get("ingress4"); // { kind: "map", type: "ipv4_addr : verdict", ... }
  */
 export function policyObjects(plan: PolicyPlan): PolicyObjects {
-  const sets = new Map<string, NftSet>();
+  return createPolicyRenderer().render(plan);
+}
+
+/**
+ * A renderer that keeps its work for the next plan: each render returns what
+ * {@linkcode policyObjects} would, with the previous render's set and chain objects again where
+ * they did not change (the table diff then skips them by identity).
+ *
+ * @example
+ * const renderer = createPolicyRenderer();
+ * renderer.render(compiler.compile(state)); // as policyObjects(plan)
+ */
+export function createPolicyRenderer(): PolicyRenderer {
+  const contents = createSetContents();
+  const claims = new WeakMap<AllowRule, Claim[][]>();
+  const lines = new WeakMap<AllowRule, Map<string, RuleLines>>();
+  let chainNames = new Map<string, string>();
+  let previous: PolicyObjects | undefined;
+  return {
+    render(plan) {
+      const pool = new SetPool(contents, claims);
+      // Two passes over the same rules: the first sees every set's content (so identical ones
+      // can share one set, named after the first rule that needs it), the second renders the
+      // chains.
+      for (const target of plan.targets) {
+        for (const dir of DIRECTIONS) {
+          for (const rule of renderedRules(dir, target)) pool.claimAll(dir, rule);
+        }
+      }
+      const sets = pool.seal();
+      const usedNames = new Map<string, string>();
+      const render: Render = {
+        pool,
+        lines,
+        chainName: (dir, rules) => {
+          const text = `${dir}\n${rules.join("\n")}`;
+          let name = chainNames.get(text);
+          if (name === undefined) name = chainName(dir, rules);
+          usedNames.set(text, name);
+          return name;
+        },
+      };
+      const objects = renderTargets(plan, render, sets, previous);
+      chainNames = usedNames;
+      previous = objects;
+      return objects;
+    },
+  };
+}
+
+/** What the second pass renders with. */
+interface Render {
+  readonly pool: SetPool;
+  readonly lines: WeakMap<AllowRule, Map<string, RuleLines>>;
+  chainName(dir: Direction, rules: readonly string[]): string;
+}
+
+/** The chains, maps and self sets of every target (the second pass). */
+function renderTargets(
+  plan: PolicyPlan,
+  render: Render,
+  sets: Map<string, NftSet>,
+  previous: PolicyObjects | undefined,
+): PolicyObjects {
   const chains = new Map<string, NftChain>();
   const maps = new Map<string, Map<string, string>>();
   const self = new Map<Family, Map<string, string>>(FAMILIES.map((f) => [f, new Map()]));
-  for (const dir of ["ingress", "egress"] as const) {
-    for (const f of FAMILIES) maps.set(MAP_NAME(dir, f), new Map());
-  }
-  // Two passes over the same rules: the first sees every set's content (so identical ones can
-  // share one set, named after the first rule that needs it), the second renders the chains.
-  const pool = new SetPool();
-  const firstPass: LineMemo = new Map(), secondPass: LineMemo = new Map();
-  for (const target of plan.targets) {
-    for (const dir of ["ingress", "egress"] as const) targetChains(dir, target, pool, firstPass);
-  }
-  pool.seal(sets);
+  for (const dir of DIRECTIONS) for (const f of FAMILIES) maps.set(MAP_NAME(dir, f), new Map());
   let ruleCount = 0;
   for (const target of plan.targets) {
-    for (const dir of ["ingress", "egress"] as const) {
-      const list = targetChains(dir, target, pool, secondPass);
+    for (const dir of DIRECTIONS) {
+      const list = targetChains(dir, target, render);
       if (list === undefined) continue;
       for (const { name, rules } of list) {
         if (chains.has(name)) continue;
-        chains.set(name, { rules });
+        chains.set(name, previous?.chains.get(name) ?? { rules });
         ruleCount += rules.length;
       }
       for (const ip of target.ips) {
@@ -96,15 +161,19 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
       self.get(f)!.set(`${ip} . ${ip}`, `${ip} . ${ip}`);
     }
   }
+  const keep = (name: string, set: NftSet) => {
+    const old = previous?.sets.get(name);
+    sets.set(name, old !== undefined && sameSet(old, set) ? old : set);
+  };
   for (const f of FAMILIES) {
-    sets.set(`self${f}`, {
+    keep(`self${f}`, {
       kind: "set",
       type: `${NFT_ADDR[f]} . ${NFT_ADDR[f]}`,
       interval: false,
       elements: self.get(f)!,
     });
     for (const dir of ["egress", "ingress"] as const) {
-      sets.set(MAP_NAME(dir, f), {
+      keep(MAP_NAME(dir, f), {
         kind: "map",
         type: `${NFT_ADDR[f]} : verdict`,
         interval: false,
@@ -112,91 +181,26 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
       });
     }
   }
-  const forwardRules = [
-    // IPv6 finds neighbours with ICMPv6 (IPv4 with ARP, which never meets this hook): an isolated
-    // pod must still learn the addresses of the peers it answers, or an allowed reply never leaves.
-    "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
-    // A pod reaching itself through a Service comes back over the bridge (hairpin).
-    ...FAMILIES.map((f) => `${NFT_IP[f]} saddr . ${NFT_IP[f]} daddr @self${f} accept`),
-    // Egress first: an allowed packet returns here and still meets the destination's ingress.
-    ...FAMILIES.map((f) => `${NFT_IP[f]} saddr vmap @${MAP_NAME("egress", f)}`),
-    ...FAMILIES.map((f) => `${NFT_IP[f]} daddr vmap @${MAP_NAME("ingress", f)}`),
-  ];
-  return { sets, chains, forwardRules, ruleCount };
+  return { sets, chains, forwardRules: FORWARD_RULES, ruleCount };
+}
+
+function sameSet(a: NftSet, b: NftSet): boolean {
+  if (a.kind !== b.kind || a.type !== b.type || a.interval !== b.interval) return false;
+  if (a.elements.size !== b.elements.size) return false;
+  for (const [k, v] of a.elements) if (b.elements.get(k) !== v) return false;
+  return true;
 }
 
 /**
- * A target chain's rules: each allow rule as one nft rule per family and port, then the drop.
- * An allowed egress packet returns (its ingress is judged next); an allowed ingress one is
- * accepted.
+ * The rules a target direction's chains render, in the order they do (lib/policy/nft_tiers.ts):
+ * the NetworkPolicy stage (or, with no NetworkPolicy isolation, the Baseline tier), then Admin.
  */
-function chainRules(dir: Direction, plan: DirectionPlan, pool: SetPool): string[] {
-  const verdict = dir === "ingress" ? "accept" : "return";
-  const out = new Set<string>(); // a rule both families share is rendered once
-  for (const rule of plan.allow) ruleLines(dir, rule, verdict, pool, out);
-  return [...out, `counter name ${DROP_COUNTERS[dir]} drop`];
-}
-
-/** Appends one rule's lines to `out`: one per family, peer set and port, ending in `verdict`. */
-function ruleLines(
-  dir: Direction,
-  rule: AllowRule,
-  verdict: string,
-  pool: SetPool,
-  out: Set<string>,
-): void {
-  if (rule.ports !== "any" && rule.ports.length === 0) return; // no port resolved
-  const peerField = dir === "ingress" ? "saddr" : "daddr";
-  for (const f of FAMILIES) {
-    // No peers: one rule with no address match; else one per set (addresses, ranges).
-    const peerMatches = rule.peers === "any"
-      ? [""]
-      : pool.peers(dir, rule, f).map((set) => `${NFT_IP[f]} ${peerField} @${set} `);
-    for (const peer of peerMatches) {
-      if (rule.ports === "any") {
-        out.add(`${peer}${verdict}`);
-        continue;
-      }
-      for (const [i, port] of rule.ports.entries()) {
-        const matches = portMatches(port, f, (named, n) =>
-          // Every peer has the port under that number (a Deployment's pods, typically): the
-          // peer set already says it, no second set of the same addresses.
-          coversPeers(rule, named, n, f) ? "" : pool.endpoints(dir, rule, i, f, named, n));
-        for (const match of matches) out.add(`${peer}${match} ${verdict}`);
-      }
-    }
-  }
-}
-
-/**
- * One pass's lines per rule and verdict. Every subject of a ClusterNetworkPolicy holds the same
- * rule objects: each is rendered once per pass, not once per target (an egress named port to every
- * pod reads all their endpoints).
- */
-type LineMemo = Map<AllowRule, Map<string, readonly string[]>>;
-
-function memoLines(
-  memo: LineMemo,
-  dir: Direction,
-  rule: AllowRule,
-  verdict: string,
-  pool: SetPool,
-): readonly string[] {
-  let byVerdict = memo.get(rule);
-  if (byVerdict === undefined) memo.set(rule, byVerdict = new Map());
-  const key = `${dir} ${verdict}`;
-  let lines = byVerdict.get(key);
-  if (lines === undefined) {
-    const out = new Set<string>();
-    ruleLines(dir, rule, verdict, pool, out);
-    byVerdict.set(key, lines = [...out]);
-  }
-  return lines;
-}
-
-/** The chain name for `rules`: targets with the same rules share one chain. */
-function chainName(dir: Direction, rules: readonly string[]): string {
-  return `${dir === "ingress" ? "ing" : "egr"}_${nameDigest(rules.join("\n")).slice(0, 16)}`;
+function renderedRules(dir: Direction, target: TargetPlan): readonly AllowRule[] {
+  const np = target[dir];
+  const tiers = target.cluster?.[dir];
+  if (tiers === undefined) return np?.allow ?? [];
+  const rest = np !== undefined ? np.allow : tiers.baseline;
+  return tiers.admin.length === 0 ? rest : [...rest, ...tiers.admin];
 }
 
 /**
@@ -206,48 +210,120 @@ function chainName(dir: Direction, rules: readonly string[]): string {
 function targetChains(
   dir: Direction,
   target: TargetPlan,
-  pool: SetPool,
-  memo: LineMemo,
+  render: Render,
 ): readonly NamedChain[] | undefined {
   const np = target[dir];
   const tiers = target.cluster?.[dir];
   if (tiers !== undefined) {
     return tierChains(dir, tiers, np, {
       rule: (rule, verdict, out) => {
-        for (const line of memoLines(memo, dir, rule, verdict, pool)) out.add(line);
+        for (const line of ruleLinesOf(render, dir, rule, verdict)) out.add(line);
       },
       drop: `counter name ${DROP_COUNTERS[dir]} drop`,
-      name: (rules) => chainName(dir, rules),
+      name: (rules) => render.chainName(dir, rules),
     });
   }
   if (np === undefined) return undefined;
-  const rules = chainRules(dir, np, pool);
-  return [{ name: chainName(dir, rules), rules }];
+  const rules = chainRules(dir, np, render);
+  return [{ name: render.chainName(dir, rules), rules }];
 }
 
 /**
- * Whether the destinations of `named` that use port `n` in family `f` are exactly the rule's
- * peers of that family (the compiler only lists endpoints among the peers, each once).
+ * A target chain's rules: each allow rule as one nft rule per family and port, then the drop.
+ * An allowed egress packet returns (its ingress is judged next); an allowed ingress one is
+ * accepted.
  */
-function coversPeers(rule: AllowRule, named: NamedPort, n: number, f: Family): boolean {
-  if (rule.peers === "any") return false;
-  // A named port object belongs to one peers object (the compiler makes one per peers), and
-  // every subject of a ClusterNetworkPolicy asks about it: count its endpoints once.
-  let known = coverage.get(named);
-  if (known === undefined) coverage.set(named, known = new Map());
-  const key = `${f}/${n}`;
-  const hit = known.get(key);
-  if (hit !== undefined) return hit;
-  let size = 0n;
-  for (const r of f === 4 ? rule.peers.v4 : rule.peers.v6) size += r.end - r.start + 1n;
-  let count = 0n;
-  for (const e of named.endpoints) if (e.port === n && e.ip.includes(":") === (f === 6)) count++;
-  known.set(key, count > 0n && count === size);
-  return count > 0n && count === size;
+function chainRules(dir: Direction, plan: DirectionPlan, render: Render): string[] {
+  const verdict = dir === "ingress" ? "accept" : "return";
+  const out = new Set<string>(); // a rule both families share is rendered once
+  for (const rule of plan.allow) {
+    for (const line of ruleLinesOf(render, dir, rule, verdict)) out.add(line);
+  }
+  return [...out, `counter name ${DROP_COUNTERS[dir]} drop`];
 }
 
-const coverage = new WeakMap<NamedPort, Map<string, boolean>>();
-const portNumbers = new WeakMap<NamedPort, number[]>();
+/** One rule's lines with one verdict, and the set names they were written with. */
+interface RuleLines {
+  readonly names: readonly string[];
+  readonly lines: readonly string[];
+}
+
+/**
+ * A rule's lines, made again only when the names of the sets it tests changed: every subject of
+ * a ClusterNetworkPolicy holds the same rule objects, and most rules outlive many plans.
+ */
+function ruleLinesOf(
+  render: Render,
+  dir: Direction,
+  rule: AllowRule,
+  verdict: string,
+): readonly string[] {
+  const pool = render.pool;
+  let byVerdict = render.lines.get(rule);
+  if (byVerdict === undefined) render.lines.set(rule, byVerdict = new Map());
+  const key = `${dir} ${verdict}`;
+  const known = byVerdict.get(key);
+  const names = pool.namesOf(dir, rule);
+  if (known !== undefined && known.names.every((n, i) => n === names[i])) return known.lines;
+  const out = new Set<string>();
+  ruleLines(dir, rule, verdict, pool.contents, (content) => pool.nameOf(content), out);
+  const made = { names, lines: [...out] };
+  byVerdict.set(key, made);
+  return made.lines;
+}
+
+/** The name a rule's line gives a set: the proposed name while claiming, the final one after. */
+type Namer = (content: SetContent, proposed: string) => string;
+
+/** Appends one rule's lines to `out`: one per family, peer set and port, ending in `verdict`. */
+function ruleLines(
+  dir: Direction,
+  rule: AllowRule,
+  verdict: string,
+  contents: SetContents,
+  name: Namer,
+  out: Set<string>,
+): void {
+  if (rule.ports !== "any" && rule.ports.length === 0) return; // no port resolved
+  const peerField = dir === "ingress" ? "saddr" : "daddr";
+  const id = ruleId(rule);
+  for (const f of FAMILIES) {
+    // No peers: one rule with no address match; else one per set (addresses, ranges).
+    const peerMatches: string[] = [];
+    if (rule.peers === "any") peerMatches.push("");
+    else {
+      const single = contents.peers(rule.peers, f, "addresses");
+      const wide = contents.peers(rule.peers, f, "ranges");
+      if (single) {
+        peerMatches.push(`${NFT_IP[f]} ${peerField} @${name(single, `${dir[0]}_${id}_${f}`)} `);
+      }
+      if (wide) {
+        peerMatches.push(`${NFT_IP[f]} ${peerField} @${name(wide, `${dir[0]}r_${id}_${f}`)} `);
+      }
+    }
+    for (const peer of peerMatches) {
+      if (rule.ports === "any") {
+        out.add(`${peer}${verdict}`);
+        continue;
+      }
+      for (const [i, port] of rule.ports.entries()) {
+        const matches = portMatches(port, f, contents, (named, n) => {
+          // Every peer has the port under that number (a Deployment's pods, typically): the
+          // peer set already says it, no second set of the same addresses.
+          if (rule.peers !== "any" && contents.covers(rule.peers, named, n, f)) return "";
+          const set = contents.endpoints(named, f, n);
+          return set === null ? undefined : name(set, `${dir[0]}n_${id}_${i}_${n}_${f}`);
+        });
+        for (const match of matches) out.add(`${peer}${match} ${verdict}`);
+      }
+    }
+  }
+}
+
+/** The chain name for `rules`: targets with the same rules share one chain. */
+function chainName(dir: Direction, rules: readonly string[]): string {
+  return `${dir === "ingress" ? "ing" : "egr"}_${nameDigest(rules.join("\n")).slice(0, 16)}`;
+}
 
 /**
  * The matches for one resolved port (several for a named port that resolves to different numbers
@@ -256,17 +332,13 @@ const portNumbers = new WeakMap<NamedPort, number[]>();
 function portMatches(
   port: PortMatch,
   f: Family,
+  contents: SetContents,
   /** The set of the destinations using `number`; "" when no set is needed, undefined for none. */
   endpoints: (named: NamedPort, number: number) => string | undefined,
 ): string[] {
   const proto = PROTO[port.protocol];
   if (port.kind === "named") {
-    let numbers = portNumbers.get(port);
-    if (numbers === undefined) {
-      numbers = [...new Set(port.endpoints.map((e) => e.port))].sort((a, b) => a - b);
-      portNumbers.set(port, numbers);
-    }
-    return numbers.flatMap((n) => {
+    return contents.portNumbers(port).flatMap((n) => {
       const set = endpoints(port, n);
       if (set === undefined) return [];
       const to = set === "" ? "" : `${NFT_IP[f]} daddr @${set} `;
@@ -278,159 +350,102 @@ function portMatches(
   return [`meta l4proto ${proto} th dport ${ports}`];
 }
 
-/** A set's content and the names of the rules that want it. */
+/** A set a rule's line asked for, under the name it proposed. */
+interface Claim {
+  readonly content: SetContent;
+  readonly proposed: string;
+}
+
+/** Sets of equal content, shared: named after the smallest name proposed for them. */
 interface Group {
-  readonly set: NftSet;
-  /** The smallest name proposed for it: the set's name once sealed. */
+  readonly content: SetContent;
   name: string;
 }
 
-/** A set as its content key (cheap to build from the compiler's data) and the set itself. */
-interface Content {
-  readonly key: string;
-  readonly set: NftSet;
-}
-
-// The sets of the previous compile, by content key: a set that did not change is the same
-// object again, so it is neither rebuilt (formatting thousands of addresses each time) nor
-// compared element by element when the table is diffed.
-let previousSets = new Map<string, NftSet>();
-
 /**
- * The peer and endpoint sets. A set is named after the first (by name) policy rule that needs
- * it, so its name stays as pods come and go (only elements change), and rules of different
- * policies that select the same peers (a namespaceSelector many policies repeat) share one set:
- * nft reads every element of the table before each change, so duplicates cost every change.
+ * The peer and endpoint sets of one render. A set is named after the first (by name) policy
+ * rule that needs it, so its name stays as pods come and go (only elements change), and rules of
+ * different policies that select the same peers (a namespaceSelector many policies repeat) share
+ * one set: nft reads every element of the table before each change, so duplicates cost every
+ * change.
  */
 class SetPool {
-  readonly #groups = new Map<string, Group>();
-  // Contents computed once per object: the compiler shares one peers object per policy rule.
-  readonly #contents = new WeakMap<object, Map<string, Content | null>>();
-  readonly #sets = new Map<string, NftSet>();
-  #sealed = false;
+  readonly contents: SetContents;
+  readonly #claims: WeakMap<AllowRule, Claim[][]>;
+  readonly #groups = new Map<string, Group[]>();
+  readonly #groupOf = new Map<SetContent, Group>();
+  readonly #order: Group[] = [];
+  readonly #seen: [Set<AllowRule>, Set<AllowRule>] = [new Set(), new Set()];
 
-  /** The set holding `rule`'s peers of family `f`, or undefined when it has none. */
-  peers(dir: Direction, rule: AllowRule, f: Family): string[] {
-    const peers = rule.peers as AddressSet;
-    const ranges = f === 4 ? peers.v4 : peers.v6;
-    // Addresses (pods, small blocks) go in a plain set, wide ranges (ipBlocks) in an interval
-    // set: nft reads every element of every interval set in the table before each change, and
-    // a plain set's not at all (a change costs ~10 ms instead of ~60 ms at 10,000 elements).
-    const single = this.#content(peers, `${f}/addresses`, () => {
-      const small = ranges.filter((r) => r.end - r.start < EXPAND_LIMIT);
-      if (small.length === 0) return null;
-      return {
-        key: `${f}|a|${small.map((r) => r.start === r.end ? `${r.start}` : `${r.start}-${r.end}`)}`,
-        make: () => {
-          const elements = new Map<string, string>();
-          for (const r of small) {
-            for (let v = r.start; v <= r.end; v++) {
-              const ip = formatIp({ family: f, value: v });
-              elements.set(ip, ip);
-            }
-          }
-          return { kind: "set", type: NFT_ADDR[f], interval: false, elements };
-        },
-      };
-    });
-    const wide = this.#content(peers, `${f}/ranges`, () => {
-      const big = ranges.filter((r) => r.end - r.start >= EXPAND_LIMIT);
-      if (big.length === 0) return null;
-      return {
-        key: `${f}|r|${big.map((r) => `${r.start}-${r.end}`)}`,
-        make: () => ({
-          kind: "set",
-          type: NFT_ADDR[f],
-          interval: true,
-          elements: new Map(big.map((r) => [rangeKey(r, f), formatRange(f, r)])),
-        }),
-      };
-    });
-    const names: string[] = [];
-    if (single) names.push(this.#claim(single, `${dir[0]}_${ruleId(rule)}_${f}`));
-    if (wide) names.push(this.#claim(wide, `${dir[0]}r_${ruleId(rule)}_${f}`));
-    return names;
+  constructor(contents: SetContents, claims: WeakMap<AllowRule, Claim[][]>) {
+    this.contents = contents;
+    this.#claims = claims;
   }
 
-  /**
-   * The destinations of an egress named port that resolve to `port` (a name can resolve to
-   * different numbers on different pods: one set per number), or undefined when none does.
-   */
-  endpoints(
-    dir: Direction,
-    rule: AllowRule,
-    index: number,
-    f: Family,
-    named: NamedPort,
-    port: number,
-  ): string | undefined {
-    const content = this.#content(named.endpoints, `${f}/${port}`, () => {
-      const ips: string[] = [];
-      for (const e of named.endpoints) {
-        if (e.port === port && e.ip.includes(":") === (f === 6)) ips.push(e.ip);
-      }
-      if (ips.length === 0) return null;
-      return {
-        key: `${f}|${port}|${ips}`,
-        make: () => ({
-          kind: "set",
-          type: NFT_ADDR[f],
-          interval: false,
-          elements: new Map(ips.map((ip) => [ip, ip])),
-        }),
-      };
-    });
-    return content && this.#claim(content, `${dir[0]}n_${ruleId(rule)}_${index}_${port}_${f}`);
+  /** Claims every set `rule` needs in `dir` (the first pass). */
+  claimAll(dir: Direction, rule: AllowRule): void {
+    const seen = this.#seen[dir === "ingress" ? 0 : 1];
+    if (seen.has(rule)) return;
+    seen.add(rule);
+    for (const c of this.#claimsOf(dir, rule)) this.#claim(c.content, c.proposed);
   }
 
-  /** Names are final: declares every set in `into`, and keeps them for the next compile. */
-  seal(into: Map<string, NftSet>): void {
-    this.#sealed = true;
-    for (const g of this.#groups.values()) into.set(g.name, g.set);
-    previousSets = this.#sets;
+  /** Names are final: every set, in the order first claimed. */
+  seal(): Map<string, NftSet> {
+    return new Map(this.#order.map((g) => [g.name, g.content.set]));
   }
 
-  #claim(content: Content, name: string): string {
-    let g = this.#groups.get(content.key);
-    if (!g) {
-      if (this.#sealed) throw new Error(`Set for ${name} appeared after the sets were named`);
-      this.#groups.set(content.key, g = { set: content.set, name });
-    } else if (!this.#sealed && name < g.name) g.name = name;
-    return g.name;
+  /** The final name of a claimed set. */
+  nameOf(content: SetContent): string {
+    return this.#groupOf.get(content)!.name;
   }
 
-  #content(
-    owner: object,
-    variant: string,
-    describe: () => { key: string; make: () => NftSet } | null,
-  ): Content | undefined {
-    let byVariant = this.#contents.get(owner);
-    if (!byVariant) this.#contents.set(owner, byVariant = new Map());
-    let c = byVariant.get(variant);
-    if (c === undefined) {
-      const d = describe();
-      if (d === null) c = null;
-      else {
-        const set = this.#sets.get(d.key) ?? previousSets.get(d.key) ?? d.make();
-        this.#sets.set(d.key, set);
-        c = { key: d.key, set };
-      }
-      byVariant.set(variant, c);
+  /** The final names of the sets `rule` needs in `dir`, in the order its lines name them. */
+  namesOf(dir: Direction, rule: AllowRule): string[] {
+    return this.#claimsOf(dir, rule).map((c) => this.nameOf(c.content));
+  }
+
+  /** The sets a rule's lines ask for, found once per rule object by rendering them. */
+  #claimsOf(dir: Direction, rule: AllowRule): Claim[] {
+    let both = this.#claims.get(rule);
+    if (both === undefined) this.#claims.set(rule, both = []);
+    const i = dir === "ingress" ? 0 : 1;
+    let list = both[i];
+    if (list === undefined) {
+      const found: Claim[] = [];
+      ruleLines(dir, rule, "", this.contents, (content, proposed) => {
+        found.push({ content, proposed });
+        return proposed;
+      }, new Set());
+      both[i] = list = found;
     }
-    return c ?? undefined;
+    return list;
+  }
+
+  #claim(content: SetContent, proposed: string): void {
+    let g = this.#groupOf.get(content);
+    if (g === undefined) {
+      let list = this.#groups.get(content.key);
+      if (list === undefined) this.#groups.set(content.key, list = []);
+      g = list.find((x) => this.contents.same(x.content, content));
+      if (g === undefined) {
+        list.push(g = { content, name: proposed });
+        this.#order.push(g);
+      }
+      this.#groupOf.set(content, g);
+    }
+    if (proposed < g.name) g.name = proposed;
   }
 }
 
 /** Policy names run to 253 characters and set names are short: a digest of the key, the rule. */
 function ruleId(rule: AllowRule): string {
-  return `${nameDigest(rule.policy).slice(0, 12)}_${rule.rule}`;
+  let digest = policyDigests.get(rule.policy);
+  if (digest === undefined) {
+    if (policyDigests.size > 4096) policyDigests.clear();
+    policyDigests.set(rule.policy, digest = nameDigest(rule.policy).slice(0, 12));
+  }
+  return `${digest}_${rule.rule}`;
 }
 
-function rangeKey(r: AddressRange, f: Family): string {
-  return `${f}:${r.start}-${r.end}`;
-}
-
-/** Renders plans one after another (placeholder). */
-export function createPolicyRenderer(): { render(plan: PolicyPlan): PolicyObjects } {
-  return { render: policyObjects };
-}
+const policyDigests = new Map<string, string>();

@@ -4,7 +4,8 @@
 // things at a time as the informers change them (a pod relabelled, added, deleted, moved, its
 // addresses reused; a namespace relabelled; a policy added, replaced or deleted; objects replaced
 // by equal copies; many pods at once), the plan must equal compilePolicies' and the rendered
-// table must be, text for text, the one policyObjects renders from it.
+// table must be, text for text, the one policyObjects renders from it (set elements sorted: a
+// set's elements have no order).
 //
 // INCREMENTAL_SEED=<n> replays one run (a failure prints its seed); INCREMENTAL_WORLDS=<n> sets
 // how many worlds (40 states each).
@@ -97,10 +98,15 @@ function check(s: Subject, state: PolicyState, where: () => string): void {
   const fresh = compilePolicies(state, s.opts);
   assertEquals(plan, fresh, `${where()}: the plan for ${JSON.stringify(s.opts)} differs`);
   if (s.renderer === undefined) return;
-  const table = (objects: ReturnType<typeof policyObjects>) =>
-    renderFullTable(
-      desiredTable({ clusterCidrs: CLUSTER_CIDRS, podCIDRs: s.podCIDRs!, policy: objects }),
-    );
+  // Elements of a set have no order (a changed set lists the new ones last): sorted here.
+  const table = (objects: ReturnType<typeof policyObjects>) => {
+    const t = desiredTable({ clusterCidrs: CLUSTER_CIDRS, podCIDRs: s.podCIDRs!, policy: objects });
+    const sets = new Map([...t.sets].map(([name, set]) => {
+      const elements = new Map([...set.elements].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+      return [name, { ...set, elements }];
+    }));
+    return renderFullTable({ ...t, sets });
+  };
   const got = table(s.renderer.render(plan));
   const want = table(policyObjects(fresh));
   if (got !== want) {
