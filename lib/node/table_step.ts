@@ -7,9 +7,9 @@ import type { NodeInfo } from "../kube/node.ts";
 import type { Logger } from "../log/logger.ts";
 import { deleteChains } from "../net/iptables.ts";
 import { createTableSync, type TableApplied, type TableSync } from "../nft/sync.ts";
-import { compilePolicies, type PolicyState } from "../policy/compile.ts";
+import { createPolicyCompiler as createPlanCompiler, type PolicyState } from "../policy/compile.ts";
 import { explainFlow } from "../policy/explain.ts";
-import { DROP_COUNTERS, type PolicyObjects, policyObjects } from "../policy/nft_rules.ts";
+import { createPolicyRenderer, DROP_COUNTERS, type PolicyObjects } from "../policy/nft_rules.ts";
 import type { Explanation, FlowQuery } from "../policy/plan.ts";
 import { familiesOf } from "../ip/canonical.ts";
 import { desiredTable } from "./desired_table.ts";
@@ -181,13 +181,16 @@ function reportApplied(
 /** Compiles NetworkPolicy for this node; logs each policy that cannot be enforced, once. */
 function createPolicyCompiler(nodeName: string, log: Logger) {
   let reported = new Set<string>();
+  // Both keep their work between runs: a pod event costs what it changes, not the whole cluster.
+  const plans = createPlanCompiler({ node: nodeName });
+  const renderer = createPolicyRenderer();
   return {
     compile(state: ClusterState) {
       const policy = state.policy!;
       const full: PolicyState = { ...policy, nodes: addressesOf(state.nodes) };
-      const plan = compilePolicies(full, { node: nodeName });
+      const plan = plans.compile(full);
       const planned = performance.now();
-      const objects: PolicyObjects = policyObjects(plan);
+      const objects: PolicyObjects = renderer.render(plan);
       const now = new Set<string>();
       for (const e of plan.errors) {
         const key = `${e.policy}\n${e.error}`;
