@@ -7,13 +7,16 @@
 // peers). Events, EVENTS of each kind, each applied on top of the last as the informers would
 // (unchanged objects keep their identity): a pod added on another node, a pod on another node
 // relabelled, a namespace relabelled, a policy added. Prints median, 90th percentile and maximum
-// of compile + render per kind, and of compile and render apart.
+// of compile + render per kind, and of compile and render apart; and, for reference, of the
+// table difference that follows (lib/nft/ruleset.ts renderTableChange), which is not policy's.
 //   deno run -A --no-lock bench/policy_compile.ts [--mode incremental|scratch] [--events 40]
 import { parseArgs } from "node:util";
 import { parseClusterNetworkPolicy } from "../lib/kube/cluster_network_policy.ts";
 import { parseNamespace } from "../lib/kube/namespace.ts";
 import { parseNetworkPolicy } from "../lib/kube/network_policy.ts";
 import { parsePod } from "../lib/kube/pod.ts";
+import { type NftTable, renderTableChange } from "../lib/nft/ruleset.ts";
+import { desiredTable } from "../lib/node/desired_table.ts";
 import {
   type NamespaceInfo,
   objectKey,
@@ -277,14 +280,26 @@ interface Sample {
   total: number;
   compile: number;
   render: number;
+  /** The table difference after it (lib/nft/ruleset.ts), for reference: not compile + render. */
+  diff: number;
 }
+
+let lastTable: NftTable | undefined;
 
 function timed(compile: Compile, into: Sample[]): PolicyObjects {
   const state = snapshot();
   const t0 = performance.now();
   const { objects, mid } = compile(state);
   const t1 = performance.now();
-  into.push({ total: t1 - t0, compile: mid - t0, render: t1 - mid });
+  const table = desiredTable({
+    clusterCidrs: ["10.64.0.0/10", "fd00:10:244::/48"],
+    podCIDRs: ["10.64.1.0/24", "fd00:10:244:1::/64"],
+    policy: objects,
+  });
+  const t2 = performance.now();
+  if (lastTable !== undefined) renderTableChange(lastTable, table);
+  lastTable = table;
+  into.push({ total: t1 - t0, compile: mid - t0, render: t1 - mid, diff: performance.now() - t2 });
   return objects;
 }
 
@@ -345,4 +360,5 @@ for (const [what, samples] of Object.entries(kinds)) {
   console.log(`${what}: compile + render ${f(samples.map((s) => s.total))}`);
   console.log(`  compile ${f(samples.map((s) => s.compile))}`);
   console.log(`  render  ${f(samples.map((s) => s.render))}`);
+  console.log(`  (then the table diff, renderTableChange: ${f(samples.map((s) => s.diff))})`);
 }

@@ -7,6 +7,7 @@
 // are changed where the addresses changed rather than formatting ten thousand addresses again.
 import { type Family, formatIp } from "../ip/cidr.ts";
 import { formatRange, type IpRange } from "../ip/range.ts";
+import { layerElements } from "../nft/layered_elements.ts";
 import { NFT_ADDR, type NftSet } from "../nft/ruleset.ts";
 import type { AddressSet } from "./plan.ts";
 import {
@@ -327,97 +328,13 @@ function changedContent(
     hashInto(sums, k, 1);
   }
   if (gone.size + added.length === 0) return before;
-  const elements = changedElements(old, gone, added);
+  const elements = layerElements(old, gone, added);
   if (elements.size === 0) return null;
   return {
     key: keyOf(kind, f, elements.size, sums),
     set: { kind: "set", type: NFT_ADDR[f], interval, elements },
     sums,
   };
-}
-
-/**
- * A set's elements as another set's with a few keys gone and a few added: one pod's change to a
- * set of ten thousand addresses copies none of them. Read-only like every set's elements; the
- * changes are folded into a plain Map once they pile up past an eighth of it.
- */
-class ChangedElements implements ReadonlyMap<string, string> {
-  readonly base: ReadonlyMap<string, string>;
-  /** Keys not in `base`, or there with another value. */
-  readonly added: ReadonlyMap<string, string>;
-  /** Keys of `base` that are gone (none of them in `added`). */
-  readonly removed: ReadonlySet<string>;
-  readonly size: number;
-
-  constructor(
-    base: ReadonlyMap<string, string>,
-    added: ReadonlyMap<string, string>,
-    removed: ReadonlySet<string>,
-  ) {
-    this.base = base;
-    this.added = added;
-    this.removed = removed;
-    let size = base.size - removed.size;
-    for (const k of added.keys()) if (!base.has(k)) size++;
-    this.size = size;
-  }
-
-  get(key: string): string | undefined {
-    const v = this.added.get(key);
-    if (v !== undefined) return v;
-    return this.removed.has(key) ? undefined : this.base.get(key);
-  }
-
-  has(key: string): boolean {
-    return this.get(key) !== undefined;
-  }
-
-  *entries(): MapIterator<[string, string]> {
-    for (const [k, v] of this.base) {
-      if (!this.removed.has(k) && !this.added.has(k)) yield [k, v];
-    }
-    yield* this.added;
-  }
-
-  *keys(): MapIterator<string> {
-    for (const [k] of this.entries()) yield k;
-  }
-
-  *values(): MapIterator<string> {
-    for (const [, v] of this.entries()) yield v;
-  }
-
-  [Symbol.iterator](): MapIterator<[string, string]> {
-    return this.entries();
-  }
-
-  forEach(fn: (value: string, key: string, map: ReadonlyMap<string, string>) => void): void {
-    for (const [k, v] of this.entries()) fn(v, k, this);
-  }
-}
-
-/** `old` without the keys `gone`, with `added` set (layered on `old`'s base when it has one). */
-function changedElements(
-  old: ReadonlyMap<string, string>,
-  gone: ReadonlySet<string>,
-  added: readonly [string, string][],
-): ReadonlyMap<string, string> {
-  const layered = old instanceof ChangedElements;
-  const base = layered ? old.base : old;
-  const plus = new Map(layered ? old.added : []);
-  const minus = new Set(layered ? old.removed : []);
-  for (const k of gone) {
-    plus.delete(k);
-    if (base.has(k)) minus.add(k);
-  }
-  for (const [k, v] of added) {
-    minus.delete(k);
-    if (base.get(k) === v) plus.delete(k);
-    else plus.set(k, v);
-  }
-  const next = new ChangedElements(base, plus, minus);
-  if (plus.size + minus.size <= 64 + base.size / 8) return next;
-  return new Map(next);
 }
 
 function content(
