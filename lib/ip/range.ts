@@ -125,9 +125,13 @@ export function withAddress(ranges: readonly IpRange[], value: bigint): IpRange[
   const left = ranges[i - 1], right = ranges[i];
   const joinLeft = left !== undefined && left.end + 1n === value;
   const joinRight = right !== undefined && right.start === value + 1n;
-  const out = ranges.slice(0, joinLeft ? i - 1 : i);
-  out.push({ start: joinLeft ? left.start : value, end: joinRight ? right.end : value });
-  for (let k = joinRight ? i + 1 : i; k < ranges.length; k++) out.push(ranges[k]);
+  const from = joinLeft ? i - 1 : i, to = joinRight ? i + 1 : i;
+  // slice and splice copy in bulk: ten thousand ranges per pod that joins a peer set.
+  const out = ranges.slice();
+  out.splice(from, to - from, {
+    start: joinLeft ? left.start : value,
+    end: joinRight ? right.end : value,
+  });
   return out;
 }
 
@@ -142,10 +146,11 @@ export function withoutAddress(ranges: readonly IpRange[], value: bigint): IpRan
   const i = firstAfter(ranges, value) - 1;
   const r = ranges[i];
   if (r === undefined || r.end < value) throw new Error(`Address ${value} is not in the ranges`);
-  const out = ranges.slice(0, i);
-  if (r.start < value) out.push({ start: r.start, end: value - 1n });
-  if (value < r.end) out.push({ start: value + 1n, end: r.end });
-  for (let k = i + 1; k < ranges.length; k++) out.push(ranges[k]);
+  const pieces: IpRange[] = [];
+  if (r.start < value) pieces.push({ start: r.start, end: value - 1n });
+  if (value < r.end) pieces.push({ start: value + 1n, end: r.end });
+  const out = ranges.slice();
+  out.splice(i, 1, ...pieces);
   return out;
 }
 

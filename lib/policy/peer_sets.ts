@@ -448,7 +448,8 @@ function patchNamed(
   dirty: ReadonlyMap<string, Ip>,
   renew: boolean,
 ): void {
-  let entries: Entry[] | undefined;
+  // Copied on the first change, then changed in place: the plan's endpoints beside the entries.
+  let entries: Entry[] | undefined, endpoints: NamedEndpoint[] | undefined;
   const added: NamedEndpoint[] = [], removed: NamedEndpoint[] = [];
   for (const a of dirty.values()) {
     const list = entries ?? node.entries;
@@ -459,14 +460,16 @@ function patchNamed(
       want = every.slice(f, t);
     }
     if (samePorts(list, from, to, want)) continue;
-    entries ??= [...node.entries];
+    entries ??= node.entries.slice();
+    endpoints ??= node.port.endpoints.slice();
     for (let i = from; i < to; i++) removed.push(entries[i].out);
     for (const e of want) added.push(e.out);
     entries.splice(from, to - from, ...want);
+    endpoints.splice(from, to - from, ...want.map((e) => e.out));
   }
   if (entries === undefined && !renew) return;
   const prev = node.port;
-  node.entries = entries ??= node.entries;
-  node.port = { ...prev, endpoints: entries.map((e) => e.out) };
+  node.entries = entries ?? node.entries;
+  node.port = { ...prev, endpoints: endpoints ?? prev.endpoints };
   recordPortChange(node.port, { prev, added, removed });
 }
