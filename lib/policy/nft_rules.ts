@@ -21,7 +21,15 @@ import type { Direction, Protocol } from "../kube/policy_objects.ts";
 import { type NamedChain, tierChains } from "./nft_tiers.ts";
 import { createSetContents, type SetContent, type SetContents } from "./nft_sets.ts";
 import type { NamedPort } from "./plan_changes.ts";
-import type { AllowRule, DirectionPlan, PolicyPlan, PortMatch, TargetPlan } from "./plan.ts";
+import type {
+  AllowRule,
+  ClusterRule,
+  DirectionPlan,
+  PolicyPlan,
+  PortMatch,
+  TargetPlan,
+  TierRules,
+} from "./plan.ts";
 
 /** Named counters the drop rules count into (read back for /metrics). */
 export const DROP_COUNTERS: Record<Direction, string> = {
@@ -83,48 +91,91 @@ export function policyObjects(plan: PolicyPlan): PolicyObjects {
  * renderer.render(compiler.compile(state)); // as policyObjects(plan)
  */
 export function createPolicyRenderer(): PolicyRenderer {
-  const contents = createSetContents();
-  const claims = new WeakMap<AllowRule, Claim[][]>();
-  const lines = new WeakMap<AllowRule, Map<string, RuleLines>>();
-  let chainNames = new Map<string, string>();
+  const kept: Kept = {
+    contents: createSetContents(),
+    claims: new WeakMap(),
+    bodies: new WeakMap(),
+    lines: new WeakMap(),
+    interned: new Map(),
+    chainNames: new Map(),
+    chains: new Map(),
+  };
   let previous: PolicyObjects | undefined;
   return {
     render(plan) {
-      const pool = new SetPool(contents, claims);
+      const pool = new SetPool(kept.contents, kept.claims);
       // Two passes over the same rules: the first sees every set's content (so identical ones
       // can share one set, named after the first rule that needs it), the second renders the
       // chains.
       for (const target of plan.targets) {
-        for (const dir of DIRECTIONS) {
-          for (const rule of renderedRules(dir, target)) pool.claimAll(dir, rule);
-        }
+        for (const dir of DIRECTIONS) claimTarget(pool, dir, target);
       }
       const sets = pool.seal();
-      const usedNames = new Map<string, string>();
-      const render: Render = {
-        pool,
-        lines,
-        chainName: (dir, rules) => {
-          const text = `${dir}\n${rules.join("\n")}`;
-          let name = chainNames.get(text);
-          if (name === undefined) name = chainName(dir, rules);
-          usedNames.set(text, name);
-          return name;
-        },
-      };
+      const render: Render = { pool, kept, now: [new Map(), new Map()], chains: new Map() };
       const objects = renderTargets(plan, render, sets, previous);
-      chainNames = usedNames;
+      kept.chains = render.chains;
+      // Caches of text, bounded: a miss only costs rendering again.
+      if (kept.interned.size > INTERNED_LIMIT) kept.interned.clear();
+      if (kept.chainNames.size > INTERNED_LIMIT) kept.chainNames.clear();
       previous = objects;
       return objects;
     },
   };
 }
 
+/** Entries past this in the renderer's text caches: they start over. */
+const INTERNED_LIMIT = 20_000;
+
+/** What a renderer keeps from one render to the next. */
+interface Kept {
+  readonly contents: SetContents;
+  /** Per rule object: the sets its lines ask for, per direction (ingress, egress). */
+  readonly claims: WeakMap<AllowRule, Claim[][]>;
+  /** Per rule object: its line bodies per direction, and the set names they were made with. */
+  readonly bodies: WeakMap<AllowRule, (RuleBodies | undefined)[]>;
+  /** Per line bodies: the lines, per verdict. */
+  readonly lines: WeakMap<readonly string[], Map<string, readonly string[]>>;
+  /** Line bodies by their text: rules that render alike hold one array. */
+  readonly interned: Map<string, readonly string[]>;
+  /** Chain names by direction and rules. */
+  readonly chainNames: Map<string, string>;
+  /** Per target direction (`dir/pod`): its chains and what they were made from. */
+  chains: Map<string, ChainsMade>;
+}
+
 /** What the second pass renders with. */
 interface Render {
   readonly pool: SetPool;
-  readonly lines: WeakMap<AllowRule, Map<string, RuleLines>>;
-  chainName(dir: Direction, rules: readonly string[]): string;
+  readonly kept: Kept;
+  /** Per direction (ingress, egress): each rule's line bodies in this render. */
+  readonly now: readonly [Map<AllowRule, readonly string[]>, Map<AllowRule, readonly string[]>];
+  /** The target chains of this render (kept for the next). */
+  readonly chains: Map<string, ChainsMade>;
+}
+
+/** One rule's line bodies (its lines without the verdict), and the set names they name. */
+interface RuleBodies {
+  readonly names: readonly string[];
+  readonly bodies: readonly string[];
+}
+
+/**
+ * A target direction's chains and what decides them: whether a NetworkPolicy isolates it, then
+ * each rendered rule's line bodies (and, for ClusterNetworkPolicy rules, its action).
+ */
+interface ChainsMade {
+  readonly made: readonly unknown[];
+  readonly chains: readonly NamedChain[];
+}
+
+/** Claims the sets of every rule a target direction renders, in the order it renders them. */
+function claimTarget(pool: SetPool, dir: Direction, target: TargetPlan): void {
+  const np = target[dir];
+  const tiers = target.cluster?.[dir];
+  for (const rule of tiers === undefined || np !== undefined ? np?.allow ?? [] : tiers.baseline) {
+    pool.claimAll(dir, rule);
+  }
+  for (const rule of tiers?.admin ?? []) pool.claimAll(dir, rule);
 }
 
 /** The chains, maps and self sets of every target (the second pass). */
@@ -192,20 +243,9 @@ function sameSet(a: NftSet, b: NftSet): boolean {
 }
 
 /**
- * The rules a target direction's chains render, in the order they do (lib/policy/nft_tiers.ts):
- * the NetworkPolicy stage (or, with no NetworkPolicy isolation, the Baseline tier), then Admin.
- */
-function renderedRules(dir: Direction, target: TargetPlan): readonly AllowRule[] {
-  const np = target[dir];
-  const tiers = target.cluster?.[dir];
-  if (tiers === undefined) return np?.allow ?? [];
-  const rest = np !== undefined ? np.allow : tiers.baseline;
-  return tiers.admin.length === 0 ? rest : [...rest, ...tiers.admin];
-}
-
-/**
  * The chains of one target direction, the one its map entries jump to first: NetworkPolicy's
- * alone (one chain), or with ClusterNetworkPolicy tiers (lib/policy/nft_tiers.ts).
+ * alone (one chain), or with ClusterNetworkPolicy tiers (lib/policy/nft_tiers.ts). The same
+ * chains as last render when what they are made from is the same objects.
  */
 function targetChains(
   dir: Direction,
@@ -214,62 +254,98 @@ function targetChains(
 ): readonly NamedChain[] | undefined {
   const np = target[dir];
   const tiers = target.cluster?.[dir];
+  if (np === undefined && tiers === undefined) return undefined;
+  const made: unknown[] = [np === undefined ? 0 : 1];
+  if (tiers === undefined) { for (const rule of np!.allow) made.push(bodiesOf(render, dir, rule)); }
+  else {
+    for (const rule of np !== undefined ? np.allow : tiers.baseline) {
+      made.push(bodiesOf(render, dir, rule), np !== undefined ? "" : (rule as ClusterRule).action);
+    }
+    made.push(2);
+    for (const rule of tiers.admin) made.push(bodiesOf(render, dir, rule), rule.action);
+  }
+  const key = `${dir}/${target.pod}`;
+  const before = render.kept.chains.get(key);
+  const chains = before !== undefined && sameList(before.made, made)
+    ? before.chains
+    : makeChains(dir, np, tiers, render);
+  render.chains.set(key, { made, chains });
+  return chains;
+}
+
+function makeChains(
+  dir: Direction,
+  np: DirectionPlan | undefined,
+  tiers: TierRules | undefined,
+  render: Render,
+): readonly NamedChain[] {
+  const drop = `counter name ${DROP_COUNTERS[dir]} drop`;
   if (tiers !== undefined) {
     return tierChains(dir, tiers, np, {
       rule: (rule, verdict, out) => {
-        for (const line of ruleLinesOf(render, dir, rule, verdict)) out.add(line);
+        for (const line of linesOf(render, bodiesOf(render, dir, rule), verdict)) out.add(line);
       },
-      drop: `counter name ${DROP_COUNTERS[dir]} drop`,
-      name: (rules) => render.chainName(dir, rules),
+      drop,
+      name: (rules) => chainNameOf(render, dir, rules),
     });
   }
-  if (np === undefined) return undefined;
-  const rules = chainRules(dir, np, render);
-  return [{ name: render.chainName(dir, rules), rules }];
-}
-
-/**
- * A target chain's rules: each allow rule as one nft rule per family and port, then the drop.
- * An allowed egress packet returns (its ingress is judged next); an allowed ingress one is
- * accepted.
- */
-function chainRules(dir: Direction, plan: DirectionPlan, render: Render): string[] {
+  // Each allow rule as one nft rule per family and port, then the drop. An allowed egress
+  // packet returns (its ingress is judged next); an allowed ingress one is accepted.
   const verdict = dir === "ingress" ? "accept" : "return";
   const out = new Set<string>(); // a rule both families share is rendered once
-  for (const rule of plan.allow) {
-    for (const line of ruleLinesOf(render, dir, rule, verdict)) out.add(line);
+  for (const rule of np!.allow) {
+    for (const line of linesOf(render, bodiesOf(render, dir, rule), verdict)) out.add(line);
   }
-  return [...out, `counter name ${DROP_COUNTERS[dir]} drop`];
+  const rules = [...out, drop];
+  return [{ name: chainNameOf(render, dir, rules), rules }];
 }
 
-/** One rule's lines with one verdict, and the set names they were written with. */
-interface RuleLines {
-  readonly names: readonly string[];
-  readonly lines: readonly string[];
+function chainNameOf(render: Render, dir: Direction, rules: readonly string[]): string {
+  const text = `${dir}\n${rules.join("\n")}`;
+  let name = render.kept.chainNames.get(text);
+  if (name === undefined) render.kept.chainNames.set(text, name = chainName(dir, rules));
+  return name;
 }
 
 /**
- * A rule's lines, made again only when the names of the sets it tests changed: every subject of
- * a ClusterNetworkPolicy holds the same rule objects, and most rules outlive many plans.
+ * A rule's line bodies (each line without its verdict), made again only when the names of the
+ * sets it tests changed: every subject of a ClusterNetworkPolicy holds the same rule objects,
+ * and most rules outlive many plans. Rules that render alike get one array.
  */
-function ruleLinesOf(
-  render: Render,
-  dir: Direction,
-  rule: AllowRule,
-  verdict: string,
-): readonly string[] {
-  const pool = render.pool;
-  let byVerdict = render.lines.get(rule);
-  if (byVerdict === undefined) render.lines.set(rule, byVerdict = new Map());
-  const key = `${dir} ${verdict}`;
-  const known = byVerdict.get(key);
+function bodiesOf(render: Render, dir: Direction, rule: AllowRule): readonly string[] {
+  const i = dir === "ingress" ? 0 : 1;
+  const hit = render.now[i].get(rule);
+  if (hit !== undefined) return hit;
+  const { pool, kept } = render;
   const names = pool.namesOf(dir, rule);
-  if (known !== undefined && known.names.every((n, i) => n === names[i])) return known.lines;
-  const out = new Set<string>();
-  ruleLines(dir, rule, verdict, pool.contents, (content) => pool.nameOf(content), out);
-  const made = { names, lines: [...out] };
-  byVerdict.set(key, made);
-  return made.lines;
+  let both = kept.bodies.get(rule);
+  if (both === undefined) kept.bodies.set(rule, both = []);
+  const known = both[i];
+  let bodies = known !== undefined && sameList(known.names, names) ? known.bodies : undefined;
+  if (bodies === undefined) {
+    const out = new Set<string>();
+    ruleLines(dir, rule, "", pool.contents, (content) => pool.nameOf(content), out);
+    // The count first: no body and one empty body ("accept" alone) must not meet.
+    const text = `${out.size}\n${[...out].join("\n")}`;
+    bodies = kept.interned.get(text);
+    if (bodies === undefined) kept.interned.set(text, bodies = [...out]);
+    both[i] = { names, bodies };
+  }
+  render.now[i].set(rule, bodies);
+  return bodies;
+}
+
+/** The lines of `bodies` ending in `verdict`. */
+function linesOf(render: Render, bodies: readonly string[], verdict: string): readonly string[] {
+  let byVerdict = render.kept.lines.get(bodies);
+  if (byVerdict === undefined) render.kept.lines.set(bodies, byVerdict = new Map());
+  let lines = byVerdict.get(verdict);
+  if (lines === undefined) byVerdict.set(verdict, lines = bodies.map((b) => b + verdict));
+  return lines;
+}
+
+function sameList(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** The name a rule's line gives a set: the proposed name while claiming, the final one after. */
