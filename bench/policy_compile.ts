@@ -9,7 +9,9 @@
 // relabelled, a namespace relabelled, a policy added. Prints median, 90th percentile and maximum
 // of compile + render per kind, and of compile and render apart; and, for reference, of the
 // table difference that follows (lib/nft/ruleset.ts renderTableChange), which is not policy's.
-//   deno run -A --no-lock bench/policy_compile.ts [--mode incremental|scratch] [--events 40]
+// The agent runs V8 in lite mode (scripts/build.sh); for its figures, run with its flags:
+//   deno run -A --no-lock [--v8-flags=--max-semi-space-size=1,--lite-mode] \
+//     bench/policy_compile.ts [--mode incremental|scratch] [--events 40]
 import { parseArgs } from "node:util";
 import { parseClusterNetworkPolicy } from "../lib/kube/cluster_network_policy.ts";
 import { parseNamespace } from "../lib/kube/namespace.ts";
