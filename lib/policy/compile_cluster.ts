@@ -25,7 +25,7 @@ import {
 import type { NamedSet, PeerSet } from "./peer_sets.ts";
 import type { AddressSet, ClusterRule, PortMatch, TierRules } from "./plan.ts";
 import type { PodChange, PodRecord } from "./pod_index.ts";
-import { selectorMatches } from "./selector.ts";
+import { selectorKey, selectorMatches } from "./selector.ts";
 
 /** What the ClusterNetworkPolicy compiler reads of the cluster (a subset of PolicyState). */
 export interface ClusterInputs {
@@ -153,6 +153,8 @@ export function createClusterCompiler(peers: ClusterPeers): ClusterCompiler {
       nodeInputs = [inputs.nodes, inputs.nodeLabels];
       const next = inputs.clusterPolicies;
       let reordered = false;
+      // One per update: policies repeat their nodes peers, and each reads every node.
+      let nodePeers: ((selector: LabelSelector) => PolicyPeer[]) | undefined;
       for (const [name, entry] of next) {
         const node = nodes.get(name);
         if (node?.entry === entry) continue;
@@ -175,7 +177,10 @@ export function createClusterCompiler(peers: ClusterPeers): ClusterCompiler {
           drop(node);
           node.rules = undefined;
         }
-        if (node.rules === undefined && node.subjects.size > 0) compileNode(peers, node, inputs);
+        if (node.rules === undefined && node.subjects.size > 0) {
+          nodePeers ??= nodePeerResolver(inputs);
+          compileNode(peers, node, nodePeers);
+        }
       }
       releaseDropped();
     },
@@ -270,9 +275,12 @@ function isSubject(
   return !("pods" in subject) || selectorMatches(subject.pods.podSelector, r.info.labels);
 }
 
-function compileNode(peers: ClusterPeers, node: ClusterNode, inputs: ClusterInputs): void {
+function compileNode(
+  peers: ClusterPeers,
+  node: ClusterNode,
+  nodePeers: (selector: LabelSelector) => PolicyPeer[],
+): void {
   const { policy, error, failClosed } = node.entry;
-  const nodePeers = nodePeerResolver(inputs);
   node.usesNodes = false;
   const rulesOf = (direction: Direction): RuleNode[] => {
     if (error !== undefined) {
@@ -378,24 +386,52 @@ function policyPeers(
   return nodePeers(peer.nodes);
 }
 
-/** `nodes` peers: each matching node's addresses as host-sized ipBlocks, sorted. */
+/**
+ * `nodes` peers: each matching node's addresses as host-sized ipBlocks, sorted; each selector's
+ * once per resolver, the node addresses read once per node list.
+ */
 function nodePeerResolver(inputs: ClusterInputs): (selector: LabelSelector) => PolicyPeer[] {
+  const cidrsOf = nodeCidrs(inputs.nodes);
+  const known = new Map<string, PolicyPeer[]>();
   return (selector) => {
+    const key = selectorKey(selector);
+    let peers = known.get(key);
+    if (peers !== undefined) return peers;
     const cidrs: string[] = [];
-    for (const [name, addrs] of inputs.nodes ?? []) {
-      if (!selectorMatches(selector, inputs.nodeLabels?.get(name) ?? {})) continue;
-      for (const text of addrs) {
-        let family;
-        try {
-          family = parseIp(text).family;
-        } catch {
-          continue; // a node address we cannot read cannot be a destination we match
-        }
-        cidrs.push(`${text}/${family === 4 ? 32 : 128}`);
-      }
+    for (const [name, list] of cidrsOf) {
+      if (selectorMatches(selector, inputs.nodeLabels?.get(name) ?? {})) cidrs.push(...list);
     }
-    return [...new Set(cidrs)].sort().map((cidr) => ({ ipBlock: { cidr, except: [] } }));
+    peers = [...new Set(cidrs)].sort().map((cidr) => ({ ipBlock: { cidr, except: [] } }));
+    known.set(key, peers);
+    return peers;
   };
+}
+
+const cidrsByNodes = new WeakMap<ReadonlyMap<string, readonly string[]>, Map<string, string[]>>();
+
+/** Node name -> its addresses as host CIDRs (an address we cannot read is no destination). */
+function nodeCidrs(
+  nodes: ReadonlyMap<string, readonly string[]> | undefined,
+): Map<string, string[]> {
+  if (nodes === undefined) return new Map();
+  let out = cidrsByNodes.get(nodes);
+  if (out !== undefined) return out;
+  out = new Map();
+  for (const [name, addrs] of nodes) {
+    const cidrs: string[] = [];
+    for (const text of addrs) {
+      let family;
+      try {
+        family = parseIp(text).family;
+      } catch {
+        continue; // a node address we cannot read cannot be a destination we match
+      }
+      cidrs.push(`${text}/${family === 4 ? 32 : 128}`);
+    }
+    out.set(name, cidrs);
+  }
+  cidrsByNodes.set(nodes, out);
+  return out;
 }
 
 /** An ingress rule with named ports, resolved on the target's container ports. */
