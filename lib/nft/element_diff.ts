@@ -3,6 +3,7 @@
 // kernel as one nfnetlink batch (lib/nft/elements.ts) instead of `nft -f`. Pure.
 import { elementTypeSupported } from "./element_codec.ts";
 import type { ElementChange } from "./element_codec.ts";
+import { elementDelta } from "./layered_elements.ts";
 import type { NftSet, NftTable } from "./ruleset.ts";
 
 /**
@@ -55,6 +56,13 @@ function setChanges(name: string, old: NftSet, set: NftSet): ElementChange[] {
     type: set.type,
     element,
   });
+  // Sets the policy renderer changed for a pod say what changed: no walk of every element.
+  const delta = elementDelta(old.elements, set.elements);
+  if (delta !== undefined) {
+    for (const [, el] of delta.gone) gone.push(change("delete", el));
+    for (const [, el] of delta.added) added.push(change("add", el));
+    return [...gone, ...added];
+  }
   for (const [key, el] of old.elements) {
     const now = set.elements.get(key);
     if (now === el) continue;

@@ -7,10 +7,10 @@ import type { NodeInfo } from "../kube/node.ts";
 import type { LogFields, Logger } from "../log/logger.ts";
 import { deleteChains } from "../net/iptables.ts";
 import { createTableSync, type TableApplied, type TableSync } from "../nft/sync.ts";
-import { compilePolicies, type PolicyState } from "../policy/compile.ts";
+import { createPolicyCompiler as createPlanCompiler, type PolicyState } from "../policy/compile.ts";
 import { clusterPolicyCounts } from "../policy/compile_cluster.ts";
 import { explainFlow } from "../policy/explain.ts";
-import { DROP_COUNTERS, type PolicyObjects, policyObjects } from "../policy/nft_rules.ts";
+import { createPolicyRenderer, DROP_COUNTERS, type PolicyObjects } from "../policy/nft_rules.ts";
 import type { Explanation, FlowQuery, PolicyPlan } from "../policy/plan.ts";
 import { familiesOf } from "../ip/canonical.ts";
 import { desiredTable } from "./desired_table.ts";
@@ -250,6 +250,9 @@ function createPolicyCompiler(nodeName: string, log: Logger, flowLog: boolean) {
     now.add(key);
     if (!reported.has(key)) log.error(message, fields);
   };
+  // Both keep their work between runs: a pod event costs what it changes, not the whole cluster.
+  const plans = createPlanCompiler({ node: nodeName });
+  const renderer = createPolicyRenderer({ flowLog });
   return {
     compile(state: ClusterState) {
       const policy = state.policy!;
@@ -263,9 +266,9 @@ function createPolicyCompiler(nodeName: string, log: Logger, flowLog: boolean) {
       const full = bindings && bindings.size > 0
         ? applyBindings(listed, bindings, nodeName)
         : listed;
-      const plan = compilePolicies(full, { node: nodeName });
+      const plan = plans.compile(full);
       const planned = performance.now();
-      const objects: PolicyObjects = policyObjects(plan, { flowLog });
+      const objects: PolicyObjects = renderer.render(plan);
       const now = new Set<string>();
       for (const e of plan.errors) {
         report(

@@ -3,24 +3,25 @@
 // with ClusterNetworkPolicies, their tier rules too, from lib/policy/compile_cluster.ts).
 // Semantics: NetworkPolicy v1 as kubernetes.io/docs/concepts/services-networking/network-policies
 // and the upstream e2e suite (test/e2e/network/netpol) define it.
-import { type Ip, parseCidr, parseIp } from "../ip/cidr.ts";
-import { cidrRange, type IpRange, mergeRanges, subtractRanges } from "../ip/range.ts";
+//
+// The compiler keeps what it computed for the next state (the agent compiles on every pod event,
+// at 10,000 pods): peer sets change only at the addresses of pods that changed (lib/policy/
+// peer_sets.ts), a policy is compiled again only when its object changes, its targets only where
+// pods did, and every plan object that did not change is the same object again, so the renderer
+// (lib/policy/nft_rules.ts) can skip it. A compile from scratch is the same code on an empty
+// compiler: what an incremental compile gives equals it (tests/unit/policy/incremental_test.ts).
 import {
   type Direction,
-  type LabelSelector,
   type NamespaceInfo,
-  type NetworkPolicy,
   objectKey,
   type PodInfo,
   type PolicyEntry,
-  type PolicyPeer,
   type PolicyPort,
   type PolicyRule,
-  SELECT_ALL,
 } from "../kube/policy_objects.ts";
 import type { ClusterPolicyEntry } from "../kube/cluster_network_policy.ts";
-import { compileClusterPolicies, type PeerResolver } from "./compile_cluster.ts";
-import { addressSetContains } from "./match.ts";
+import { type ClusterCompiler, createClusterCompiler } from "./compile_cluster.ts";
+import { createPeerSets, type NamedSet, type PeerSet, type PeerSets } from "./peer_sets.ts";
 import type {
   AddressSet,
   AllowRule,
@@ -28,8 +29,10 @@ import type {
   PolicyPlan,
   PortMatch,
   TargetPlan,
+  TierRules,
 } from "./plan.ts";
-import { selectorKey, selectorMatches } from "./selector.ts";
+import { createPodIndex, type IndexChanges, type PodIndex, type PodRecord } from "./pod_index.ts";
+import { selectorMatches } from "./selector.ts";
 
 /** What the agent knows of the cluster, as policy reads it. */
 export interface PolicyState {
@@ -57,6 +60,23 @@ export interface CompileOptions {
 }
 
 /**
+ * When a compiler starts over rather than change what it has (the defaults suit the agent; the
+ * tests make them small, so every path runs on small clusters).
+ */
+export interface CompilerTuning {
+  /** More pods than this to look at again in one state: start over. */
+  readonly resetAfter?: number;
+  /** More changed addresses than this in one peer set: rebuild it in one pass. */
+  readonly oneByOne?: number;
+}
+
+/** A compiler that keeps what it computed, for the next state. */
+export interface PolicyCompiler {
+  /** The plan for `state`: equal to `compilePolicies(state, opts)`, only cheaper. */
+  compile(state: PolicyState): PolicyPlan;
+}
+
+/**
  * Compiles every policy into per-target plans. A target is a pod with addresses, not on the host
  * network, selected by a policy's `podSelector` in its namespace, for the directions in the
  * policy's `types`; its allow rules are the union over those policies (policy order, then rule
@@ -65,16 +85,16 @@ export interface CompileOptions {
  * `ipBlock` minus `except` applies to any address, pod addresses included, each family to its
  * own. Ports: no `ports` is "any"; a protocol without port is ports 1–65535; an ingress named
  * port resolves on the target's container ports, an egress one to the (address, port) pairs of
- * the destination pods among the rule's peers. A policy with `error` isolates and allows nothing,
- * and is listed in `errors`. Pod peers (like targets) are pods with addresses and not hostNetwork.
- * With `state.clusterPolicies`, a pod a ClusterNetworkPolicy selects is a target too, its
- * Admin and Baseline rules in `cluster` (lib/policy/compile_cluster.ts, peers through the same
- * machinery), and `clusterErrors` lists those enforced fail-closed.
+ * the destination pods among the rule's peers, sorted by family, address and port. A policy with
+ * `error` isolates and allows nothing, and is listed in `errors`. Pod peers (like targets) are
+ * pods with addresses and not hostNetwork. With `state.clusterPolicies`, a pod a
+ * ClusterNetworkPolicy selects is a target too, its Admin and Baseline rules in `cluster`
+ * (lib/policy/compile_cluster.ts, peers through the same machinery), and `clusterErrors` lists
+ * those enforced fail-closed.
  *
- * Each selector is evaluated once per compile, pods are indexed by namespace, and the peers of a
- * rule are computed once: the same object for every target, and for every rule with the same
- * peers (in the same namespace, when a peer has a podSelector alone). Egress named ports are
- * shared likewise.
+ * The peers of a rule are computed once: the same object for every target, and for every rule
+ * with the same peers (in the same namespace, when a peer has a podSelector alone). Egress named
+ * ports are shared likewise.
  *
  * @example
  * const plan = compilePolicies(state, { node: "n1" });
@@ -83,105 +103,85 @@ export interface CompileOptions {
  * //   ingress: { policies: ["x/deny"], allow: [] } }
  */
 export function compilePolicies(state: PolicyState, opts: CompileOptions = {}): PolicyPlan {
-  const ctx = newContext(state);
-  const candidates = targetCandidates(ctx, opts);
-  const targets = new Map<string, TargetDraft>();
-  const errors: { policy: string; error: string }[] = [];
-  const entries = [...state.policies.values()]
-    .map((entry) => ({ key: objectKey(entry.policy.namespace, entry.policy.name), entry }))
-    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-
-  for (const { key, entry } of entries) {
-    if (entry.error !== undefined) errors.push({ policy: key, error: entry.error });
-    const policy = entry.policy;
-    const selected = (candidates.get(policy.namespace) ?? []).filter((pod) =>
-      selectorMatches(policy.podSelector, pod.info.labels)
-    );
-    if (selected.length === 0) continue;
-    for (const direction of DIRECTIONS) {
-      if (!policy.types[direction]) continue;
-      // A policy we could not read exactly isolates and allows nothing (issue 10, "Bad input").
-      const rules = entry.error === undefined ? policy[direction] : [];
-      const compiled = rules.map((rule, i) => compileRule(ctx, key, policy, direction, rule, i));
-      for (const pod of selected) {
-        let draft = targets.get(pod.key);
-        if (draft === undefined) targets.set(pod.key, draft = { pod });
-        const plan = draft[direction] ??= { policies: [], allow: [] };
-        plan.policies.push(key);
-        for (const rule of compiled) plan.allow.push(rule.shared ?? resolveForTarget(rule, pod));
-      }
-    }
-  }
-
-  // Without ClusterNetworkPolicies the plan is exactly NetworkPolicy's, field for field.
-  const clusterPolicies = state.clusterPolicies;
-  const cluster = clusterPolicies !== undefined && clusterPolicies.size > 0
-    ? compileClusterPolicies({ ...state, clusterPolicies }, candidates, peerResolver(ctx))
-    : undefined;
-  for (const [pod, tiers] of cluster?.targets ?? []) {
-    let draft = targets.get(pod.key);
-    if (draft === undefined) targets.set(pod.key, draft = { pod });
-    draft.cluster = tiers;
-  }
-  const plan: PolicyPlan = {
-    targets: [...targets.keys()].sort().map((k) => finishTarget(targets.get(k)!)),
-    errors,
-  };
-  return cluster === undefined ? plan : { ...plan, clusterErrors: cluster.errors };
+  return newCompiler(opts, parsedPods, {}).compile(state);
 }
 
-/** The peer machinery below, for ClusterNetworkPolicy peers (always cluster-wide). */
-function peerResolver(ctx: Context): PeerResolver {
-  return {
-    peers: (peers) => peersOf(ctx, "", peers) as AddressSet,
-    egressNamedPort: (protocol, name, peers) =>
-      egressNamedPort(ctx, { protocol, port: name }, peers),
-  };
+/**
+ * A compiler for the targets `opts` names that keeps its work between states: each
+ * {@linkcode PolicyCompiler.compile} returns what {@linkcode compilePolicies} would, doing only
+ * what changed since the last state asks for (objects are compared by identity first, as the
+ * informers replace an object when it changes). Many changes at once (a relist) start it over.
+ *
+ * @example
+ * const compiler = createPolicyCompiler({ node: "n1" });
+ * compiler.compile(state); // as compilePolicies(state, { node: "n1" })
+ * compiler.compile(next); // the same for next, in a few milliseconds at 10,000 pods
+ */
+export function createPolicyCompiler(
+  opts: CompileOptions = {},
+  tuning: CompilerTuning = {},
+): PolicyCompiler {
+  return newCompiler(opts, undefined, tuning);
 }
+
+// Parsing 20,000 addresses is most of a cold compile. PodInfo objects are immutable (the agent
+// replaces a pod's object when it changes), so each compile from scratch hands the records of the
+// pods it saw to the next one. A plain Map replaced per compile (so it holds exactly the current
+// pods) rather than a WeakMap: every young-generation GC walks a WeakMap's 10,000 ephemerons.
+const parsedPods = new Map<PodInfo, PodRecord>();
+
+/** More pods than this to look at again: the compiler starts over (as fast, and simpler). */
+const RESET_AFTER = 256;
 
 const DIRECTIONS: readonly Direction[] = ["ingress", "egress"];
 
-/** A pod that can be a target or a pod peer: addresses, not hostNetwork. */
-interface PodRecord {
+/** Everything a compiler derives from the pods: dropped whole when it starts over. */
+interface Derived {
+  readonly peers: PeerSets;
+  /** Targets allowed by the options, by namespace, then key. */
+  readonly candidates: Map<string, Map<string, PodRecord>>;
+  /** NetworkPolicies by their key in `state.policies`. */
+  readonly policies: Map<string, PolicyNode>;
+  /** By namespace: whose podSelector a candidate there must be tested against. */
+  readonly byNamespace: Map<string, Set<PolicyNode>>;
+  /** By `namespace/name`. */
+  order: PolicyNode[];
+  errors: { policy: string; error: string }[];
+  readonly cluster: ClusterCompiler;
+  /** Rules of dropped policies, whose peer sets are released at the end of the compile. */
+  readonly dropped: RuleNode[];
+}
+
+/** One NetworkPolicy object, and the candidates it selects. */
+interface PolicyNode {
+  /** `namespace/name` */
   readonly key: string;
-  readonly info: PodInfo;
-  readonly addrs: readonly Ip[];
+  readonly entry: PolicyEntry;
+  readonly selected: Map<string, PodRecord>;
+  /** Compiled once it selects a target. */
+  rules?: Record<Direction, RuleNode[]>;
 }
 
-/** Lookups a compile repeats, each filled once. */
-interface Context {
-  readonly state: PolicyState;
-  /** Every policy-eligible pod (addresses, not hostNetwork). */
-  readonly records: ReadonlyMap<PodInfo, PodRecord>;
-  /** Policy-eligible pods by namespace. */
-  readonly byNamespace: Map<string, PodRecord[]>;
-  /** selectorKey -> namespaces (those with eligible pods) it selects. */
-  readonly namespacesBySelector: Map<string, readonly string[]>;
-  /** namespace + selectorKey -> its pods the selector selects. */
-  readonly podsBySelector: Map<string, readonly PodRecord[]>;
-  /** peers key (with the policy's namespace when a peer uses it) -> the peers' addresses. */
-  readonly peerSets: Map<string, AddressSet>;
-  /** peers -> `protocol/name` -> the egress named port resolved among them. */
-  readonly namedByPeers: Map<AddressSet | "any", Map<string, PortMatch>>;
-  /** `protocol/name` -> every eligible pod address with that named container port. */
-  readonly namedPorts: Map<string, readonly NamedEndpoint[]>;
+/** One policy rule: its peer set and port forms, and the rule object made from them last. */
+interface RuleNode {
+  readonly policy: string;
+  readonly index: number;
+  /** Undefined: no peers ("any"). */
+  readonly peers?: PeerSet;
+  /** Undefined: no ports ("any"). */
+  readonly ports?: readonly PortSource[];
+  built?: CompiledRule;
 }
 
-interface NamedEndpoint {
-  readonly addr: Ip;
-  readonly ip: string;
-  readonly port: number;
-}
+type NamedPolicyPort = PolicyPort & { readonly port: string };
 
-interface TargetDraft {
-  readonly pod: PodRecord;
-  ingress?: { policies: string[]; allow: AllowRule[] };
-  egress?: { policies: string[]; allow: AllowRule[] };
-  cluster?: TargetPlan["cluster"];
-}
+/** A port as far as it resolves without the target: ingress named ports wait for it. */
+type PortSource = PortMatch | NamedPolicyPort | { readonly egress: NamedSet };
 
 /** One policy rule, compiled as far as it goes without knowing the target. */
 interface CompiledRule {
+  /** What it was made from: the peers' addresses, then each egress named port. */
+  readonly deps: readonly unknown[];
   /** The finished rule when it is the same for every target. */
   readonly shared?: AllowRule;
   readonly policy: string;
@@ -189,100 +189,255 @@ interface CompiledRule {
   readonly peers: AddressSet | "any";
   /** Ports in policy order; ingress named ports are left for the target. */
   readonly ports: readonly (PortMatch | NamedPolicyPort)[];
+  /** Resolved on each target pod, once per pod object. */
+  readonly perTarget: WeakMap<PodInfo, AllowRule>;
 }
 
-type NamedPolicyPort = PolicyPort & { readonly port: string };
+interface TargetDraft {
+  readonly pod: PodRecord;
+  ingress?: { policies: string[]; allow: AllowRule[] };
+  egress?: { policies: string[]; allow: AllowRule[] };
+  cluster?: { ingress?: TierRules; egress?: TierRules };
+}
 
-// Parsing 20,000 addresses is most of a cold compile. PodInfo objects are immutable (the agent
-// replaces a pod's object when it changes), so each compile hands the records of the pods it saw
-// to the next one. A plain Map replaced per compile (so it holds exactly the current pods) rather
-// than a WeakMap: every young-generation GC walks a WeakMap's 10,000 ephemerons, and measured side
-// by side the slow end of a 100-target compile was worse with it (p90 33 ms against 21 ms).
-let previousRecords = new Map<PodInfo, PodRecord>();
-
-function newContext(state: PolicyState): Context {
-  const records = new Map<PodInfo, PodRecord>();
-  const byNamespace = new Map<string, PodRecord[]>();
-  for (const [key, info] of state.pods) {
-    if (info.hostNetwork || info.ips.length === 0) continue;
-    let record = previousRecords.get(info);
-    if (record === undefined || record.key !== key) {
-      record = { key, info, addrs: info.ips.map((ip) => parseIp(ip)) };
-    }
-    records.set(info, record);
-    const list = byNamespace.get(info.namespace);
-    if (list === undefined) byNamespace.set(info.namespace, [record]);
-    else list.push(record);
-  }
-  previousRecords = records;
+function newCompiler(
+  opts: CompileOptions,
+  parsed: Map<PodInfo, PodRecord> | undefined,
+  tuning: CompilerTuning,
+) {
+  const index = createPodIndex(parsed);
+  const resetAfter = tuning.resetAfter ?? RESET_AFTER;
+  const wanted = opts.pods === undefined ? undefined : new Set(opts.pods);
+  const isCandidate = (r: PodRecord) =>
+    (opts.node === undefined || r.info.node === opts.node) &&
+    (wanted === undefined || wanted.has(r.key));
+  let derived: Derived | undefined;
+  let previous = new Map<string, TargetPlan>();
   return {
-    state,
-    records,
-    byNamespace,
-    namespacesBySelector: new Map(),
-    podsBySelector: new Map(),
-    peerSets: new Map(),
-    namedByPeers: new Map(),
-    namedPorts: new Map(),
+    compile(state: PolicyState): PolicyPlan {
+      const changes = index.update(state.pods, state.namespaces, resetAfter);
+      let d = derived;
+      if (changes === "reset" || d === undefined) {
+        derived = d = newDerived(index, isCandidate, tuning.oneByOne);
+      } else {
+        d.peers.update(changes);
+        updateCandidates(d, changes, isCandidate);
+      }
+      syncPolicies(d, state.policies);
+      const clusterPolicies = state.clusterPolicies ?? new Map<string, ClusterPolicyEntry>();
+      d.cluster.update(
+        { ...state, clusterPolicies },
+        d.candidates,
+        changes === "reset" ? undefined : changes.pods,
+      );
+      const drafts = policyDrafts(d);
+      for (const [pod, tiers] of d.cluster.targets()) {
+        let draft = drafts.get(pod.key);
+        if (draft === undefined) drafts.set(pod.key, draft = { pod });
+        draft.cluster = tiers;
+      }
+      for (const rule of d.dropped.splice(0)) if (rule.peers) d.peers.release(rule.peers);
+      const next = new Map<string, TargetPlan>();
+      const targets = [...drafts.keys()].sort().map((key) => {
+        const target = finishTarget(drafts.get(key)!, previous.get(key));
+        next.set(key, target);
+        return target;
+      });
+      previous = next;
+      const plan: PolicyPlan = { targets, errors: d.errors };
+      // Without ClusterNetworkPolicies the plan is exactly NetworkPolicy's, field for field.
+      return clusterPolicies.size === 0 ? plan : { ...plan, clusterErrors: d.cluster.errors() };
+    },
   };
 }
 
-/** Eligible pods the options allow as targets, by namespace. */
-function targetCandidates(ctx: Context, opts: CompileOptions): Map<string, PodRecord[]> {
-  const onNode = (r: PodRecord) => opts.node === undefined || r.info.node === opts.node;
-  const out = new Map<string, PodRecord[]>();
-  if (opts.pods === undefined) {
-    for (const [ns, records] of ctx.byNamespace) {
-      const kept = opts.node === undefined ? records : records.filter(onNode);
-      if (kept.length > 0) out.set(ns, kept);
-    }
-    return out;
+function newDerived(
+  index: PodIndex,
+  isCandidate: (r: PodRecord) => boolean,
+  oneByOne: number | undefined,
+): Derived {
+  const peers = createPeerSets(index, oneByOne);
+  const candidates = new Map<string, Map<string, PodRecord>>();
+  for (const records of index.byNamespace.values()) {
+    for (const r of records.values()) if (isCandidate(r)) addCandidate(candidates, r);
   }
-  const wanted = new Set(opts.pods);
-  for (const key of wanted) {
-    const info = ctx.state.pods.get(key);
-    const record = info && ctx.records.get(info);
-    if (record === undefined || record.key !== key || !onNode(record)) continue;
-    const list = out.get(record.info.namespace);
-    if (list === undefined) out.set(record.info.namespace, [record]);
-    else list.push(record);
-  }
-  return out;
+  const cluster = createClusterCompiler({
+    acquire: (list) => peers.acquire("", list),
+    release: (set) => peers.release(set),
+    named: (set, protocol, name) => peers.named(set, protocol, name),
+    labelsOf: (ns) => index.labelsOf(ns),
+  });
+  return {
+    peers,
+    candidates,
+    policies: new Map(),
+    byNamespace: new Map(),
+    order: [],
+    errors: [],
+    cluster,
+    dropped: [],
+  };
 }
 
-function compileRule(
-  ctx: Context,
-  policyKey: string,
-  policy: NetworkPolicy,
+function addCandidate(candidates: Map<string, Map<string, PodRecord>>, r: PodRecord): void {
+  const list = candidates.get(r.info.namespace);
+  if (list === undefined) candidates.set(r.info.namespace, new Map([[r.key, r]]));
+  else list.set(r.key, r);
+}
+
+/** The changed pods in and out of the candidates, and of the selections of their namespace. */
+function updateCandidates(
+  d: Derived,
+  changes: IndexChanges,
+  isCandidate: (r: PodRecord) => boolean,
+): void {
+  for (const [key, { before, after }] of changes.pods) {
+    if (before !== undefined && d.candidates.get(before.info.namespace)?.get(key) === before) {
+      const list = d.candidates.get(before.info.namespace)!;
+      list.delete(key);
+      if (list.size === 0) d.candidates.delete(before.info.namespace);
+      for (const node of d.byNamespace.get(before.info.namespace) ?? []) node.selected.delete(key);
+    }
+    if (after === undefined || !isCandidate(after)) continue;
+    addCandidate(d.candidates, after);
+    for (const node of d.byNamespace.get(after.info.namespace) ?? []) {
+      if (selectorMatches(node.entry.policy.podSelector, after.info.labels)) {
+        node.selected.set(key, after);
+      }
+    }
+  }
+}
+
+/** Policy nodes for new and replaced policies, and none for removed ones. */
+function syncPolicies(d: Derived, policies: ReadonlyMap<string, PolicyEntry>): void {
+  const before = d.policies.size;
+  let existed = 0, changed = false;
+  for (const [key, entry] of policies) {
+    const node = d.policies.get(key);
+    if (node !== undefined) existed++;
+    if (node?.entry === entry) continue;
+    if (node !== undefined) dropPolicy(d, node);
+    d.policies.set(key, newPolicyNode(d, entry));
+    changed = true;
+  }
+  if (existed < before) {
+    for (const [key, node] of d.policies) {
+      if (policies.has(key)) continue;
+      dropPolicy(d, node);
+      d.policies.delete(key);
+      changed = true;
+    }
+  }
+  if (!changed) return;
+  d.order = [...d.policies.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  d.errors = d.order.filter((n) => n.entry.error !== undefined)
+    .map((n) => ({ policy: n.key, error: n.entry.error! }));
+}
+
+function newPolicyNode(d: Derived, entry: PolicyEntry): PolicyNode {
+  const policy = entry.policy;
+  const selected = new Map<string, PodRecord>();
+  for (const r of d.candidates.get(policy.namespace)?.values() ?? []) {
+    if (selectorMatches(policy.podSelector, r.info.labels)) selected.set(r.key, r);
+  }
+  const node: PolicyNode = { key: objectKey(policy.namespace, policy.name), entry, selected };
+  let list = d.byNamespace.get(policy.namespace);
+  if (list === undefined) d.byNamespace.set(policy.namespace, list = new Set());
+  list.add(node);
+  return node;
+}
+
+function dropPolicy(d: Derived, node: PolicyNode): void {
+  const ns = node.entry.policy.namespace;
+  const list = d.byNamespace.get(ns)!;
+  list.delete(node);
+  if (list.size === 0) d.byNamespace.delete(ns);
+  for (const dir of DIRECTIONS) d.dropped.push(...node.rules?.[dir] ?? []);
+}
+
+/** Per target, the NetworkPolicies isolating it and their rules, in policy then rule order. */
+function policyDrafts(d: Derived): Map<string, TargetDraft> {
+  const targets = new Map<string, TargetDraft>();
+  for (const node of d.order) {
+    if (node.selected.size === 0) continue;
+    const policy = node.entry.policy;
+    node.rules ??= compileRules(d.peers, node);
+    for (const direction of DIRECTIONS) {
+      if (!policy.types[direction]) continue;
+      const compiled = node.rules[direction].map(compiledRule);
+      for (const pod of node.selected.values()) {
+        let draft = targets.get(pod.key);
+        if (draft === undefined) targets.set(pod.key, draft = { pod });
+        const plan = draft[direction] ??= { policies: [], allow: [] };
+        plan.policies.push(node.key);
+        for (const rule of compiled) plan.allow.push(rule.shared ?? resolveForTarget(rule, pod));
+      }
+    }
+  }
+  return targets;
+}
+
+function compileRules(peers: PeerSets, node: PolicyNode): Record<Direction, RuleNode[]> {
+  const { entry, key } = node;
+  // A policy we could not read exactly isolates and allows nothing (issue 10, "Bad input").
+  const rulesOf = (direction: Direction) =>
+    entry.error !== undefined
+      ? []
+      : entry.policy[direction].map((rule, i) =>
+        ruleNode(peers, key, entry.policy.namespace, direction, rule, i)
+      );
+  return { ingress: rulesOf("ingress"), egress: rulesOf("egress") };
+}
+
+function ruleNode(
+  peers: PeerSets,
+  policy: string,
+  namespace: string,
   direction: Direction,
   rule: PolicyRule,
   index: number,
-): CompiledRule {
-  const peers = peersOf(ctx, policy.namespace, rule.peers);
-  if (rule.ports === undefined || rule.ports.length === 0) {
-    const shared: AllowRule = { policy: policyKey, rule: index, peers, ports: "any" };
-    return { shared, policy: policyKey, index, peers, ports: [] };
-  }
-  const ports = rule.ports.map((p): PortMatch | NamedPolicyPort => {
+): RuleNode {
+  const set = rule.peers === undefined || rule.peers.length === 0
+    ? undefined
+    : peers.acquire(namespace, rule.peers);
+  if (rule.ports === undefined || rule.ports.length === 0) return { policy, index, peers: set };
+  const ports = rule.ports.map((p): PortSource => {
     if (typeof p.port === "string") {
       const named = p as NamedPolicyPort;
-      return direction === "ingress" ? named : egressNamedPort(ctx, named, peers);
+      return direction === "ingress" ? named : { egress: peers.named(set, p.protocol, p.port) };
     }
     if (p.port === undefined) {
       return { kind: "range", protocol: p.protocol, port: 1, endPort: 65535 };
     }
     return { kind: "range", protocol: p.protocol, port: p.port, endPort: p.endPort ?? p.port };
   });
-  const compiled = { policy: policyKey, index, peers, ports };
-  if (ports.some((p) => !("kind" in p))) return compiled;
-  return {
-    ...compiled,
-    shared: { policy: policyKey, rule: index, peers, ports: ports as PortMatch[] },
-  };
+  return { policy, index, peers: set, ports };
+}
+
+/** The rule object for the peers' addresses and named ports as they are now. */
+function compiledRule(node: RuleNode): CompiledRule {
+  const peers: AddressSet | "any" = node.peers?.addresses ?? "any";
+  const deps: unknown[] = [peers];
+  for (const p of node.ports ?? []) if ("egress" in p) deps.push(p.egress.port);
+  const built = node.built;
+  if (built !== undefined && built.deps.every((x, i) => x === deps[i])) return built;
+  const { policy, index } = node;
+  const perTarget = new WeakMap<PodInfo, AllowRule>();
+  if (node.ports === undefined) {
+    const shared: AllowRule = { policy, rule: index, peers, ports: "any" };
+    return node.built = { deps, shared, policy, index, peers, ports: [], perTarget };
+  }
+  const ports = node.ports.map((p) => "egress" in p ? p.egress.port : p);
+  const compiled = { deps, policy, index, peers, ports, perTarget };
+  if (ports.some((p) => !("kind" in p))) return node.built = compiled;
+  const shared: AllowRule = { policy, rule: index, peers, ports: ports as PortMatch[] };
+  return node.built = { ...compiled, shared };
 }
 
 /** An ingress rule with named ports, resolved on the target's container ports. */
 function resolveForTarget(rule: CompiledRule, target: PodRecord): AllowRule {
+  const known = rule.perTarget.get(target.info);
+  if (known !== undefined) return known;
   const ports: PortMatch[] = [];
   for (const p of rule.ports) {
     if ("kind" in p) {
@@ -298,152 +453,26 @@ function resolveForTarget(rule: CompiledRule, target: PodRecord): AllowRule {
       ports.push({ kind: "range", protocol: p.protocol, port: n, endPort: n });
     }
   }
-  return { policy: rule.policy, rule: rule.index, peers: rule.peers, ports };
-}
-
-/** An egress named port: the destination pods' (address, port) pairs among the rule's peers. */
-function egressNamedPort(
-  ctx: Context,
-  port: NamedPolicyPort,
-  peers: AddressSet | "any",
-): PortMatch {
-  const key = `${port.protocol}/${port.port}`;
-  let byName = ctx.namedByPeers.get(peers);
-  if (byName === undefined) ctx.namedByPeers.set(peers, byName = new Map());
-  let match = byName.get(key);
-  if (match === undefined) {
-    const endpoints = namedEndpoints(ctx, port)
-      .filter((e) => peers === "any" || addressSetContains(peers, e.addr))
-      .map((e) => ({ ip: e.ip, port: e.port }));
-    match = { kind: "named", protocol: port.protocol, name: port.port, endpoints };
-    byName.set(key, match);
-  }
-  return match;
+  const resolved: AllowRule = { policy: rule.policy, rule: rule.index, peers: rule.peers, ports };
+  rule.perTarget.set(target.info, resolved);
+  return resolved;
 }
 
 /**
- * Every eligible pod address with a container port of that name and protocol, each (address,
- * port) pair once: IPv4 first, then pods grouped by namespace in the order `state.pods` lists
- * them. Not sorted: the renderer puts them in a set, and sorting 20,000 addresses cost more than
- * the rest of the lookup.
+ * The target's plan: the previous one (and each part of it) again when nothing in it changed,
+ * so the renderer can tell what did by identity.
  */
-function namedEndpoints(ctx: Context, port: NamedPolicyPort): readonly NamedEndpoint[] {
-  const key = `${port.protocol}/${port.port}`;
-  let list = ctx.namedPorts.get(key);
-  if (list !== undefined) return list;
-  const v4: NamedEndpoint[] = [], v6: NamedEndpoint[] = [];
-  // Two containers may repeat a name with one number, and two pods may hold one address (a
-  // terminating pod's object outlives its sandbox, whose address the kubelet reuses). The
-  // renderer counts a rule's endpoints against its peers (nft_rules.ts coversPeers): a pair
-  // listed twice would let a peer without the port through.
-  const seen = new Map<string, number | number[]>();
-  for (const records of ctx.byNamespace.values()) {
-    for (const r of records) {
-      for (const c of r.info.ports) {
-        if (c.name !== port.port || c.protocol !== port.protocol) continue;
-        r.addrs.forEach((addr, i) => {
-          const ip = r.info.ips[i];
-          const had = seen.get(ip);
-          if (had === c.port || (Array.isArray(had) && had.includes(c.port))) return;
-          seen.set(
-            ip,
-            had === undefined ? c.port : [...(Array.isArray(had) ? had : [had]), c.port],
-          );
-          (addr.family === 4 ? v4 : v6).push({ addr, ip, port: c.port });
-        });
-      }
-    }
+function finishTarget(draft: TargetDraft, prev: TargetPlan | undefined): TargetPlan {
+  const ingress = sameDirection(draft.ingress, prev?.ingress);
+  const egress = sameDirection(draft.egress, prev?.egress);
+  const cluster = sameCluster(draft.cluster, prev?.cluster);
+  const info = draft.pod.info;
+  if (
+    prev !== undefined && prev.node === info.node && sameList(prev.ips, info.ips) &&
+    prev.ingress === ingress && prev.egress === egress && prev.cluster === cluster
+  ) {
+    return prev;
   }
-  list = [...v4, ...v6];
-  ctx.namedPorts.set(key, list);
-  return list;
-}
-
-/**
- * The addresses a rule's `from`/`to` select; "any" when there are none. A podSelector alone
- * selects in `namespace` (the policy's).
- */
-function peersOf(
-  ctx: Context,
-  namespace: string,
-  peers: readonly PolicyPeer[] | undefined,
-): AddressSet | "any" {
-  if (peers === undefined || peers.length === 0) return "any";
-  const keyed = peers.map((p) => ({ peer: p, key: peerKey(p) }));
-  // Only a peer without namespaceSelector depends on the policy's namespace.
-  const ownNamespace = peers.some((p) => !("ipBlock" in p) && p.namespaces === undefined);
-  const cacheKey = `${ownNamespace ? namespace : ""}\n${keyed.map((k) => k.key).join("\n")}`;
-  const cached = ctx.peerSets.get(cacheKey);
-  if (cached !== undefined) return cached;
-
-  const v4: IpRange[] = [], v6: IpRange[] = [];
-  for (const { peer } of keyed) {
-    if ("ipBlock" in peer) {
-      const block = parseCidr(peer.ipBlock.cidr);
-      const except = peer.ipBlock.except.map((e) => cidrRange(parseCidr(e)));
-      (block.family === 4 ? v4 : v6).push(...subtractRanges([cidrRange(block)], except));
-      continue;
-    }
-    const namespaces = peer.namespaces === undefined
-      ? [namespace]
-      : namespacesMatching(ctx, peer.namespaces);
-    const pods = peer.pods ?? SELECT_ALL;
-    const podsKey = selectorKey(pods);
-    for (const ns of namespaces) {
-      for (const r of podsMatching(ctx, ns, pods, podsKey)) {
-        for (const a of r.addrs) (a.family === 4 ? v4 : v6).push({ start: a.value, end: a.value });
-      }
-    }
-  }
-  const set: AddressSet = { v4: mergeRanges(v4), v6: mergeRanges(v6) };
-  ctx.peerSets.set(cacheKey, set);
-  return set;
-}
-
-function peerKey(peer: PolicyPeer): string {
-  if ("ipBlock" in peer) return JSON.stringify(["ipBlock", peer.ipBlock.cidr, peer.ipBlock.except]);
-  return JSON.stringify([
-    "pods",
-    peer.pods === undefined ? null : selectorKey(peer.pods),
-    peer.namespaces === undefined ? null : selectorKey(peer.namespaces),
-  ]);
-}
-
-function namespacesMatching(
-  ctx: Context,
-  selector: LabelSelector,
-): readonly string[] {
-  const key = selectorKey(selector);
-  let names = ctx.namespacesBySelector.get(key);
-  if (names === undefined) {
-    // Only namespaces with eligible pods can add addresses; one without a Namespace object
-    // has no labels (it still matches an empty selector, NotIn and DoesNotExist).
-    names = [...ctx.byNamespace.keys()].filter((ns) =>
-      selectorMatches(selector, ctx.state.namespaces.get(ns)?.labels ?? {})
-    );
-    ctx.namespacesBySelector.set(key, names);
-  }
-  return names;
-}
-
-function podsMatching(
-  ctx: Context,
-  namespace: string,
-  selector: LabelSelector,
-  key: string,
-): readonly PodRecord[] {
-  const cacheKey = `${namespace}\n${key}`;
-  let pods = ctx.podsBySelector.get(cacheKey);
-  if (pods === undefined) {
-    pods = (ctx.byNamespace.get(namespace) ?? []).filter((r) =>
-      selectorMatches(selector, r.info.labels)
-    );
-    ctx.podsBySelector.set(cacheKey, pods);
-  }
-  return pods;
-}
-
-function finishTarget(draft: TargetDraft): TargetPlan {
   const plan: {
     pod: string;
     node: string;
@@ -451,9 +480,41 @@ function finishTarget(draft: TargetDraft): TargetPlan {
     ingress?: DirectionPlan;
     egress?: DirectionPlan;
     cluster?: TargetPlan["cluster"];
-  } = { pod: draft.pod.key, node: draft.pod.info.node, ips: draft.pod.info.ips };
-  if (draft.ingress) plan.ingress = draft.ingress;
-  if (draft.egress) plan.egress = draft.egress;
-  if (draft.cluster) plan.cluster = draft.cluster;
+  } = { pod: draft.pod.key, node: info.node, ips: info.ips };
+  if (ingress) plan.ingress = ingress;
+  if (egress) plan.egress = egress;
+  if (cluster) plan.cluster = cluster;
   return plan;
+}
+
+function sameDirection(
+  draft: DirectionPlan | undefined,
+  prev: DirectionPlan | undefined,
+): DirectionPlan | undefined {
+  if (draft === undefined || prev === undefined) return draft;
+  return sameList(draft.policies, prev.policies) && sameList(draft.allow, prev.allow)
+    ? prev
+    : draft;
+}
+
+function sameCluster(
+  draft: TargetPlan["cluster"],
+  prev: TargetPlan["cluster"],
+): TargetPlan["cluster"] {
+  if (draft === undefined || prev === undefined) return draft;
+  const ingress = sameTiers(draft.ingress, prev.ingress);
+  const egress = sameTiers(draft.egress, prev.egress);
+  if (ingress === prev.ingress && egress === prev.egress) return prev;
+  return { ...(ingress ? { ingress } : {}), ...(egress ? { egress } : {}) };
+}
+
+function sameTiers(draft: TierRules | undefined, prev: TierRules | undefined) {
+  if (draft === undefined || prev === undefined) return draft;
+  return sameList(draft.admin, prev.admin) && sameList(draft.baseline, prev.baseline)
+    ? prev
+    : draft;
+}
+
+function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
+  return a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
 }

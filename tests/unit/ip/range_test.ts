@@ -10,6 +10,8 @@ import {
   mergeRanges,
   rangesContain,
   subtractRanges,
+  withAddress,
+  withoutAddress,
 } from "../../../lib/ip/range.ts";
 import { assert, assertEquals } from "../../harness/assert.ts";
 
@@ -164,6 +166,28 @@ Deno.test("rangesContain() agrees with a scan of every range (property)", () => 
     const naive = list.some(([a, z]) => value >= base + BigInt(a) && value <= base + BigInt(z));
     assertEquals(rangesContain(merged, value), naive);
   }));
+});
+
+Deno.test("withAddress() and withoutAddress() keep merged ranges merged, as mergeRanges would (property)", () => {
+  fc.assert(fc.property(anyBase, ranges, fc.nat(WINDOW - 1), (base, list, o) => {
+    const merged = mergeRanges(at(base, list));
+    const value = base + BigInt(o);
+    const flags = members(list);
+    const out = flags[o] ? withoutAddress(merged, value) : withAddress(merged, value);
+    assertNormal(out);
+    flags[o] = !flags[o];
+    assertEquals(flagsOf(base, out), flags);
+  }));
+});
+
+Deno.test("withAddress() joins the neighbours an address touches; withoutAddress() splits around it", () => {
+  assertEquals(withAddress([r(1n, 4n), r(6n, 9n)], 5n), [r(1n, 9n)]);
+  assertEquals(withAddress([r(1n, 4n), r(7n, 9n)], 5n), [r(1n, 5n), r(7n, 9n)]);
+  assertEquals(withAddress([r(1n, 1n)], 3n), [r(1n, 1n), r(3n, 3n)]);
+  assertEquals(withAddress([], 3n), [r(3n, 3n)]);
+  assertEquals(withoutAddress([r(1n, 9n)], 5n), [r(1n, 4n), r(6n, 9n)]);
+  assertEquals(withoutAddress([r(1n, 9n)], 1n), [r(2n, 9n)]);
+  assertEquals(withoutAddress([r(3n, 3n), r(5n, 6n)], 3n), [r(5n, 6n)]);
 });
 
 /** Dotted quad by hand, independent of lib/ip. */
