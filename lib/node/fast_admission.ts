@@ -26,8 +26,10 @@
 // - Interval sets (ipBlocks, and runs of >= 256 pod addresses merged into ranges) cannot lose
 //   one address as an element: when one covers A, the fast path declines and the admission
 //   waits for the full reconcile.
-// - ClusterNetworkPolicy tiers have Deny rules whose peer sets, without A, would let a packet
-//   through to a later Accept: with any ClusterNetworkPolicy the fast path declines too.
+// - ClusterNetworkPolicy tiers have Deny and Pass rules whose peer sets, without A, would let a
+//   packet through to a later Accept: with any ClusterNetworkPolicy the fast path declines, and
+//   it checks the table too: any rule that tests a set and ends in anything but accept or return
+//   makes it decline.
 // So until the reconcile lands, the pod may be denied something it will be allowed, never
 // allowed something it will be denied. And that reconcile must not be one computed before the
 // binding (it would put the old owner's A back): lib/node/admission.ts marks such a table
@@ -90,6 +92,7 @@ export function closingChanges(
   isolation: Isolation,
 ): ElementChange[] | undefined {
   for (const chain of Object.values(ISOLATED_CHAINS)) if (!table.chains.has(chain)) return;
+  if (!setsOnlyAllow(table)) return undefined;
   const deletes: ElementChange[] = [], adds: ElementChange[] = [];
   const want = new Map<string, Map<string, string>>(); // set -> key -> element to add
   for (const ip of ips) {
@@ -129,6 +132,35 @@ export function closingChanges(
     for (const element of elements.values()) adds.push({ op: "add", set: name, type, element });
   }
   return [...deletes, ...adds];
+}
+
+const allowOnly = new WeakMap<NftTable["chains"], boolean>();
+
+/**
+ * Whether every rule of `table` that tests one of its sets ends in `accept` or `return` (checked,
+ * not assumed: a ClusterNetworkPolicy's Deny or Pass tests sets too), so that an address taken out
+ * of every set only ever matches fewer allows. Verdict map lookups (`vmap @m`), the masquerade
+ * sets and dynamic sets do not count. Once per chains object.
+ */
+function setsOnlyAllow(table: NftTable): boolean {
+  const known = allowOnly.get(table.chains);
+  if (known !== undefined) return known;
+  let ok = true;
+  for (const chain of table.chains.values()) {
+    for (const rule of chain.rules) {
+      const tested = [...rule.matchAll(/(?<!vmap )@([A-Za-z0-9_]+)/g)].map((m) => m[1])
+        .filter((name) => {
+          const set = table.sets.get(name);
+          return set !== undefined && !isMasqueradeSet(name) &&
+            !(set as { readonly dynamic?: unknown }).dynamic;
+        });
+      if (tested.length === 0) continue;
+      const verdict = rule.replace(/ comment "[^"]*"$/, "").trim().split(" ").at(-1);
+      if (verdict !== "accept" && verdict !== "return") ok = false;
+    }
+  }
+  allowOnly.set(table.chains, ok);
+  return ok;
 }
 
 /** The elements of a plain set or map that hold one of `ips` (as key, or part of one). */

@@ -153,6 +153,19 @@ Deno.test("closingChanges() declines where elements cannot close: an interval se
   assert(before.sets.get("podnets4")!.interval);
   const plain = tableOf(reuseWorld());
   assert(closingChanges(plain, NEW.ips, { ingress: true, egress: true }) !== undefined);
+  // A rule that tests a set and drops (a ClusterNetworkPolicy's Deny): taking the address out
+  // of that set would open, so declined, whatever the state says.
+  const chains = new Map(plain.chains);
+  const peers = [...plain.sets.keys()].find((n) => n.startsWith("i_"))!;
+  chains.set("ing_deny", { rules: [`ip saddr @${peers} counter name ingress_dropped drop`] });
+  const denying = { ...plain, chains };
+  assertEquals(closingChanges(denying, NEW.ips, { ingress: true, egress: true }), undefined);
+  const passing = new Map(plain.chains);
+  passing.set("ing_pass", { rules: [`ip saddr @${peers} goto ing_isolated`] });
+  assertEquals(
+    closingChanges({ ...plain, chains: passing }, NEW.ips, { ingress: true, egress: true }),
+    undefined,
+  );
   // No policy table (the chains the fast path maps to are missing): declined.
   const noPolicy = desiredTable({ clusterCidrs: CLUSTER_CIDRS, podCIDRs: PODCIDRS });
   assertEquals(closingChanges(noPolicy, NEW.ips, { ingress: true, egress: true }), undefined);
